@@ -1,0 +1,115 @@
+"""Audio input/output and validation shared by every package.
+
+All waveforms inside promptsep are ``float32`` tensors shaped ``[C, N]``
+(channels, samples) unless a docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from separation.errors import AudioError
+
+logger = logging.getLogger(__name__)
+
+#: Default cap on the size of an audio file a user hands in (bytes).
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+
+def load_audio(path: str | os.PathLike, max_bytes: int | None = MAX_FILE_BYTES) -> tuple[torch.Tensor, int]:
+    """Read an audio file.
+
+    Args:
+        path: any format libsndfile reads (wav, flac, ogg, ...).
+        max_bytes: refuse files larger than this (``None``: no cap).
+
+    Returns:
+        ``(wav [C, N] float32, sample_rate)``.
+
+    Raises:
+        AudioError: the file is missing, too large, unreadable or empty, or has
+            non-finite samples.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise AudioError(f"audio file not found: {p}")
+    size = p.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise AudioError(f"audio file {p.name} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+    try:
+        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile raises several types
+        raise AudioError(f"cannot read audio file {p.name}: {exc}") from exc
+    wav = torch.from_numpy(np.ascontiguousarray(data.T))
+    validate_audio(wav, sr, name=p.name)
+    return wav, int(sr)
+
+
+def validate_audio(wav: torch.Tensor, sample_rate: int, name: str = "audio", allow_silent: bool = True) -> None:
+    """Check a waveform is usable.
+
+    Args:
+        wav: ``[C, N]`` or ``[N]`` waveform.
+        sample_rate: its rate in Hz.
+        name: what to call it in error messages.
+        allow_silent: if ``False``, an all-zero waveform is an error.
+
+    Raises:
+        AudioError: empty, non-finite, wrong rank or rate, or silent when not allowed.
+    """
+    if not isinstance(wav, torch.Tensor):
+        raise AudioError(f"{name}: expected a tensor, got {type(wav).__name__}")
+    if wav.dim() not in (1, 2):
+        raise AudioError(f"{name}: expected a [channels, samples] waveform, got shape {tuple(wav.shape)}")
+    if sample_rate is None or int(sample_rate) <= 0:
+        raise AudioError(f"{name}: invalid sample rate {sample_rate}")
+    if wav.numel() == 0 or wav.shape[-1] == 0:
+        raise AudioError(f"{name} is empty (0 samples)")
+    finite = torch.isfinite(wav)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise AudioError(f"{name} has {bad} NaN/Inf samples out of {wav.numel()}")
+    if not allow_silent and float(wav.abs().max()) == 0.0:
+        raise AudioError(f"{name} is silent (all samples are zero)")
+
+
+def to_channels_first(wav: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Return a float32 ``[C, N]`` tensor from ``[N]``, ``[C, N]`` or ``[N, C]`` (C <= 8) input."""
+    t = torch.as_tensor(wav, dtype=torch.float32)
+    if t.dim() == 1:
+        return t.unsqueeze(0)
+    if t.dim() == 2 and t.shape[0] > 8 and t.shape[1] <= 8:
+        return t.T.contiguous()
+    return t
+
+
+def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    """Resample ``[..., N]`` from ``orig_sr`` to ``new_sr`` (band-limited sinc)."""
+    if int(orig_sr) == int(new_sr):
+        return wav
+    return AF.resample(wav, int(orig_sr), int(new_sr))
+
+
+def to_mono(wav: torch.Tensor) -> torch.Tensor:
+    """Average ``[C, N]`` to ``[1, N]``."""
+    return wav.mean(dim=0, keepdim=True) if wav.shape[0] > 1 else wav
+
+
+def save_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) -> Path:
+    """Write ``[C, N]`` (or ``[N]``) float audio as 16-bit PCM WAV (or by extension), atomically."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    data = to_channels_first(wav).detach().cpu().clamp(-1.0, 1.0).numpy().T
+    tmp = p.with_name(p.name + ".tmp")
+    fmt = p.suffix.lstrip(".").upper() or "WAV"
+    subtype = "PCM_16" if fmt == "WAV" else None
+    sf.write(str(tmp), data, int(sample_rate), format=fmt, subtype=subtype)
+    os.replace(tmp, p)
+    return p

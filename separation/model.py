@@ -1,0 +1,417 @@
+"""The separation model: codec + prompt encoders + DiT backbone + flow matching.
+
+:class:`SeparationModel` composes the parts. It owns the learned null embeddings
+used for prompt dropout and classifier-free guidance, turns prompts into a
+:class:`Conditioning`, computes the training loss and generates latents. The
+backbone (:mod:`separation.dit`) knows nothing of any of that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prompts.span import NULL, PAD, spans_to_anchors
+from prompts.text import TextEncoderConfig, build_text_encoder
+from prompts.video import VideoEncoderConfig
+from separation.codec import CodecConfig, DACVAE, build_codec
+from separation.dit import DiT, DiTConfig
+from separation.flow import FlowConfig, drop_mask, flow_loss, guided_velocity, interpolate, sample, sample_timesteps
+
+logger = logging.getLogger(__name__)
+
+#: Version of the release checkpoint layout (config.json + model.safetensors).
+FORMAT_VERSION = 1
+MODEL_KIND = "promptsep_separator"
+
+
+@dataclass
+class SeparationModelConfig:
+    """Everything needed to rebuild a separation model.
+
+    Attributes:
+        codec: the DAC-VAE codec.
+        dit: the backbone; its ``latent_dim``/``text_dim``/``video_dim`` are filled from the
+            codec and encoders by :func:`build_separation_model`.
+        flow: objective and prompt dropout.
+        text: text encoder (frozen).
+        video: video encoder (frozen) or None for a model without video prompts.
+    """
+
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    video: VideoEncoderConfig | None = field(default_factory=VideoEncoderConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SeparationModelConfig:
+        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
+
+        def make(kls, sub):
+            if sub is None:
+                return None
+            names = {f.name for f in dataclasses.fields(kls)}
+            unknown = set(sub) - names
+            if unknown:
+                raise ValueError(f"unknown {kls.__name__} keys: {sorted(unknown)}")
+            kw = {k: (tuple(v) if isinstance(v, list) and k.endswith("rates") else v) for k, v in sub.items()}
+            return kls(**kw)
+
+        return cls(
+            codec=make(CodecConfig, d.get("codec", {})),
+            dit=make(DiTConfig, d.get("dit", {})),
+            flow=make(FlowConfig, d.get("flow", {})),
+            text=make(TextEncoderConfig, d.get("text", {})),
+            video=make(VideoEncoderConfig, d.get("video")),
+        )
+
+
+@dataclass
+class Conditioning:
+    """Encoded prompts for a batch.
+
+    Attributes:
+        text: text memory ``[B, L, Dt]``.
+        text_mask: ``[B, L]`` bool, True for real tokens.
+        anchors: span anchor ids ``[B, T]`` (null where a row has no span prompt).
+        video: video features ``[B, T, Dv]`` or None (model without a video path).
+        has_text / has_span / has_video: ``[B]`` bool, which rows carry each prompt kind.
+    """
+
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    anchors: torch.Tensor
+    video: torch.Tensor | None
+    has_text: torch.Tensor
+    has_span: torch.Tensor
+    has_video: torch.Tensor
+
+    def index(self, rows: torch.Tensor | slice) -> Conditioning:
+        """Select rows (for candidates or chunking of the batch)."""
+        return Conditioning(
+            self.text[rows], self.text_mask[rows], self.anchors[rows],
+            None if self.video is None else self.video[rows],
+            self.has_text[rows], self.has_span[rows], self.has_video[rows],
+        )
+
+    def frames(self, start: int, end: int) -> Conditioning:
+        """Slice the per-frame parts to latent frames ``[start, end)``."""
+        return dataclasses.replace(
+            self,
+            anchors=self.anchors[:, start:end],
+            video=None if self.video is None else self.video[:, start:end],
+        )
+
+    def repeat(self, k: int) -> Conditioning:
+        """Repeat every row ``k`` times (row-major: each row's copies are adjacent)."""
+        def rep(x):
+            return None if x is None else x.repeat_interleave(k, dim=0)
+        return Conditioning(*(rep(getattr(self, f.name)) for f in dataclasses.fields(self)))
+
+
+class SeparationModel(nn.Module):
+    """Codec, prompt encoders and DiT composed for flow-matching separation."""
+
+    def __init__(self, cfg: SeparationModelConfig, codec: DACVAE | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.codec = codec if codec is not None else build_codec(cfg.codec)
+        self.text_encoder = build_text_encoder(cfg.text)
+        self.video_encoder = None
+        video_dim = 0
+        if cfg.video is not None:
+            from prompts.video import VideoEncoder
+
+            self.video_encoder = VideoEncoder(cfg.video)
+            video_dim = self.video_encoder.dim
+        cfg.dit = dataclasses.replace(
+            cfg.dit, latent_dim=self.codec.latent_dim, text_dim=self.text_encoder.dim, video_dim=video_dim
+        )
+        self.dit = DiT(cfg.dit)
+        self.null_text = nn.Parameter(torch.randn(1, self.text_encoder.dim) * 0.02)
+        self.null_video = nn.Parameter(torch.zeros(max(video_dim, 1)))
+        for module in (self.codec, self.text_encoder, self.video_encoder):
+            if module is not None:
+                module.requires_grad_(False)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def latent_dim(self) -> int:
+        return self.codec.latent_dim
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.codec.frame_rate
+
+    def train(self, mode: bool = True) -> SeparationModel:
+        """Train the backbone only: frozen parts stay in eval mode."""
+        super().train(mode)
+        for module in (self.codec, self.text_encoder, self.video_encoder):
+            if module is not None:
+                module.eval()
+        return self
+
+    def trainable_state_keys(self) -> list[str]:
+        """State-dict keys saved in a release (everything but pretrained frozen text encoders)."""
+        skip = "text_encoder." if self.cfg.text.kind in ("minilm", "t5") else None
+        return [k for k in self.state_dict() if skip is None or not k.startswith(skip)]
+
+    @torch.no_grad()
+    def encode_audio(self, wav: torch.Tensor) -> torch.Tensor:
+        """Codec latents ``[B, 1, N] -> [B, T, C]`` (normalised)."""
+        return self.codec.encode(wav).transpose(1, 2)
+
+    @torch.no_grad()
+    def decode_latents(self, z: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """Latents ``[B, T, C] -> [B, 1, N]`` (trimmed to ``length``)."""
+        return self.codec.decode(z.transpose(1, 2), length=length)
+
+    # ----------------------------------------------------------------- prompts
+    @torch.no_grad()
+    def encode_prompts(
+        self,
+        texts: Sequence[str | None],
+        spans: Sequence[Sequence[tuple[str, float, float]] | None],
+        videos: Sequence[Any | None],
+        num_frames: int,
+        durations: Sequence[float],
+    ) -> Conditioning:
+        """Encode a batch of prompts.
+
+        Args:
+            texts: one text per row, None for no text prompt.
+            spans: one list of ``(sign, start_s, end_s)`` per row, None/empty for no span prompt.
+            videos: one video per row (a :class:`prompts.types.VideoPrompt` or a dict with
+                ``frames [F, 3, H, W]``, ``masks [F, H, W]``, ``fps``), None for no video.
+            num_frames: latent frames ``T`` of the batch.
+            durations: real duration of each row's audio in seconds (frames past it are padding).
+
+        Returns:
+            A :class:`Conditioning` on the model's device.
+        """
+        b = len(texts)
+        if not (len(spans) == len(videos) == len(durations) == b):
+            raise ValueError("texts, spans, videos and durations must have one entry per row")
+        device = self.null_text.device
+        has_text = torch.tensor([bool(t) for t in texts], dtype=torch.bool, device=device)
+        real = [t for t in texts if t]
+        dt = self.text_encoder.dim
+        if real:
+            mem, mask = self.text_encoder(list(real))
+            mem, mask = mem.to(device), mask.to(device)
+            text = torch.zeros(b, mem.shape[1], dt, device=device)
+            text_mask = torch.zeros(b, mem.shape[1], dtype=torch.bool, device=device)
+            text[has_text], text_mask[has_text] = mem, mask
+        else:
+            text = torch.zeros(b, 1, dt, device=device)
+            text_mask = torch.zeros(b, 1, dtype=torch.bool, device=device)
+        anchors = torch.full((b, num_frames), NULL, dtype=torch.long, device=device)
+        has_span = torch.zeros(b, dtype=torch.bool, device=device)
+        for i, (sp, dur) in enumerate(zip(spans, durations)):
+            if sp:
+                anchors[i] = spans_to_anchors(sp, num_frames, self.frame_rate, dur).to(device)
+                has_span[i] = True
+            else:
+                pad_from = min(num_frames, self.codec.num_frames(int(round(dur * self.sample_rate))))
+                anchors[i, pad_from:] = PAD
+        has_video = torch.tensor([v is not None for v in videos], dtype=torch.bool, device=device)
+        video = None
+        if self.video_encoder is not None:
+            from prompts.video import resample_to_latent
+
+            video = self.null_video.expand(b, num_frames, -1).clone()
+            for i, v in enumerate(videos):
+                if v is None:
+                    continue
+                frames, masks, fps = _video_parts(v)
+                feats = self.video_encoder(frames[None].to(device), None if masks is None else masks[None].to(device))
+                video[i] = resample_to_latent(feats, fps, num_frames, self.frame_rate)[0]
+        elif bool(has_video.any()):
+            from separation.errors import PromptError
+
+            raise PromptError("this model was trained without video prompts")
+        cond = Conditioning(text, text_mask, anchors, video, has_text, has_span, has_video)
+        return self.apply_dropout(cond, "text", ~has_text)
+
+    def apply_dropout(self, cond: Conditioning, kind: str, rows: torch.Tensor) -> Conditioning:
+        """Replace prompt ``kind`` by its null embedding in ``rows`` (``[B]`` bool)."""
+        if not bool(rows.any()):
+            return cond
+        r = rows.to(cond.text.device)
+        if kind == "text":
+            text = cond.text.clone()
+            mask = cond.text_mask.clone()
+            text[r] = 0.0
+            text[r, 0] = self.null_text[0].to(text.dtype)
+            mask[r] = False
+            mask[r, 0] = True
+            return dataclasses.replace(cond, text=text, text_mask=mask)
+        if kind == "span":
+            anchors = cond.anchors.clone()
+            sub = anchors[r]
+            sub[sub != PAD] = NULL
+            anchors[r] = sub
+            return dataclasses.replace(cond, anchors=anchors)
+        if kind == "video":
+            if cond.video is None:
+                return cond
+            video = cond.video.clone()
+            video[r] = self.null_video.to(video.dtype)
+            return dataclasses.replace(cond, video=video)
+        raise ValueError(f"unknown prompt kind {kind!r}")
+
+    # ---------------------------------------------------------------- velocity
+    def velocity(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        z_mix: torch.Tensor,
+        cond: Conditioning,
+        audio_mask: torch.Tensor | None = None,
+        dropped: frozenset = frozenset(),
+    ) -> torch.Tensor:
+        """Backbone velocity ``[B, T, 2C]`` with prompt kinds in ``dropped`` nulled for every row."""
+        all_rows = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        for kind in dropped:
+            cond = self.apply_dropout(cond, kind, all_rows)
+        return self.dit(x, t, z_mix, cond.text, cond.text_mask, cond.anchors, cond.video, audio_mask)
+
+    # ---------------------------------------------------------------- training
+    def training_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Flow-matching loss on a batch from :func:`separation.data.mixing.collate_mixtures`.
+
+        Args:
+            batch: ``mixture``/``target``/``residual`` ``[B, 1, N]``, ``text`` list, ``spans`` list,
+                ``use_text``/``use_span`` lists of bool, optional ``video`` list.
+            generator: optional RNG for noise, times and dropout.
+
+        Returns:
+            ``{"loss": scalar, "t": [B]}``.
+        """
+        device = self.null_text.device
+        mix = batch["mixture"].to(device)
+        b, _, n = mix.shape
+        with torch.no_grad():
+            z_mix = self.encode_audio(mix)
+            z_tgt = self.encode_audio(batch["target"].to(device))
+            z_res = self.encode_audio(batch["residual"].to(device))
+        x1 = torch.cat([z_tgt, z_res], dim=-1)
+        num_frames = x1.shape[1]
+        texts = [t if u else None for t, u in zip(batch["text"], batch["use_text"])]
+        spans = [s if u else None for s, u in zip(batch["spans"], batch["use_span"])]
+        videos = batch.get("video") or [None] * b
+        if self.video_encoder is None:
+            videos = [None] * b
+        dur = n / self.sample_rate
+        cond = self.encode_prompts(texts, spans, videos, num_frames, [dur] * b)
+        fc = self.cfg.flow
+        for kind, p in (("text", fc.p_drop_text), ("span", fc.p_drop_span), ("video", fc.p_drop_video)):
+            cond = self.apply_dropout(cond, kind, drop_mask(p, b, device, generator))
+        x0 = torch.randn(x1.shape, device=device, generator=generator)
+        t = sample_timesteps(fc, b, device, generator)
+        xt = interpolate(x0, x1, t)
+        pred = self.dit(xt, t, z_mix, cond.text, cond.text_mask, cond.anchors, cond.video, None)
+        loss = flow_loss(pred, x1 - x0)
+        return {"loss": loss, "t": t.detach()}
+
+    # -------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate(
+        self,
+        z_mix: torch.Tensor,
+        cond: Conditioning,
+        noise: torch.Tensor,
+        nfe: int = 16,
+        method: str = "midpoint",
+        guidance: Mapping[str, float] | None = None,
+        audio_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Integrate the flow from ``noise [B, T, 2C]`` to ``[target | residual]`` latents ``[B, T, 2C]``."""
+
+        def vel(x, t, dropped):
+            return self.velocity(x, t, z_mix, cond, audio_mask, dropped)
+
+        return sample(lambda x, t: guided_velocity(vel, x, t, guidance), noise, nfe, method)
+
+    # ------------------------------------------------------------- persistence
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (the current weights) to ``path``."""
+        from safetensors.torch import save_file
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict()
+        tensors = {k: state[k].detach().cpu().contiguous() for k in self.trainable_state_keys()}
+        save_file(tensors, str(out / "model.safetensors"), metadata={"format_version": str(FORMAT_VERSION)})
+        meta = {"format_version": FORMAT_VERSION, "kind": MODEL_KIND, "config": self.cfg.to_dict()}
+        (out / "config.json").write_text(json.dumps(meta, indent=2))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> SeparationModel:
+        """Load a release folder strictly (every saved tensor must match, none missing)."""
+        from safetensors.torch import load_file
+
+        root = resolve_checkpoint(path)
+        meta = json.loads((root / "config.json").read_text())
+        if meta.get("kind") != MODEL_KIND:
+            raise ValueError(f"{root} holds a {meta.get('kind')!r} checkpoint, not a separator")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{root}: format version {meta.get('format_version')} is not {FORMAT_VERSION}")
+        model = cls(SeparationModelConfig.from_dict(meta["config"]))
+        tensors = load_file(str(root / "model.safetensors"), device=str(map_location))
+        expected = set(model.trainable_state_keys())
+        missing, unexpected = expected - set(tensors), set(tensors) - expected
+        if missing or unexpected:
+            raise ValueError(f"{root}: checkpoint mismatch, missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        model.load_state_dict(tensors, strict=False)
+        return model.eval().to(map_location)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A local release folder, or a hub id downloaded with ``huggingface_hub`` (needs network)."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "config.json").is_file() or not (p / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{p} is not a checkpoint folder (needs config.json and model.safetensors)")
+        return p
+    if p.exists() or str(path).startswith((".", "/")) or str(path).count("/") != 1:
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(path), allow_patterns=["config.json", "model.safetensors", "*.md"]))
+
+
+def _video_parts(v: Any) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """``(frames [F, 3, H, W], masks [F, H, W] | None, fps)`` from a VideoPrompt or a dict."""
+    if isinstance(v, Mapping):
+        return v["frames"], v.get("masks"), float(v["fps"])
+    masks = v.masks
+    if masks is None and getattr(v, "box", None) is not None:
+        from prompts.video import box_to_masks
+
+        f, _, h, w = v.frames.shape
+        masks = box_to_masks(v.box, f, h, w)
+    return v.frames, masks, float(v.fps)
+
+
+def build_separation_model(cfg: SeparationModelConfig, codec: DACVAE | None = None) -> SeparationModel:
+    """Factory: build a :class:`SeparationModel` (optionally around an already trained codec)."""
+    return SeparationModel(cfg, codec=codec)
