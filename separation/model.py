@@ -22,9 +22,17 @@ from torch import nn
 from prompts.span import NULL, PAD, spans_to_anchors
 from prompts.text import TextEncoderConfig, build_text_encoder
 from prompts.video import VideoEncoderConfig
-from separation.codec import CodecConfig, DACVAE, build_codec
+from separation.codec import DACVAE, CodecConfig, build_codec
 from separation.dit import DiT, DiTConfig
-from separation.flow import FlowConfig, drop_mask, flow_loss, guided_velocity, interpolate, sample, sample_timesteps
+from separation.flow import (
+    FlowConfig,
+    drop_mask,
+    flow_loss,
+    guided_velocity,
+    interpolate,
+    sample,
+    sample_timesteps,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +179,16 @@ class SeparationModel(nn.Module):
     def trainable_state_keys(self) -> list[str]:
         """State-dict keys saved in a release (everything but pretrained frozen text encoders)."""
         skip = "text_encoder." if self.cfg.text.kind in ("minilm", "t5") else None
-        return [k for k in self.state_dict() if skip is None or not k.startswith(skip)]
+        keys, seen = [], set()
+        for k, v in self.state_dict(keep_vars=True).items():
+            if skip is not None and k.startswith(skip):
+                continue
+            ptr = (v.data_ptr(), v.shape, v.dtype)  # tied weights (e.g. T5 embeddings) are saved once
+            if v.numel() and ptr in seen:
+                continue
+            seen.add(ptr)
+            keys.append(k)
+        return keys
 
     @torch.no_grad()
     def encode_audio(self, wav: torch.Tensor) -> torch.Tensor:

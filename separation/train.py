@@ -296,7 +296,7 @@ def train(cfg) -> dict[str, Any]:
         persistent_workers=int(cfg.data.num_workers) > 0,
     )
     val_ds = MixtureDataset(cfg.data.root, "valid", mix_config_from(cfg, "valid"), seed=int(cfg.seed) + 1,
-                            length=int(cfg.val.items))
+                            length=int(cfg.val.num_items))
     module.val_batches = list(DataLoader(val_ds, batch_size=min(bs, 16), collate_fn=collate_mixtures))
     # Lightning needs a val dataloader to call the validation hooks; one dummy batch is enough.
     dummy_val = DataLoader([0], batch_size=1)

@@ -71,7 +71,7 @@ def tiny_model_config(video: bool = True):
     from separation.model import SeparationModelConfig
 
     return SeparationModelConfig(
-        codec=CodecConfig(encoder_dim=8, encoder_rates=(2, 4), latent_dim=8, decoder_dim=16, decoder_rates=(4, 2)),
+        codec=CodecConfig(encoder_dim=8, encoder_rates=(4, 8), latent_dim=8, decoder_dim=16, decoder_rates=(8, 4)),
         dit=DiTConfig(width=32, depth=2, heads=2),
         text=TextEncoderConfig(kind="tiny_t5"),
         video=VideoEncoderConfig(image_size=32) if video else None,

@@ -1,0 +1,496 @@
+"""Audio embedding models behind one small interface (in the style of HEAR and mteb).
+
+An :class:`AudioEmbedder` has a ``name``, a ``sample_rate`` (the rate its inputs must
+have), an embedding size ``dim`` and::
+
+    embed_audio(audio) -> [B, D] float32          # audio: list of [N] tensors or a [B, N] batch
+    embed_frames(audio) -> ([B, T, D], [B, T])    # optional: frame embeddings + timestamps (s)
+    embed_text(texts) -> [B, D]                   # optional: text in the same space
+
+``supports_frames`` / ``supports_text`` say which optional parts exist. Every model is
+registered in the explicit table :data:`EMBEDDERS` (name -> factory) and built with
+:func:`build_embedder`; :func:`self_check` verifies shapes, dtypes, finiteness and
+determinism of any embedder.
+
+Built-in models (all offline):
+
+- ``clap-tiny``: the project's audio-text joint embedding (``checkpoints/promptsep-clap-tiny``).
+- ``mosaic-tiny``: self-supervised masked-patch contrastive encoder (needs a trained
+  release folder; none ships by default).
+- ``resemblyzer``: the GE2E speaker encoder of the ``resemblyzer`` package (speech).
+- ``codec-mean``: mean over time of the project's DAC-VAE latents (baseline).
+- ``logmel-stats``: mean and std of 64 log-mel bands (baseline).
+
+Hub models: ``clap-hub`` (LAION CLAP through ``transformers.ClapModel``, by hub id or a
+local folder). They need the weights on disk or internet and are never used by default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.embedding.features import AudioBatch, LogMel, MelConfig, as_wav_list, pad_batch, resample_list
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CODEC_DIR = REPO_ROOT / "checkpoints" / "promptsep-tiny" / "codec"
+
+
+class AudioEmbedder:
+    """Base class of the embedding models.
+
+    Subclasses set :attr:`name`, :attr:`sample_rate`, :attr:`dim` and implement
+    :meth:`_embed` (a padded batch -> ``[B, D]``); :meth:`_frames` and :meth:`_text` are
+    optional.
+
+    Attributes:
+        name: registry name.
+        sample_rate: rate (Hz) of the inputs of :meth:`embed_audio`.
+        dim: embedding size ``D``.
+        batch_size: items per forward pass.
+        device: torch device of the model.
+        speech_only: the model is meant for speech (the benchmark reports it on speech items).
+    """
+
+    name: str = "base"
+    sample_rate: int = 16000
+    dim: int = 0
+    batch_size: int = 16
+    device: str = "cpu"
+    speech_only: bool = False
+
+    # ------------------------------------------------------------- identity
+    def fingerprint(self) -> str:
+        """Short id of the weights/settings; part of the embedding cache key."""
+        return "v1"
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.name}@{self.fingerprint()}"
+
+    @property
+    def supports_text(self) -> bool:
+        return type(self)._text is not AudioEmbedder._text
+
+    @property
+    def supports_frames(self) -> bool:
+        return type(self)._frames is not AudioEmbedder._frames
+
+    # ---------------------------------------------------------------- public
+    def embed_audio(self, audio: AudioBatch, sample_rate: int | None = None) -> torch.Tensor:
+        """Clip embeddings.
+
+        Args:
+            audio: a ``[B, N]`` batch or a list of ``[N]`` waveforms (lengths may differ).
+            sample_rate: rate of ``audio`` (default: :attr:`sample_rate`; other rates are resampled).
+
+        Returns:
+            ``[B, D]`` float32 on the CPU.
+        """
+        wavs = resample_list(as_wav_list(audio), sample_rate or self.sample_rate, self.sample_rate)
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(wavs), self.batch_size):
+                chunk = wavs[s : s + self.batch_size]
+                emb = self._embed(chunk)
+                out.append(torch.as_tensor(emb).detach().float().cpu())
+        return torch.cat(out)
+
+    def embed_frames(self, audio: AudioBatch, sample_rate: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame embeddings ``[B, T, D]`` and their centre times ``[B, T]`` in seconds.
+
+        Items shorter than the longest are zero beyond their end.
+
+        Raises:
+            NotImplementedError: the model has no frame embeddings.
+        """
+        if not self.supports_frames:
+            raise NotImplementedError(f"{self.name} has no frame embeddings")
+        wavs = resample_list(as_wav_list(audio), sample_rate or self.sample_rate, self.sample_rate)
+        with torch.no_grad():
+            emb, ts = self._frames(wavs)
+        return emb.float().cpu(), ts.float().cpu()
+
+    def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Text embeddings ``[B, D]`` in the audio space.
+
+        Raises:
+            NotImplementedError: the model has no text tower.
+        """
+        if not self.supports_text:
+            raise NotImplementedError(f"{self.name} has no text tower")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not texts:
+            raise ValueError("no texts to embed")
+        with torch.no_grad():
+            return torch.as_tensor(self._text(list(texts))).float().cpu()
+
+    # ------------------------------------------------------------ subclasses
+    def _embed(self, wavs: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _frames(self, wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _text(self, texts: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, sample_rate={self.sample_rate}, dim={self.dim})"
+
+
+def _file_digest(paths: Sequence[Path]) -> str:
+    h = hashlib.sha1()
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()[:12]
+
+
+# ================================================================ baselines
+class LogMelStats(AudioEmbedder):
+    """Mean and standard deviation over time of 64 log-mel bands (``D = 128``)."""
+
+    name = "logmel-stats"
+
+    def __init__(self, mel: MelConfig | None = None, batch_size: int = 32):
+        self.mel_cfg = mel or MelConfig()
+        self.sample_rate = self.mel_cfg.sample_rate
+        self.frontend = LogMel(self.mel_cfg)
+        self.dim = 2 * self.mel_cfg.n_mels
+        self.batch_size = batch_size
+
+    def fingerprint(self) -> str:
+        c = self.mel_cfg
+        return f"m{c.n_mels}-f{c.n_fft}-h{c.hop_length}"
+
+    def _embed(self, wavs):
+        x, lengths = pad_batch(wavs)
+        logmel = self.frontend(x)  # [B, M, F]
+        frames = self.frontend.num_frames(lengths).clamp_max(logmel.shape[-1])
+        valid = (torch.arange(logmel.shape[-1])[None] < frames[:, None]).float()[:, None]
+        n = valid.sum(-1)
+        mean = (logmel * valid).sum(-1) / n
+        std = (((logmel - mean[..., None]) ** 2 * valid).sum(-1) / n).sqrt()
+        return torch.cat([mean, std], dim=-1)
+
+    def _frames(self, wavs):
+        # Stats over 1 s windows with a 0.5 s hop, so frame embeddings live in the clip space.
+        win, hop = self.sample_rate, self.sample_rate // 2
+        n_max = max(w.shape[-1] for w in wavs)
+        starts = list(range(0, max(1, n_max - win + hop), hop))
+        out = torch.zeros(len(wavs), len(starts), self.dim)
+        for j, s in enumerate(starts):
+            seg = [w[s : s + win] if w.shape[-1] > s else torch.zeros(1) for w in wavs]
+            seg = [x if x.numel() > 0 else torch.zeros(1) for x in seg]
+            emb = self._embed(seg)
+            for i, w in enumerate(wavs):
+                if w.shape[-1] > s:
+                    out[i, j] = emb[i]
+        ts = (torch.tensor(starts, dtype=torch.float32) + win / 2) / self.sample_rate
+        return out, ts[None].expand(len(wavs), -1)
+
+
+class CodecLatentMean(AudioEmbedder):
+    """Mean over time of the (normalised) DAC-VAE latents of the project's codec (``D = C``)."""
+
+    name = "codec-mean"
+
+    def __init__(self, path: str | Path | None = None, codec: Any | None = None, device: str = "cpu",
+                 batch_size: int = 16):
+        if codec is None:
+            from separation.codec import DACVAE
+
+            path = Path(path) if path is not None else DEFAULT_CODEC_DIR
+            if not (path / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"codec-mean needs a trained codec release folder, none at {path}; pass path=... "
+                    "(e.g. checkpoints/promptsep-tiny/codec)"
+                )
+            codec = DACVAE.from_pretrained(path, map_location=device)
+            self._fp = _file_digest([path / "model.safetensors"])
+        else:
+            self._fp = "custom-" + hashlib.sha1(str(sorted((k, tuple(v.shape)) for k, v in codec.state_dict().items()))
+                                                .encode()).hexdigest()[:8]
+        self.codec = codec.eval().to(device)
+        self.device = device
+        self.sample_rate = int(codec.sample_rate)
+        self.dim = int(codec.latent_dim)
+        self.batch_size = batch_size
+
+    def fingerprint(self) -> str:
+        return self._fp
+
+    def _latents(self, wavs):
+        x, lengths = pad_batch(wavs)
+        z = self.codec.encode(x[:, None].to(self.device))  # [B, C, T]
+        frames = torch.tensor([self.codec.num_frames(int(n)) for n in lengths], device=z.device)
+        valid = torch.arange(z.shape[-1], device=z.device)[None] < frames[:, None]
+        return z, valid
+
+    def _embed(self, wavs):
+        z, valid = self._latents(wavs)
+        v = valid[:, None].float()
+        return (z * v).sum(-1) / v.sum(-1)
+
+    def _frames(self, wavs):
+        z, valid = self._latents(wavs)
+        emb = z.transpose(1, 2) * valid[..., None]
+        ts = (torch.arange(z.shape[-1], dtype=torch.float32) + 0.5) / float(self.codec.frame_rate)
+        return emb, ts[None].expand(len(wavs), -1)
+
+
+# ================================================================== speech
+class ResemblyzerEmbedder(AudioEmbedder):
+    """GE2E speaker embeddings (``D = 256``) of the ``resemblyzer`` package (weights ship inside it).
+
+    Each item is volume-normalised to -30 dBFS (as ``resemblyzer.preprocess_wav`` does, without
+    its silence trimming, which would change the timing) and embedded as the normalised mean of
+    1.6 s partial embeddings; frame embeddings are those partials.
+    """
+
+    name = "resemblyzer"
+    speech_only = True
+
+    def __init__(self, device: str = "cpu", batch_size: int = 16):
+        try:
+            from resemblyzer import VoiceEncoder
+        except ImportError as exc:  # pragma: no cover - optional extra
+            raise ImportError("the resemblyzer embedder needs `pip install resemblyzer` (extra 'embed')") from exc
+        import resemblyzer
+
+        self.encoder = VoiceEncoder(device=device, verbose=False)
+        self.device = device
+        self.sample_rate = 16000
+        self.dim = 256
+        self.batch_size = batch_size
+        self._fp = _file_digest([Path(resemblyzer.__file__).parent / "pretrained.pt"])
+
+    def fingerprint(self) -> str:
+        return self._fp
+
+    @staticmethod
+    def _prep(w: torch.Tensor) -> np.ndarray:
+        x = w.numpy().astype(np.float32)
+        rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+        if rms > 1e-6:
+            x = x * (10 ** (-30 / 20) / rms)
+        return x
+
+    def _embed(self, wavs):
+        return torch.from_numpy(np.stack([self.encoder.embed_utterance(self._prep(w)) for w in wavs]))
+
+    def _frames(self, wavs):
+        parts, times = [], []
+        for w in wavs:
+            _, partials, slices = self.encoder.embed_utterance(self._prep(w), return_partials=True)
+            parts.append(torch.from_numpy(partials))
+            times.append(torch.tensor([(s.start + s.stop) / 2 / self.sample_rate for s in slices]))
+        t = max(p.shape[0] for p in parts)
+        emb = torch.zeros(len(wavs), t, self.dim)
+        ts = torch.zeros(len(wavs), t)
+        for i, (p, tt) in enumerate(zip(parts, times)):
+            emb[i, : p.shape[0]] = p
+            ts[i, : p.shape[0]] = tt
+            if p.shape[0] < t:  # keep timestamps increasing past the end
+                step = float(tt[1] - tt[0]) if len(tt) > 1 else 1.0
+                ts[i, p.shape[0] :] = tt[-1] + step * torch.arange(1, t - p.shape[0] + 1)
+        return emb, ts
+
+
+# ============================================================ joint / SSL
+class _TowerEmbedder(AudioEmbedder):
+    """Shared code of ``clap-tiny`` and ``mosaic-tiny`` (a model with ``embed_audio(wav, lengths)``)."""
+
+    def __init__(self, model, fingerprint: str, device: str = "cpu", batch_size: int = 16):
+        self.model = model.eval().to(device)
+        self.device = device
+        self.sample_rate = int(model.sample_rate)
+        self.dim = int(model.dim)
+        self.batch_size = batch_size
+        self._fp = fingerprint
+
+    def fingerprint(self) -> str:
+        return self._fp
+
+    def _embed(self, wavs):
+        x, lengths = pad_batch(wavs)
+        return self.model.embed_audio(x.to(self.device), lengths)
+
+    def _frames(self, wavs):
+        x, lengths = pad_batch(wavs)
+        emb, ts, _ = self.model.embed_frames(x.to(self.device), lengths)
+        return emb, ts
+
+
+class ClapTinyEmbedder(_TowerEmbedder):
+    """The project's audio-text joint embedding (``D = 256``, text through frozen MiniLM)."""
+
+    name = "clap-tiny"
+
+    def __init__(self, path: str | Path | None = None, model: Any | None = None, device: str = "cpu",
+                 batch_size: int = 16):
+        from bench.embedding.clap import DEFAULT_CLAP_DIR, ClapTiny
+
+        if model is None:
+            path = Path(path) if path is not None else DEFAULT_CLAP_DIR
+            model = ClapTiny.from_pretrained(path, map_location=device)
+            fp = _file_digest([path / "model.safetensors"])
+        else:
+            fp = "untrained-" + hashlib.sha1(repr(model.cfg).encode()).hexdigest()[:8]
+        super().__init__(model, fp, device, batch_size)
+
+    def _text(self, texts):
+        return self.model.embed_text(texts)
+
+
+class MosaicEmbedder(_TowerEmbedder):
+    """Self-supervised masked-patch contrastive encoder (``D = width``; no text tower)."""
+
+    name = "mosaic-tiny"
+
+    def __init__(self, path: str | Path | None = None, model: Any | None = None, device: str = "cpu",
+                 batch_size: int = 16):
+        from bench.embedding.mosaic import DEFAULT_MOSAIC_DIR, MosaicTiny
+
+        if model is None:
+            path = Path(path) if path is not None else DEFAULT_MOSAIC_DIR
+            model = MosaicTiny.from_pretrained(path, map_location=device)
+            fp = _file_digest([path / "model.safetensors"])
+        else:
+            fp = "untrained-" + hashlib.sha1(repr(model.cfg).encode()).hexdigest()[:8]
+        super().__init__(model, fp, device, batch_size)
+
+
+# ===================================================================== hub
+class HubClapEmbedder(AudioEmbedder):
+    """LAION CLAP through ``transformers.ClapModel`` (48 kHz, ``D = 512``), by hub id or folder.
+
+    Needs the weights locally (``local_files_only``) or internet access; never used by the
+    offline default path.
+    """
+
+    name = "clap-hub"
+
+    def __init__(self, model_id: str = "laion/clap-htsat-unfused", device: str = "cpu", batch_size: int = 8,
+                 local_files_only: bool | None = None):
+        import os
+
+        from transformers import ClapModel, ClapProcessor
+
+        if local_files_only is None:
+            local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") == "1"
+        try:
+            self.processor = ClapProcessor.from_pretrained(model_id, local_files_only=local_files_only)
+            self.model = ClapModel.from_pretrained(model_id, local_files_only=local_files_only).eval().to(device)
+        except OSError as exc:
+            raise OSError(f"could not load CLAP {model_id!r}: {exc}. Without internet, pass a local folder.") from exc
+        self.model_id = model_id
+        self.device = device
+        self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
+        self.dim = int(self.model.config.projection_dim)
+        self.batch_size = batch_size
+
+    def fingerprint(self) -> str:
+        return hashlib.sha1(self.model_id.encode()).hexdigest()[:12]
+
+    def _embed(self, wavs):
+        inputs = self.processor(audios=[w.numpy() for w in wavs], sampling_rate=self.sample_rate,
+                                return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        return F.normalize(self.model.get_audio_features(**inputs), dim=-1)
+
+    def _text(self, texts):
+        inputs = self.processor(text=texts, return_tensors="pt", padding=True)
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        return F.normalize(self.model.get_text_features(**inputs), dim=-1)
+
+
+# ================================================================ registry
+#: name -> factory(**kwargs) -> AudioEmbedder. The one place models are registered.
+EMBEDDERS: dict[str, Callable[..., AudioEmbedder]] = {
+    "clap-tiny": ClapTinyEmbedder,
+    "mosaic-tiny": MosaicEmbedder,
+    "resemblyzer": ResemblyzerEmbedder,
+    "codec-mean": CodecLatentMean,
+    "logmel-stats": LogMelStats,
+    "clap-hub": HubClapEmbedder,
+}
+
+#: Offline built-ins run by default (mosaic-tiny joins when a trained release exists).
+DEFAULT_MODELS: tuple[str, ...] = ("clap-tiny", "resemblyzer", "codec-mean", "logmel-stats")
+
+
+def build_embedder(name: str, **kwargs: Any) -> AudioEmbedder:
+    """Build a registered embedder.
+
+    Args:
+        name: a key of :data:`EMBEDDERS`.
+        **kwargs: passed to the factory (``path``, ``device``, ``batch_size``, ...).
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+    """
+    if name not in EMBEDDERS:
+        raise KeyError(f"unknown embedding model {name!r}; known: {sorted(EMBEDDERS)}")
+    return EMBEDDERS[name](**kwargs)
+
+
+def self_check(embedder: AudioEmbedder, seconds: float = 1.0, seed: int = 0) -> dict[str, Any]:
+    """Check an embedder's contract on random audio; raises ``AssertionError`` on a violation.
+
+    Checks: ``embed_audio`` on a list of two lengths and on a ``[B, N]`` batch gives
+    ``[B, D]`` float32 finite outputs with ``D == dim``; the same input gives the same
+    output (deterministic, batch-independent up to 1e-4); frames (if any) are
+    ``[B, T, D]`` with increasing timestamps ``[B, T]``; text (if any) is ``[B, D]``.
+
+    Returns:
+        ``{"name", "dim", "sample_rate", "frames": bool, "text": bool}``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    sr = int(embedder.sample_rate)
+    n = max(1, int(seconds * sr))
+    a = 0.1 * torch.randn(n, generator=g)
+    b = 0.1 * torch.randn(n // 2 + 1, generator=g) + 0.05 * torch.sin(torch.arange(n // 2 + 1) * 0.05)
+    d = int(embedder.dim)
+    assert d > 0, f"{embedder.name}: dim must be positive, got {d}"
+
+    def check(x: torch.Tensor, rows: int, what: str) -> None:
+        assert isinstance(x, torch.Tensor), f"{embedder.name}: {what} returned {type(x).__name__}, not a tensor"
+        assert x.shape == (rows, d), f"{embedder.name}: {what} gave shape {tuple(x.shape)}, expected {(rows, d)}"
+        assert x.dtype == torch.float32, f"{embedder.name}: {what} gave dtype {x.dtype}, expected float32"
+        assert torch.isfinite(x).all(), f"{embedder.name}: {what} gave non-finite values"
+
+    e_list = embedder.embed_audio([a, b])
+    check(e_list, 2, "embed_audio(list)")
+    e_batch = embedder.embed_audio(torch.stack([a, a]))
+    check(e_batch, 2, "embed_audio([B, N])")
+    e_one = embedder.embed_audio([a])
+    check(e_one, 1, "embed_audio([one])")
+    assert torch.allclose(e_batch[0], e_batch[1], atol=1e-4), f"{embedder.name}: identical rows embed differently"
+    assert torch.allclose(e_one[0], e_list[0], atol=1e-4, rtol=1e-3), (
+        f"{embedder.name}: an item's embedding depends on the rest of the batch or is not deterministic"
+    )
+    if embedder.supports_frames:
+        fr, ts = embedder.embed_frames([a, b])
+        assert fr.dim() == 3 and fr.shape[0] == 2 and fr.shape[2] == d, (
+            f"{embedder.name}: embed_frames gave shape {tuple(fr.shape)}, expected [2, T, {d}]"
+        )
+        assert ts.shape == fr.shape[:2], f"{embedder.name}: timestamps {tuple(ts.shape)} vs frames {tuple(fr.shape)}"
+        assert fr.dtype == torch.float32 and torch.isfinite(fr).all(), f"{embedder.name}: bad frame embeddings"
+        if ts.shape[1] > 1:
+            assert bool((ts[:, 1:] > ts[:, :-1]).all()), f"{embedder.name}: timestamps must increase"
+    if embedder.supports_text:
+        t = embedder.embed_text(["a dog barking", "piano"])
+        check(t, 2, "embed_text")
+    return {"name": embedder.name, "dim": d, "sample_rate": sr, "frames": embedder.supports_frames,
+            "text": embedder.supports_text}

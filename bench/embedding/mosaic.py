@@ -1,0 +1,137 @@
+"""``mosaic-tiny``: a self-supervised audio encoder in the AudioMosaic style (optional).
+
+Contrastive learning on masked spectrogram patches: two views of the same log-mel crop,
+each with a different random subset of time-frequency patches masked out (set to the
+clip mean, 0 after standardisation) and, optionally, different crop offsets; the pooled
+outputs of the audio tower go through a projection head and the NT-Xent (symmetric
+InfoNCE) loss pulls the two views together against the other clips of the batch. No
+labels are used. Downstream embeddings are the tower's CLS output *before* the
+projection head (the SimCLR recipe), L2-normalised.
+
+The audio tower is the one of :mod:`bench.embedding.clap`, so both models share the
+front-end, the frame layout and the trainer (``objective: mosaic`` in
+``conf/embedding/train_clap.yaml``). Release folders are ``kind: promptsep_mosaic``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.embedding.clap import (
+    AudioTower,
+    AudioTowerConfig,
+    load_release,
+    load_strict,
+    save_release,
+)
+from bench.embedding.features import LogMel, MelConfig, normalise_logmel
+
+MOSAIC_KIND = "promptsep_mosaic"
+DEFAULT_MOSAIC_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "promptsep-mosaic-tiny"
+
+
+@dataclass
+class MosaicConfig:
+    """Self-supervised encoder settings.
+
+    Attributes:
+        audio: the audio tower.
+        head_dim: output of the projection head used by the loss.
+        patch_mels / patch_frames: patch size on the log-mel grid.
+        mask_ratio: share of patches masked in each view.
+        temperature: NT-Xent temperature.
+    """
+
+    audio: AudioTowerConfig = field(default_factory=AudioTowerConfig)
+    head_dim: int = 128
+    patch_mels: int = 8
+    patch_frames: int = 16
+    mask_ratio: float = 0.5
+    temperature: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MosaicConfig:
+        d = dict(d)
+        audio = dict(d.pop("audio", {}) or {})
+        mel = MelConfig(**(audio.pop("mel", {}) or {}))
+        if "channels" in audio:
+            audio["channels"] = tuple(audio["channels"])
+        return cls(audio=AudioTowerConfig(mel=mel, **audio), **d)
+
+
+def mask_patches(mel: torch.Tensor, patch_mels: int, patch_frames: int, ratio: float,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero a random ``ratio`` of the ``patch_mels x patch_frames`` patches of ``mel [B, M, F]``."""
+    b, m, f = mel.shape
+    gm, gf = -(-m // patch_mels), -(-f // patch_frames)
+    keep = torch.rand(b, gm, gf, generator=generator) >= ratio
+    keep = keep.repeat_interleave(patch_mels, 1)[:, :m].repeat_interleave(patch_frames, 2)[:, :, :f]
+    return mel * keep.to(mel.device, mel.dtype)
+
+
+class MosaicTiny(nn.Module):
+    """Audio tower + projection head trained by masked-patch contrast."""
+
+    def __init__(self, cfg: MosaicConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or MosaicConfig()
+        self.sample_rate = int(cfg.audio.mel.sample_rate)
+        self.dim = int(cfg.audio.width)
+        self.frontend = LogMel(cfg.audio.mel)
+        self.audio_tower = AudioTower(cfg.audio)
+        self.head = nn.Sequential(nn.Linear(cfg.audio.width, cfg.audio.width), nn.GELU(),
+                                  nn.Linear(cfg.audio.width, cfg.head_dim))
+
+    def mel(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        logmel = self.frontend(wav)
+        if lengths is None:
+            frames = torch.full((wav.shape[0],), logmel.shape[-1], device=wav.device)
+        else:
+            frames = self.frontend.num_frames(lengths.to(wav.device)).clamp_max(logmel.shape[-1])
+        return normalise_logmel(logmel, frames), frames
+
+    def embed_audio(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Downstream embeddings ``[B, W]`` (CLS before the head, unit norm)."""
+        mel, frames = self.mel(wav, lengths)
+        cls, _, _ = self.audio_tower(mel, frames)
+        return F.normalize(cls, dim=-1)
+
+    def embed_frames(self, wav: torch.Tensor, lengths: torch.Tensor | None = None):
+        """Token embeddings ``[B, T, W]``, timestamps ``[B, T]`` and valid ``[B, T]``."""
+        mel, frames = self.mel(wav, lengths)
+        _, tokens, valid = self.audio_tower(mel, frames)
+        ts = (torch.arange(tokens.shape[1], device=wav.device) + 0.5) * self.cfg.audio.token_seconds
+        return F.normalize(tokens, dim=-1) * valid[..., None], ts[None].expand(tokens.shape[0], -1), valid
+
+    def loss(self, view_a: torch.Tensor, view_b: torch.Tensor, generator: torch.Generator | None = None
+             ) -> dict[str, torch.Tensor]:
+        """NT-Xent between two masked views of standardised log-mel ``[B, M, F]`` crops."""
+        from bench.embedding.clap import contrastive_loss
+
+        c = self.cfg
+        a = mask_patches(view_a, c.patch_mels, c.patch_frames, c.mask_ratio, generator)
+        b = mask_patches(view_b, c.patch_mels, c.patch_frames, c.mask_ratio, generator)
+        za = F.normalize(self.head(self.audio_tower(a)[0]), dim=-1)
+        zb = F.normalize(self.head(self.audio_tower(b)[0]), dim=-1)
+        scale = torch.tensor(1.0 / c.temperature, device=za.device).log()
+        return contrastive_loss(za, zb, scale)
+
+    def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        return save_release(self, self.cfg.to_dict(), MOSAIC_KIND, path, extra)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path = DEFAULT_MOSAIC_DIR, map_location: str = "cpu") -> MosaicTiny:
+        meta, tensors = load_release(path, MOSAIC_KIND, map_location)
+        model = cls(MosaicConfig.from_dict(meta["config"]))
+        load_strict(model, tensors, path)
+        return model.eval().to(map_location)

@@ -1,0 +1,700 @@
+"""Batch separation benchmark: reference metrics, oracle baselines, judge scores, speed.
+
+``run_benchmark(cfg)`` is the plain function (tests call it); ``promptsep bench separation``
+(argparse, :func:`main`) and ``python -m bench.separation`` (Hydra, ``conf/bench.yaml``)
+are thin wrappers over it.
+
+For every manifest item (see :mod:`bench.manifest`) and every system
+
+- ``mixture``: the mixture itself as the estimate (SI-SDRi = 0 by definition),
+- ``oracle_irm``: the ideal ratio mask on the mixture STFT (uses the true target),
+- ``oracle_codec``: the true target through the separator's codec (the latent ceiling),
+- ``separator_nfeK``: the separator with ``K`` function evaluations (several K per run),
+
+one row is appended to ``results.jsonl`` with SI-SDR, SI-SDRi, SDR (BSS-eval), SNR,
+multi-resolution STFT distance, mixture consistency, judge scores (with a judge
+checkpoint), wall time and real-time factor; for absent-target items the output energy
+relative to the mixture. ``summary.json``, ``report.md`` and PNG plots follow.
+
+Scale and faults:
+
+- Inference is batched (:meth:`Separator.separate_batch`) and runs in Lightning's predict
+  loop: ``trainer.devices``/``trainer.strategy=ddp``/``trainer.num_nodes`` shard the
+  manifest's batches by rank (rank ``r`` takes batches ``r, r + W, ...``); each rank appends
+  to its own part file and rank 0 merges them into ``results.jsonl`` at the end.
+- Batches are fixed by the manifest order and ``batch_size``, and the separator's noise
+  seed is a function of the batch index, so results do not depend on the number of
+  ranks or on resuming.
+- Every row is appended durably (flush + fsync). A rerun reads the rows already there,
+  skips finished (item, system) pairs and recomputes only what is missing.
+- An item that cannot be read (missing or unreadable file, length mismatch, bad prompt)
+  gets a ``status: "failed"`` row with the reason; the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.manifest import LoadedItem, load_manifest, read_item
+from bench.oracles import codec_round_trip, ideal_ratio_mask
+from separation import metrics as M
+
+logger = logging.getLogger(__name__)
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+BASELINES = ("mixture", "oracle_irm", "oracle_codec")
+#: Metric fields of a row (others are bookkeeping); used to compare runs.
+METRIC_FIELDS = (
+    "si_sdr", "si_sdr_mixture", "si_sdri", "sdr", "snr", "mrstft", "consistency_db", "absent_energy_db",
+    "judge_precision", "judge_recall", "judge_faithfulness", "judge_overall",
+)
+#: Consistency is capped here (dB): 100 means target + residual reproduce the mixture exactly.
+CONSISTENCY_CAP_DB = 100.0
+
+
+# ---------------------------------------------------------------------- settings
+@dataclass
+class BenchSettings:
+    """Everything :func:`run_benchmark` needs (flattened from the Hydra config).
+
+    Attributes:
+        manifest: benchmark manifest (JSONL).
+        checkpoint: separator release folder.
+        out_dir: where results, summary, report and plots go.
+        judge: judge release folder, or None for no judge scores.
+        nfe: separator function-evaluation counts to run.
+        baselines: baseline systems among ``mixture``, ``oracle_irm``, ``oracle_codec``.
+        method: ODE sampler.
+        batch_size: items per :meth:`Separator.separate_batch` call.
+        seed: base noise seed (batch ``b`` uses ``seed * 1_000_003 + b``).
+        irm_n_fft / irm_hop: STFT of the ideal-ratio-mask oracle.
+        sdr_filter_length: BSS-eval distortion filter taps.
+        chunk_s / overlap_s: the separator's long-audio chunking.
+        bootstrap_samples / bootstrap_seed / alpha: confidence intervals.
+        plots: write PNG plots.
+        retry_failed: a rerun retries failed items instead of skipping them.
+        max_items: only the first items of the manifest (None: all).
+        accelerator / devices / num_nodes / strategy / precision: the Lightning trainer.
+        use_lightning: False runs a plain loop in this process (no Lightning).
+        threads: torch CPU threads (None: leave as is).
+        command: the command line recorded in the report.
+    """
+
+    manifest: str
+    checkpoint: str
+    out_dir: str = "runs/bench"
+    judge: str | None = None
+    nfe: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    method: str = "midpoint"
+    batch_size: int = 8
+    seed: int = 0
+    irm_n_fft: int = 1024
+    irm_hop: int = 256
+    sdr_filter_length: int = 512
+    chunk_s: float = 10.0
+    overlap_s: float = 2.0
+    bootstrap_samples: int = 1000
+    bootstrap_seed: int = 0
+    alpha: float = 0.05
+    plots: bool = True
+    retry_failed: bool = False
+    max_items: int | None = None
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    use_lightning: bool = True
+    threads: int | None = None
+    command: str | None = None
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> BenchSettings:
+        """From a composed ``conf/bench.yaml`` (DictConfig) or a plain dict.
+
+        Keys are read from the top level, from ``bench`` and from ``trainer`` (in that
+        order of precedence: top level wins). Unknown keys are ignored.
+        """
+        try:
+            from omegaconf import DictConfig, OmegaConf
+
+            if isinstance(cfg, DictConfig):
+                cfg = OmegaConf.to_container(cfg, resolve=True)
+        except ImportError:  # pragma: no cover
+            pass
+        cfg = dict(cfg)
+        flat: dict[str, Any] = {}
+        for sub in ("trainer", "bench"):
+            node = cfg.get(sub)
+            if isinstance(node, dict):
+                flat.update(node)
+        flat.update({k: v for k, v in cfg.items() if not isinstance(v, dict)})
+        if isinstance(flat.get("bootstrap"), dict):
+            flat.update({f"bootstrap_{k}": v for k, v in flat["bootstrap"].items()})
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in flat.items() if k in names}
+        missing = [k for k in ("manifest", "checkpoint") if kw.get(k) in (None, "???")]
+        if missing:
+            raise ValueError(f"the benchmark config needs {', '.join(missing)}")
+        s = cls(**kw)
+        s.nfe = [int(k) for k in (s.nfe or [])]
+        s.baselines = [str(b) for b in (s.baselines or [])]
+        bad = [b for b in s.baselines if b not in BASELINES]
+        if bad:
+            raise ValueError(f"unknown baselines {bad}; choose from {list(BASELINES)}")
+        if s.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {s.batch_size}")
+        return s
+
+    @property
+    def systems(self) -> list[str]:
+        """Systems in report order."""
+        return [b for b in BASELINES if b in self.baselines] + [f"separator_nfe{k}" for k in self.nfe]
+
+
+# ---------------------------------------------------------------------- metrics
+def _num(x: Any) -> float | None:
+    """A finite float or None (JSON has no NaN/inf)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def item_metrics(
+    estimate: torch.Tensor,
+    residual: torch.Tensor | None,
+    item: LoadedItem,
+    si_sdr_mixture: float | None,
+    sdr_filter_length: int = 512,
+) -> dict[str, float | None]:
+    """Reference metrics of one estimate.
+
+    Args:
+        estimate: target estimate ``[1, N]`` at the item's rate.
+        residual: residual estimate ``[1, N]`` (None: consistency not measured).
+        item: the loaded item (mixture, target, present).
+        si_sdr_mixture: SI-SDR of the mixture vs the target (for SI-SDRi).
+        sdr_filter_length: BSS-eval distortion filter taps.
+
+    Returns:
+        Present targets: ``si_sdr``, ``si_sdr_mixture``, ``si_sdri``, ``sdr``, ``snr``,
+        ``mrstft``; absent targets: ``absent_energy_db`` (estimate vs mixture energy);
+        both: ``consistency_db`` (SNR of ``estimate + residual`` vs the mixture, capped at 100).
+    """
+    est = estimate.reshape(-1).double()
+    mix = item.mixture.reshape(-1).double()
+    out: dict[str, float | None] = dict.fromkeys(
+        ("si_sdr", "si_sdr_mixture", "si_sdri", "sdr", "snr", "mrstft", "consistency_db", "absent_energy_db")
+    )
+    if item.present:
+        ref = item.target.reshape(-1).double()
+        out["si_sdr"] = _num(M.si_sdr(est, ref))
+        out["si_sdr_mixture"] = _num(si_sdr_mixture)
+        if out["si_sdr"] is not None and out["si_sdr_mixture"] is not None:
+            out["si_sdri"] = out["si_sdr"] - out["si_sdr_mixture"]
+        try:
+            out["sdr"] = _num(M.sdr(est, ref, filter_length=sdr_filter_length))
+        except Exception as exc:  # noqa: BLE001 - a singular system for degenerate estimates
+            logger.warning("item %s: SDR failed (%s)", item.item["id"], exc)
+        out["snr"] = _num(M.snr(est, ref))
+        out["mrstft"] = _num(M.multi_resolution_stft_distance(est.float(), ref.float()))
+    else:
+        out["absent_energy_db"] = _num(M.energy_ratio_db(est, mix))
+    if residual is not None:
+        c = _num(M.snr(est + residual.reshape(-1).double(), mix))
+        out["consistency_db"] = None if c is None else min(c, CONSISTENCY_CAP_DB)
+    return out
+
+
+# ---------------------------------------------------------------------- results store
+def _read_rows(path: Path) -> list[dict]:
+    """Rows of a JSONL file; a torn last line (a killed write) is ignored."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict) and "id" in r and "system" in r:
+            rows.append(r)
+    return rows
+
+
+class ResultWriter:
+    """Durable JSONL appender: every row is flushed and fsynced before the next one."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file():  # cut a torn last line left by a kill
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with open(self.path, "r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
+        self._f = open(self.path, "a")  # noqa: SIM115 - closed in close()
+
+    def append(self, row: dict) -> None:
+        self._f.write(json.dumps(row) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def result_files(out_dir: Path) -> list[Path]:
+    """``results.jsonl`` and the per-rank part files of an output folder."""
+    parts = sorted((out_dir / "parts").glob("results.rank*.jsonl")) if (out_dir / "parts").is_dir() else []
+    return [out_dir / "results.jsonl", *parts]
+
+
+def merge_rows(rows: Iterable[dict], retry_failed: bool = True) -> dict[tuple[str, str], dict]:
+    """Last row per (item, system); an item's ``*`` failure row is dropped once it has ok rows."""
+    by_key: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        by_key[(r["id"], r["system"])] = r
+    ok_items = {k[0] for k, r in by_key.items() if r.get("status") == "ok"}
+    return {k: r for k, r in by_key.items() if not (k[1] == "*" and k[0] in ok_items)}
+
+
+# ---------------------------------------------------------------------- runner
+def _batches(items: Sequence[dict], batch_size: int) -> list[list[dict]]:
+    return [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
+
+
+class BenchRunner:
+    """Runs the systems on batches and appends rows (one instance per rank).
+
+    Args:
+        settings: the benchmark settings.
+        done: already written rows keyed by (item id, system).
+        writer: where new rows go.
+    """
+
+    def __init__(self, settings: BenchSettings, done: dict[tuple[str, str], dict], writer: ResultWriter | None):
+        self.s = settings
+        self.done = done
+        self.writer = writer
+        self.separator = None
+        self.judge = None
+        self.device_name = "cpu"
+
+    # -- bookkeeping
+    def needed(self, iid: str) -> set[str]:
+        """Systems still to run for an item (empty: finished, or failed as a whole)."""
+        star = self.done.get((iid, "*"))
+        if star is not None and star.get("status") == "failed" and not self.s.retry_failed:
+            return set()
+        need = set()
+        for s in self.s.systems:
+            r = self.done.get((iid, s))
+            if r is None or (r.get("status") != "ok" and self.s.retry_failed):
+                need.add(s)
+        return need
+
+    def _emit(self, row: dict) -> None:
+        row = {k: (_num(v) if isinstance(v, float) else v) for k, v in row.items()}
+        self.done[(row["id"], row["system"])] = row
+        if self.writer is not None:
+            self.writer.append(row)
+
+    def _base_row(self, item: dict, system: str, li: LoadedItem | None) -> dict:
+        kind = item.get("prompt_kind")
+        if kind is None and li is not None:
+            kind = "+".join(k for k, v in (("text", li.text), ("span", li.spans)) if v) or ("video" if li.video else None)
+        return {
+            "id": item["id"], "system": system,
+            "nfe": int(system.rsplit("nfe", 1)[1]) if system.startswith("separator_nfe") else None,
+            "category": item.get("category"), "prompt_kind": kind, "subset": item.get("subset"),
+            "label": item.get("label"), "num_sources": item.get("num_sources"),
+            "target_present": None if li is None else li.present,
+            "audio_seconds": None if li is None else li.seconds,
+        }
+
+    def _fail(self, item: dict, system: str, li: LoadedItem | None, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        logger.warning("item %s, %s failed: %s", item["id"], system, reason)
+        self._emit({**self._base_row(item, system, li), "status": "failed", "reason": reason})
+
+    def _judge(self, li: LoadedItem, est: torch.Tensor) -> dict[str, float | None]:
+        if self.judge is None:
+            return {}
+        sc = self.judge.score(li.mixture, est, li.judge_text, li.sample_rate)
+        return {f"judge_{k}": _num(getattr(sc, k)) for k in ("precision", "recall", "faithfulness", "overall")}
+
+    def _ok(self, item: dict, system: str, li: LoadedItem, est, res, seconds: float, sisdr_mix) -> None:
+        row = {**self._base_row(item, system, li), "status": "ok"}
+        row.update(item_metrics(est, res, li, sisdr_mix, self.s.sdr_filter_length))
+        try:
+            row.update(self._judge(li, est))
+        except Exception as exc:  # noqa: BLE001 - a judge failure must not lose the row
+            logger.warning("item %s, %s: judge failed (%s)", item["id"], system, exc)
+            row["judge_error"] = f"{type(exc).__name__}: {exc}"
+        row["seconds"] = seconds
+        row["rtf"] = seconds / li.seconds if li.seconds > 0 else None
+        row["device"] = self.device_name
+        self._emit(row)
+
+    # -- one batch
+    @torch.no_grad()
+    def process_batch(self, batch: Sequence[dict], batch_index: int) -> int:
+        """Run every still-needed system on a batch; returns the number of rows written."""
+        needs = {it["id"]: self.needed(it["id"]) for it in batch}
+        if not any(needs.values()):
+            return 0
+        before = len(self.done)
+        loaded: list[tuple[dict, LoadedItem, float | None]] = []
+        for it in batch:
+            try:
+                li = read_item(it)
+            except Exception as exc:  # noqa: BLE001 - any bad item is recorded, the run goes on
+                if needs[it["id"]]:
+                    self._fail(it, "*", None, exc)
+                continue
+            mix_sisdr = _num(M.si_sdr(li.mixture.reshape(-1).double(), li.target.reshape(-1).double())) if li.present else None
+            loaded.append((it, li, mix_sisdr))
+
+        for system in (b for b in BASELINES if b in self.s.baselines):
+            for it, li, ms in loaded:
+                if system not in needs[it["id"]]:
+                    continue
+                try:
+                    t0 = time.perf_counter()
+                    if system == "mixture":
+                        est, res = li.mixture, torch.zeros_like(li.mixture)
+                    elif system == "oracle_irm":
+                        est, res = ideal_ratio_mask(li.mixture, li.target, self.s.irm_n_fft, self.s.irm_hop)
+                    else:
+                        model = self.separator.model
+                        est = codec_round_trip(model, li.target, li.sample_rate)
+                        res = codec_round_trip(model, li.residual, li.sample_rate)
+                    self._ok(it, system, li, est, res, time.perf_counter() - t0, ms)
+                except Exception as exc:  # noqa: BLE001
+                    self._fail(it, system, li, exc)
+
+        seed = self.s.seed * 1_000_003 + batch_index
+        for k in self.s.nfe:
+            system = f"separator_nfe{k}"
+            if not any(system in needs[it["id"]] for it, _, _ in loaded):
+                continue
+            outs: list[Any]
+            try:
+                outs = self.separator.separate_batch(
+                    [li.mixture for _, li, _ in loaded], [li.sample_rate for _, li, _ in loaded],
+                    [li.text for _, li, _ in loaded], [li.spans for _, li, _ in loaded],
+                    [li.video for _, li, _ in loaded], steps=k, method=self.s.method, seed=seed,
+                )
+            except Exception as exc:  # noqa: BLE001 - find the culprit item by item
+                logger.info("batch %d failed as a batch (%s); separating item by item", batch_index, exc)
+                outs = []
+                for _, li, _ in loaded:
+                    try:
+                        outs.append(self.separator.separate(
+                            li.mixture, li.sample_rate, text=li.text, spans=li.spans, video=li.video,
+                            steps=k, method=self.s.method, seed=seed,
+                        ))
+                    except Exception as e:  # noqa: BLE001
+                        outs.append(e)
+            for (it, li, ms), out in zip(loaded, outs):
+                if system not in needs[it["id"]]:
+                    continue
+                if isinstance(out, BaseException):
+                    self._fail(it, system, li, out)
+                    continue
+                try:
+                    self._ok(it, system, li, out.target, out.residual, float(out.info["seconds"]), ms)
+                except Exception as exc:  # noqa: BLE001
+                    self._fail(it, system, li, exc)
+        return len(self.done) - before
+
+
+def _load_judge(path: str | None, device: torch.device | str):
+    if not path:
+        return None
+    from judge.model import Judge
+
+    judge = Judge.from_pretrained(path)
+    if isinstance(judge, torch.nn.Module):
+        judge = judge.eval().to(device)
+    return judge
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+# ---------------------------------------------------------------------- Lightning
+def _identity(x):
+    return x
+
+
+def _make_module(settings: BenchSettings, model, judge, all_batches, runner_factory):
+    import lightning as L
+
+    class BenchModule(L.LightningModule):
+        """Predict loop over manifest batches; the rank's shard is chosen in ``predict_dataloader``."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.judge = judge if isinstance(judge, torch.nn.Module) else None
+            self._judge_obj = judge
+            self.runner: BenchRunner | None = None
+
+        def predict_dataloader(self):
+            from torch.utils.data import DataLoader
+
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+            shard = [(b, all_batches[b]) for b in range(rank, len(all_batches), world)]
+            logger.info("rank %d/%d: %d of %d batches", rank, world, len(shard), len(all_batches))
+            return DataLoader(shard, batch_size=None, shuffle=False, collate_fn=_identity, num_workers=0)
+
+        def on_predict_start(self):
+            from separation.separator import Separator
+
+            self.runner = runner_factory(self.trainer.global_rank, self.trainer.world_size)
+            self.runner.separator = Separator(self.model, device=self.device, chunk_s=settings.chunk_s,
+                                              overlap_s=settings.overlap_s)
+            self.runner.judge = self._judge_obj
+            self.runner.device_name = _device_name(self.device)
+
+        def predict_step(self, batch, batch_idx):
+            b, items = batch
+            self.runner.process_batch(items, b)
+            return None
+
+        def on_predict_end(self):
+            if self.runner is not None and self.runner.writer is not None:
+                self.runner.writer.close()
+
+    return BenchModule()
+
+
+# ---------------------------------------------------------------------- entry
+def run_benchmark(cfg: Any) -> dict[str, Any]:
+    """Run (or resume) the benchmark described by ``cfg`` and write all outputs.
+
+    Args:
+        cfg: composed ``conf/bench.yaml`` or a dict / :class:`BenchSettings`.
+
+    Returns:
+        ``{"out_dir", "results", "summary", "report", "plots", "overall"}`` on the process
+        that writes the outputs (rank 0), ``{"rank": r}`` on the others.
+    """
+    s = cfg if isinstance(cfg, BenchSettings) else BenchSettings.from_cfg(cfg)
+    if s.threads:
+        torch.set_num_threads(int(s.threads))
+    out_dir = Path(s.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = load_manifest(s.manifest)
+    if s.max_items:
+        items = items[: int(s.max_items)]
+    all_batches = _batches(items, s.batch_size)
+    done = merge_rows(row for p in result_files(out_dir) for row in _read_rows(p))
+    n_done = sum(1 for it in items if not BenchRunner(s, done, None).needed(it["id"]))
+    logger.info("benchmark: %d items in %d batches, %d already finished; systems %s",
+                len(items), len(all_batches), n_done, s.systems)
+
+    from separation.model import SeparationModel
+
+    if n_done < len(items):
+        model = SeparationModel.from_pretrained(s.checkpoint)
+        judge = _load_judge(s.judge, "cpu")
+        if s.use_lightning:
+            rank = _run_lightning(s, model, judge, all_batches, done, out_dir)
+        else:
+            rank = _run_plain(s, model, judge, all_batches, done, out_dir)
+        if rank != 0:
+            return {"rank": rank}
+    elif int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) != 0:
+        return {"rank": int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))}
+    return finalize(s, items, out_dir)
+
+
+def _writer_path(out_dir: Path, rank: int, world: int) -> Path:
+    return out_dir / "results.jsonl" if world == 1 else out_dir / "parts" / f"results.rank{rank}.jsonl"
+
+
+def _run_plain(s: BenchSettings, model, judge, all_batches, done, out_dir: Path) -> int:
+    from tqdm import tqdm
+
+    from separation.separator import Separator
+
+    device = torch.device("cuda" if s.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
+    runner = BenchRunner(s, done, ResultWriter(_writer_path(out_dir, 0, 1)))
+    runner.separator = Separator(model, device=device, chunk_s=s.chunk_s, overlap_s=s.overlap_s)
+    runner.judge = judge if not isinstance(judge, torch.nn.Module) else judge.to(device)
+    runner.device_name = _device_name(device)
+    try:
+        for b, batch in enumerate(tqdm(all_batches, desc="bench", unit="batch")):
+            runner.process_batch(batch, b)
+    finally:
+        runner.writer.close()
+    return 0
+
+
+def _run_lightning(s: BenchSettings, model, judge, all_batches, done, out_dir: Path) -> int:
+    import lightning as L
+
+    def runner_factory(rank: int, world: int) -> BenchRunner:
+        return BenchRunner(s, done, ResultWriter(_writer_path(out_dir, rank, world)))
+
+    module = _make_module(s, model, judge, all_batches, runner_factory)
+    trainer = L.Trainer(
+        accelerator=s.accelerator, devices=s.devices, num_nodes=int(s.num_nodes), strategy=s.strategy,
+        precision=s.precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
+        use_distributed_sampler=False, inference_mode=True, enable_progress_bar=True,
+    )
+    trainer.predict(module, return_predictions=False)
+    trainer.strategy.barrier()
+    return int(trainer.global_rank)
+
+
+def finalize(s: BenchSettings, items: Sequence[dict], out_dir: Path) -> dict[str, Any]:
+    """Merge part files into ``results.jsonl`` (manifest x system order), then summary, report, plots."""
+    from bench.report import summarize, write_json, write_plots, write_report
+
+    merged = merge_rows(row for p in result_files(out_dir) for row in _read_rows(p))
+    order = {it["id"]: i for i, it in enumerate(items)}
+    sys_order = {name: i for i, name in enumerate(["*", *s.systems])}
+    rows = sorted((r for r in merged.values() if r["id"] in order),
+                  key=lambda r: (order[r["id"]], sys_order.get(r["system"], len(sys_order)), r["system"]))
+    tmp = out_dir / "results.jsonl.tmp"
+    with open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out_dir / "results.jsonl")
+    for p in result_files(out_dir)[1:]:
+        p.unlink()
+
+    systems = s.systems
+    groups = summarize(rows, systems, s.bootstrap_samples, s.bootstrap_seed, s.alpha)
+    failed = [{"id": r["id"], "system": r["system"], "reason": r.get("reason")} for r in rows if r.get("status") != "ok"]
+    failed_items = {f["id"] for f in failed if f["system"] == "*"}
+    ok_rows = [r for r in rows if r.get("status") == "ok"]
+    present_ids = {r["id"] for r in ok_rows if r.get("target_present")}
+    absent_ids = {r["id"] for r in ok_rows if r.get("target_present") is False}
+    devices = sorted({r.get("device") for r in ok_rows if r.get("device")})
+    allg = groups.get("all", {})
+    nfe_curve = []
+    for k in s.nfe:
+        st = allg.get(f"separator_nfe{k}")
+        if st:
+            nfe_curve.append({"nfe": k, "si_sdri": st["present"]["si_sdri"], "judge_overall": st["present"]["judge_overall"],
+                              "rtf": st["all"]["rtf"], "seconds": st["all"]["seconds"]})
+    summary: dict[str, Any] = {
+        "manifest": s.manifest, "checkpoint": s.checkpoint, "judge": s.judge, "command": s.command,
+        "systems": systems, "n_items": len(items), "n_present": len(present_ids), "n_absent": len(absent_ids),
+        "n_failed_items": len(failed_items), "failed": failed, "device": ", ".join(devices) or "cpu",
+        "bootstrap_samples": s.bootstrap_samples, "alpha": s.alpha, "nfe_curve": nfe_curve,
+        "settings": dataclasses.asdict(s), "groups": groups,
+    }
+    plots = write_plots(summary, out_dir) if s.plots else []
+    summary["plots"] = plots
+    write_json(summary, out_dir / "summary.json")
+    write_report(summary, out_dir / "report.md")
+    overall = {name: {m: allg.get(name, {}).get("present", {}).get(m, {}).get("mean") for m in ("si_sdr", "si_sdri", "sdr")}
+               for name in systems}
+    logger.info("benchmark written to %s", out_dir)
+    return {"out_dir": str(out_dir), "results": str(out_dir / "results.jsonl"), "summary": str(out_dir / "summary.json"),
+            "report": str(out_dir / "report.md"), "plots": plots, "overall": overall}
+
+
+# ---------------------------------------------------------------------- CLIs
+def compose_config(overrides: Sequence[str] = ()) -> Any:
+    """Compose ``conf/bench.yaml`` with Hydra overrides (no output folder, no cwd change)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="bench"):
+        return compose(config_name="bench", overrides=list(overrides))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``promptsep bench separation --manifest M --checkpoint C --out DIR [--judge J] [--nfe 4 8] [overrides]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(
+        prog="promptsep bench separation",
+        description="Batch separation benchmark (metrics, oracle baselines, judge, speed). Extra arguments are "
+                    "Hydra overrides of conf/bench.yaml, e.g. trainer=ddp trainer.devices=4 bench=quick.",
+    )
+    p.add_argument("--manifest", required=True, help="benchmark manifest (see `promptsep bench manifest`)")
+    p.add_argument("--checkpoint", default=None, help="separator release folder (default: conf/bench.yaml's)")
+    p.add_argument("--out", default=None, help="output folder (default: conf/bench.yaml's out_dir)")
+    p.add_argument("--judge", default=None, help="judge release folder (adds judge scores)")
+    p.add_argument("--nfe", type=int, nargs="+", default=None, help="separator function evaluations, e.g. 4 8 16 32")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, -1)")
+    p.add_argument("--plain", action="store_true", help="run a plain loop instead of Lightning's predict loop")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. bench=quick trainer=ddp")
+    args = p.parse_args(argv)
+    ov = [f"manifest={args.manifest}"]
+    if args.checkpoint:
+        ov.append(f"checkpoint={args.checkpoint}")
+    if args.out:
+        ov.append(f"out_dir={args.out}")
+    if args.judge:
+        ov.append(f"judge={args.judge}")
+    if args.nfe:
+        ov.append("bench.nfe=[" + ",".join(str(k) for k in args.nfe) + "]")
+    if args.batch_size:
+        ov.append(f"bench.batch_size={args.batch_size}")
+    if args.devices:
+        ov.append(f"trainer.devices={args.devices}")
+    if args.plain:
+        ov.append("bench.use_lightning=false")
+    ov += list(args.overrides)
+    cfg = compose_config(ov)
+    cfg_dict = dict(BenchSettings.from_cfg(cfg).__dict__)
+    cfg_dict["command"] = "promptsep bench separation " + shlex.join(argv)
+    try:
+        result = run_benchmark(BenchSettings(**cfg_dict))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"promptsep bench separation: error: {exc}", file=sys.stderr)
+        return 2
+    if "overall" in result:
+        print(json.dumps({k: result[k] for k in ("out_dir", "report", "overall")}, indent=2))
+    return 0
+
+
+def hydra_main() -> None:
+    """``python -m bench.separation manifest=M checkpoint=C out_dir=DIR [bench=quick] [trainer=ddp]``."""
+    import hydra
+
+    def _run(cfg) -> None:
+        from omegaconf import OmegaConf
+
+        d = OmegaConf.to_container(cfg, resolve=True)
+        d["command"] = "python -m bench.separation " + shlex.join(sys.argv[1:])
+        result = run_benchmark(d)
+        if "overall" in result:
+            print(json.dumps({k: result[k] for k in ("out_dir", "report", "overall")}, indent=2))
+
+    hydra.main(config_path=CONF_DIR, config_name="bench", version_base="1.3")(_run)()
+
+
+__all__ = ["BenchRunner", "BenchSettings", "ResultWriter", "item_metrics", "main", "merge_rows", "run_benchmark"]
+
+if __name__ == "__main__":
+    hydra_main()

@@ -1,0 +1,464 @@
+"""The promptsep Gradio app: isolate a sound from a recording with a text, span or video prompt.
+
+``build_demo(separator, judge)`` returns a ``gr.Blocks`` (nothing is loaded at import; no
+module globals hold models); ``main(argv)`` is the ``promptsep demo`` launcher::
+
+    promptsep demo                                   # shipped tiny models on 127.0.0.1:7860
+    promptsep demo --checkpoint DIR --judge DIR --host 0.0.0.0 --port 8080 --share
+
+The UI is a thin layer over :mod:`demo.core` (checks, separation, scoring, files) and
+:mod:`demo.plots` (pictures). Every user mistake raises
+:class:`separation.errors.InputError`, shown as a ``gr.Error`` pop-up; the app keeps serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from demo.core import SCORE_FIELDS, DemoConfig, Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    import gradio as gr
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Shipped default models and bundled examples of a checkout.
+DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "promptsep-tiny"
+DEFAULT_JUDGE = ROOT / "checkpoints" / "promptsep-judge-tiny"
+DEFAULT_EXAMPLES = ROOT / "examples"
+
+SPAN_HEADERS = ["sign (+/-)", "start (s)", "end (s)"]
+
+INTRO = """\
+# promptsep: isolate any sound with a prompt
+Give a recording and say which sound you want: **describe it** in words, **mark time spans** where it
+is audible (+) or silent (-), or **upload a video** and draw a box around the object that makes it.
+Prompts can be combined. You get the isolated *target*, the *residual* (everything else), spectrograms,
+and, when a judge model is loaded, its scores of the result (1 = poor, 5 = excellent).
+"""
+
+CSS = """
+#ps-run {min-height: 3em; font-size: 1.1em}
+.ps-hint {opacity: 0.75; font-size: 0.9em}
+"""
+
+
+# ----------------------------------------------------------------- error mapping
+def _user_errors(fn: Callable) -> Callable:
+    """Show :class:`InputError` messages as ``gr.Error`` and hide tracebacks of anything else."""
+    import gradio as gr
+
+    from separation.errors import InputError
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except InputError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except FileNotFoundError as exc:
+            raise gr.Error(f"file not found: {exc}", print_exception=False) from None
+        except Exception as exc:  # keep serving; log the traceback for the operator
+            logger.exception("demo request failed")
+            raise gr.Error(f"separation failed ({type(exc).__name__}): {exc}", print_exception=False) from None
+
+    return wrapper
+
+
+def _quiet(fn: Callable) -> Callable:
+    """For live previews: never raise, return ``gr.skip()`` for every output on failure."""
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            logger.debug("preview failed: %s", exc)
+            gr.Warning(str(exc))
+            return gr.skip()
+
+    return wrapper
+
+
+# ----------------------------------------------------------------- examples
+def load_examples(examples_dir: str | Path | None) -> list[dict[str, Any]]:
+    """Bundled examples from ``examples.json`` (``file``, ``text``, optional ``spans``) whose files exist."""
+    if examples_dir is None:
+        return []
+    d = Path(examples_dir)
+    index = d / "examples.json"
+    if not index.is_file():
+        return []
+    try:
+        items = json.loads(index.read_text())
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read %s: %s", index, exc)
+        return []
+    out = []
+    for it in items:
+        p = d / it.get("file", "")
+        if p.is_file() and it.get("text"):
+            out.append({**it, "path": str(p)})
+    return out
+
+
+def model_summary(separator, judge, cfg: DemoConfig, checkpoint: str | None, judge_path: str | None) -> str:
+    """Markdown for the About tab."""
+
+    def params(m) -> str:
+        try:
+            return f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f} M parameters"
+        except Exception:
+            return "unknown size"
+
+    model = getattr(separator, "model", None)
+    lines = ["### Models", f"- separator: `{checkpoint or 'in-memory'}` ({params(model) if model is not None else ''}, "
+             f"{getattr(separator, 'sample_rate', '?')} Hz)"]
+    lines.append(f"- judge: `{judge_path or 'in-memory'}` ({params(judge)})" if judge is not None
+                 else "- judge: not loaded (start with `--judge DIR` to get scores and judge re-ranking)")
+    lines += ["", "### Limits of this demo",
+              f"- uploads up to {cfg.max_file_mb:g} MB; audio up to {cfg.max_duration_s:g} s "
+              f"({cfg.max_video_duration_s:g} s with a video prompt); batches up to {cfg.max_batch_files} files",
+              f"- {cfg.concurrency_limit} separation(s) run at once, up to {cfg.queue_max_size} wait in the queue",
+              "- results and uploads are deleted from the server after a while; download what you want to keep"]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------- the app
+def build_demo(
+    separator,
+    judge=None,
+    config: DemoConfig | None = None,
+    examples_dir: str | Path | None = DEFAULT_EXAMPLES,
+    checkpoint: str | None = None,
+    judge_path: str | None = None,
+) -> gr.Blocks:
+    """Build the Gradio app over a loaded separator (and optional judge).
+
+    Args:
+        separator: a :class:`separation.separator.Separator` (anything with its ``separate``).
+        judge: optional judge with ``score(mixture, estimate, text, sample_rate)`` -> four scores.
+        config: limits and defaults (:class:`demo.core.DemoConfig`).
+        examples_dir: folder with ``examples.json`` and the bundled example audio (None: no examples).
+        checkpoint / judge_path: shown in the About tab.
+
+    Returns:
+        The ``gr.Blocks`` app with its queue configured. Launch it with :func:`launch_demo`
+        (which applies the upload size cap) or ``demo.launch(max_file_size=...)``.
+    """
+    import gradio as gr
+
+    from demo import core, plots
+
+    cfg = config or DemoConfig()
+    ws = Workspace(keep_s=cfg.keep_outputs_s)
+    examples = load_examples(examples_dir)
+
+    # ------------------------------------------------------------- handlers
+    @_user_errors
+    def separate(audio, text, span_table, video, x0, y0, x1, y1, mask, steps, guidance, candidates, method, seed,
+                 progress=gr.Progress()):  # noqa: B008
+        progress(0.05, desc="checking the input")
+        box = core.parse_box(x0, y0, x1, y1)
+        out_dir = ws.request_dir()
+        progress(0.2, desc="separating")
+        out = core.run_separation(separator, judge, cfg, out_dir, audio, text=text, span_table=span_table,
+                                  video=video, box=box, mask=mask, steps=steps, guidance=guidance,
+                                  candidates=candidates, method=method, seed=seed)
+        progress(0.85, desc="drawing")
+        sr = out.sample_rate
+        if out.scores is not None:
+            scores = out.scores
+        elif judge is None:
+            scores = {"judge": "not loaded"}
+        else:
+            scores = {"judge": "needs a text prompt to score the result"}
+        return (
+            str(out.target_path), str(out.residual_path), [str(out.target_path), str(out.residual_path)],
+            scores, core.timing_text(out),
+            plots.spectrogram_picture(out.mixture, sr, "mixture"),
+            plots.spectrogram_picture(out.target, sr, "target"),
+            plots.spectrogram_picture(out.residual, sr, "residual"),
+            plots.waveform_picture(out.mixture, sr, out.spans),
+        )
+
+    @_user_errors
+    def batch(files, text, steps, candidates, progress=gr.Progress()):  # noqa: B008
+        out_dir = ws.request_dir()
+        zip_path, csv_path, table = core.run_batch(separator, judge, cfg, out_dir, files, text, steps=steps,
+                                                   candidates=candidates, progress=progress)
+        errors = [r for r in table[1:] if r[-1]]
+        if errors:
+            gr.Warning(f"{len(errors)} file(s) skipped, see the error column")
+        return str(zip_path), str(csv_path), {"headers": table[0], "data": table[1:]}
+
+    @_quiet
+    def draw_waveform(audio, span_table):
+        if core._path_of(audio) is None:
+            return None
+        wav, sr = core.read_audio(audio, cfg)
+        try:
+            spans = core.parse_span_table(span_table, None)
+        except Exception:
+            spans = []
+        return plots.waveform_picture(wav, sr, spans)
+
+    def add_span(table, sign, start, end):
+        rows = [r for r in core.table_rows(table) if any(core._cell(c) for c in r)]
+        if start is None or end is None:
+            gr.Warning("set the start and end of the span first")
+            return gr.skip()
+        rows.append([sign, float(start), float(end)])
+        return {"headers": SPAN_HEADERS, "data": rows}
+
+    def clear_spans():
+        return {"headers": SPAN_HEADERS, "data": [["", None, None]]}
+
+    @_quiet
+    def video_preview(video):
+        path = core._path_of(video)
+        if path is None:
+            return None, None, ""
+        core.check_file_size(path, cfg, "video")
+        from prompts.video import load_video
+
+        v = load_video(path, max_frames=1, max_side=cfg.video_max_side)
+        frame = plots.box_picture(v.frames[0])
+        h, w = frame.shape[:2]
+        return frame, frame, f"first frame, {w}x{h} px: click two opposite corners of the target, or type the box"
+
+    def draw_box(frame, x0, y0, x1, y1):
+        if frame is None:
+            return gr.skip()
+        try:
+            box = core.parse_box(x0, y0, x1, y1)
+        except Exception:
+            box = None
+        return plots.box_picture(frame, box)
+
+    def click_corner(frame, corner, evt: gr.SelectData):
+        if frame is None or evt is None or evt.index is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        x, y = int(evt.index[0]), int(evt.index[1])
+        if corner is None:
+            return plots.point_picture(frame, (x, y)), (x, y), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        x0, y0, x1, y1 = core.order_box(corner, (x, y))
+        h, w = frame.shape[:2]
+        x1, y1 = min(x1, w), min(y1, h)
+        return plots.box_picture(frame, (x0, y0, x1, y1)), None, x0, y0, x1, y1
+
+    # ------------------------------------------------------------- layout
+    with gr.Blocks(title=cfg.title, delete_cache=cfg.delete_cache, analytics_enabled=False) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tab("Separate"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1):
+                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Input audio",
+                                     elem_id="ps-audio")
+                    text = gr.Textbox(label="Text prompt: the sound to isolate", placeholder="e.g. dog barking, piano, man speaking",
+                                      elem_id="ps-text", max_lines=1)
+                    if examples:
+                        gr.Examples(
+                            examples=[[e["path"], e["text"]] for e in examples], inputs=[audio, text],
+                            label="Examples (real recordings; licences in examples/README.md)",
+                            example_labels=[e.get("title") or Path(e["path"]).stem for e in examples],
+                        )
+                    with gr.Accordion("Time spans: where the target sounds (+) or is silent (-)", open=True):
+                        spans = gr.Dataframe(
+                            value=[["", None, None]], headers=SPAN_HEADERS, datatype=["str", "number", "number"],
+                            type="array", interactive=True, label="Spans (edit the table or use the row below)",
+                            elem_id="ps-spans", row_limits=(1, None), column_limits=(3, 3),
+                        )
+                        with gr.Row():
+                            span_sign = gr.Radio(["+", "-"], value="+", label="sign", min_width=80, scale=1)
+                            span_start = gr.Number(label="start (s)", value=None, minimum=0, scale=1, min_width=80)
+                            span_end = gr.Number(label="end (s)", value=None, minimum=0, scale=1, min_width=80)
+                            with gr.Column(scale=1, min_width=100):
+                                add_btn = gr.Button("Add span", size="sm")
+                                clear_btn = gr.Button("Clear spans", size="sm")
+                        waveform = gr.Image(label="Waveform with spans", type="numpy", format="png",
+                                            interactive=False, elem_id="ps-waveform")
+                    with gr.Accordion("Video prompt: the object that makes the sound", open=False):
+                        video = gr.Video(sources=["upload"], include_audio=True, label="Video (covering the audio)", elem_id="ps-video")
+                        frame_hint = gr.Markdown("", elem_classes=["ps-hint"])
+                        frame_img = gr.Image(label="First frame: click two corners to draw the box", type="numpy",
+                                             format="png", interactive=False, elem_id="ps-frame")
+                        with gr.Row():
+                            bx0 = gr.Number(label="x0", precision=0, minimum=0, min_width=60)
+                            by0 = gr.Number(label="y0", precision=0, minimum=0, min_width=60)
+                            bx1 = gr.Number(label="x1", precision=0, minimum=0, min_width=60)
+                            by1 = gr.Number(label="y1", precision=0, minimum=0, min_width=60)
+                        mask = gr.Image(label="or a mask image (white = target), used instead of the box", type="filepath",
+                                        sources=["upload"], height=160)
+                        frame_state = gr.State(None)
+                        corner_state = gr.State(None)
+                    with gr.Accordion("Settings", open=False):
+                        steps = gr.Slider(1, cfg.max_steps, value=cfg.default_steps, step=1, label="steps (ODE evaluations)")
+                        guidance = gr.Slider(1.0, 5.0, value=cfg.default_guidance, step=0.25,
+                                             label="guidance (1 = none; >1 follows the prompt more, costs an extra pass)")
+                        candidates = gr.Slider(1, cfg.max_candidates, value=1, step=1,
+                                               label="candidates (draw K results, keep the best by the judge)")
+                        with gr.Row():
+                            method = gr.Dropdown(list(core.METHODS), value="midpoint", label="sampler")
+                            seed = gr.Number(value=0, precision=0, minimum=0, label="seed")
+                    run = gr.Button("Separate", variant="primary", elem_id="ps-run")
+                with gr.Column(scale=1):
+                    target_audio = gr.Audio(label="Target (the prompted sound)", type="filepath", interactive=False,
+                                            elem_id="ps-target")
+                    residual_audio = gr.Audio(label="Residual (everything else)", type="filepath", interactive=False,
+                                              elem_id="ps-residual")
+                    with gr.Row():
+                        scores = gr.JSON(label="Judge scores (1-5)", elem_id="ps-scores", scale=1)
+                        downloads = gr.File(label="Download stems", file_count="multiple", interactive=False, scale=1)
+                    timing = gr.Markdown("", label="time", elem_id="ps-timing")
+                    spec_mix = gr.Image(label="Mixture spectrogram", type="numpy", format="png", interactive=False)
+                    spec_tgt = gr.Image(label="Target spectrogram", type="numpy", format="png", interactive=False)
+                    spec_res = gr.Image(label="Residual spectrogram", type="numpy", format="png", interactive=False)
+
+        with gr.Tab("Batch"):
+            gr.Markdown("Separate several files with one text prompt; get a zip of the stems and a CSV of judge scores.")
+            with gr.Row(equal_height=False):
+                with gr.Column():
+                    b_files = gr.File(label="Audio files", file_count="multiple", type="filepath", file_types=["audio"])
+                    b_text = gr.Textbox(label="Text prompt", placeholder="e.g. dog barking", max_lines=1)
+                    with gr.Row():
+                        b_steps = gr.Slider(1, cfg.max_steps, value=cfg.default_steps, step=1, label="steps")
+                        b_cands = gr.Slider(1, cfg.max_candidates, value=1, step=1, label="candidates")
+                    b_run = gr.Button("Separate all", variant="primary")
+                with gr.Column():
+                    b_zip = gr.File(label="Stems (zip)", interactive=False)
+                    b_csv = gr.File(label="Scores (CSV)", interactive=False)
+                    b_table = gr.Dataframe(label="Results", interactive=False)
+
+        with gr.Tab("About"):
+            gr.Markdown(model_summary(separator, judge, cfg, checkpoint, judge_path))
+
+        # --------------------------------------------------------- events
+        ui = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
+        run.click(
+            separate,
+            [audio, text, spans, video, bx0, by0, bx1, by1, mask, steps, guidance, candidates, method, seed],
+            [target_audio, residual_audio, downloads, scores, timing, spec_mix, spec_tgt, spec_res, waveform],
+            api_name="separate", concurrency_id="separation", concurrency_limit=cfg.concurrency_limit,
+        )
+        text.submit(
+            separate,
+            [audio, text, spans, video, bx0, by0, bx1, by1, mask, steps, guidance, candidates, method, seed],
+            [target_audio, residual_audio, downloads, scores, timing, spec_mix, spec_tgt, spec_res, waveform],
+            api_visibility="private", concurrency_id="separation", concurrency_limit=cfg.concurrency_limit,
+        )
+        b_run.click(batch, [b_files, b_text, b_steps, b_cands], [b_zip, b_csv, b_table], api_name="batch",
+                    concurrency_id="separation", concurrency_limit=cfg.concurrency_limit)
+        audio.change(draw_waveform, [audio, spans], waveform, **ui)
+        spans.input(draw_waveform, [audio, spans], waveform, **ui)
+        add_btn.click(add_span, [spans, span_sign, span_start, span_end], spans, **ui).then(
+            draw_waveform, [audio, spans], waveform, **ui)
+        clear_btn.click(clear_spans, None, spans, **ui).then(draw_waveform, [audio, spans], waveform, **ui)
+        video.change(video_preview, video, [frame_img, frame_state, frame_hint], **ui).then(
+            lambda: None, None, corner_state, **ui)
+        for box_field in (bx0, by0, bx1, by1):
+            box_field.input(draw_box, [frame_state, bx0, by0, bx1, by1], frame_img, **ui)
+        frame_img.select(click_corner, [frame_state, corner_state], [frame_img, corner_state, bx0, by0, bx1, by1], **ui)
+
+    demo.queue(default_concurrency_limit=cfg.concurrency_limit, max_size=cfg.queue_max_size)
+    demo.promptsep_config = cfg  # read by launch_demo
+    demo.promptsep_workspace = ws
+    return demo
+
+
+def launch_demo(
+    demo: gr.Blocks,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    prevent_thread_lock: bool = False,
+    quiet: bool = False,
+    **kwargs,
+):
+    """Launch with the demo's upload cap (``max_file_size``), theme and CSS; returns ``demo.launch``'s value."""
+    import gradio as gr
+
+    cfg: DemoConfig = getattr(demo, "promptsep_config", DemoConfig())
+    return demo.launch(
+        server_name=host, server_port=port, share=share, prevent_thread_lock=prevent_thread_lock, quiet=quiet,
+        max_file_size=cfg.max_file_bytes, theme=gr.themes.Soft(), css=CSS, footer_links=["api", "gradio"],
+        **kwargs,
+    )
+
+
+def close_demo(demo: gr.Blocks) -> None:
+    """Stop the server and delete the demo's files."""
+    try:
+        demo.close()
+    finally:
+        ws = getattr(demo, "promptsep_workspace", None)
+        if ws is not None:
+            ws.close()
+
+
+# ----------------------------------------------------------------- launcher
+def _parser() -> argparse.ArgumentParser:
+    d = DemoConfig()
+    p = argparse.ArgumentParser(prog="promptsep demo", description="Open the promptsep Gradio app.")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+                   help="separator release folder or hub id (default: the shipped promptsep-tiny)")
+    p.add_argument("--judge", default=str(DEFAULT_JUDGE) if DEFAULT_JUDGE.is_dir() else None,
+                   help="judge checkpoint folder (default: the shipped promptsep-judge-tiny when present)")
+    p.add_argument("--no-judge", action="store_true", help="run without a judge (no scores)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    p.add_argument("--examples-dir", default=str(DEFAULT_EXAMPLES), help="folder with examples.json")
+    p.add_argument("--max-file-mb", type=float, default=d.max_file_mb, help="largest upload in MB")
+    p.add_argument("--max-duration", type=float, default=d.max_duration_s, help="longest audio in seconds")
+    p.add_argument("--concurrency", type=int, default=d.concurrency_limit, help="separations running at once")
+    p.add_argument("--queue-size", type=int, default=d.queue_max_size, help="requests allowed to wait")
+    p.add_argument("--steps", type=int, default=d.default_steps, help="default ODE evaluations")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``promptsep demo``: load the models and serve the app until interrupted."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from separation.separator import Separator
+
+    judge = None
+    judge_path = None if args.no_judge else args.judge
+    try:
+        if judge_path:
+            from judge.model import Judge
+
+            judge = Judge.from_pretrained(judge_path).eval().to(args.device)
+        separator = Separator.from_pretrained(args.checkpoint, device=args.device, judge=judge)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"promptsep demo: error: cannot load the models: {exc}", file=sys.stderr)
+        return 2
+    cfg = DemoConfig(max_file_mb=args.max_file_mb, max_duration_s=args.max_duration, concurrency_limit=args.concurrency,
+                     queue_max_size=args.queue_size, default_steps=args.steps)
+    demo = build_demo(separator, judge, cfg, examples_dir=args.examples_dir, checkpoint=args.checkpoint,
+                      judge_path=judge_path)
+    try:
+        launch_demo(demo, host=args.host, port=args.port, share=args.share)
+    finally:
+        demo.promptsep_workspace.close()
+    return 0
+
+
+__all__ = ["build_demo", "launch_demo", "close_demo", "main", "load_examples", "DemoConfig", "SCORE_FIELDS"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

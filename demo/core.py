@@ -1,0 +1,532 @@
+"""The demo's logic without any Gradio: input checks, prompts, separation, scoring, files.
+
+:mod:`demo.app` is a thin UI over these functions; tests can call them directly. Every
+problem a user can cause raises :class:`separation.errors.InputError` (or a subclass)
+with a message that names it; the UI turns those into ``gr.Error`` pop-ups.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from separation.errors import AudioError, InputError, PromptError, VideoError
+
+logger = logging.getLogger(__name__)
+
+#: Judge score fields, in display order.
+SCORE_FIELDS = ("precision", "recall", "faithfulness", "overall")
+#: Sampler choices offered by the UI.
+METHODS = ("midpoint", "euler", "diffusers")
+
+
+@dataclass
+class DemoConfig:
+    """Limits and defaults of the demo.
+
+    Attributes:
+        max_file_mb: largest accepted upload (audio, video, mask), in megabytes.
+        max_duration_s: longest accepted audio, in seconds.
+        max_video_duration_s: longest audio accepted together with a video prompt (the
+            decoded frames are held in memory).
+        video_max_side: videos are decoded with their longer side scaled down to this many
+            pixels; the box is given in these pixels (the preview picture has this size).
+        max_batch_files: most files in one batch request.
+        concurrency_limit: separations running at once (the rest wait in the queue).
+        queue_max_size: requests allowed to wait in the queue.
+        default_steps / max_steps: ODE function evaluations.
+        default_guidance: classifier-free guidance scale (1 = none).
+        max_candidates: largest number of candidates a user may ask for.
+        keep_outputs_s: request folders older than this are deleted on the next request.
+        delete_cache: Gradio's ``delete_cache`` (frequency s, age s) for its upload cache.
+    """
+
+    max_file_mb: float = 50.0
+    max_duration_s: float = 120.0
+    max_video_duration_s: float = 30.0
+    video_max_side: int = 320
+    max_batch_files: int = 16
+    concurrency_limit: int = 2
+    queue_max_size: int = 32
+    default_steps: int = 16
+    max_steps: int = 64
+    default_guidance: float = 1.0
+    max_candidates: int = 8
+    keep_outputs_s: float = 600.0
+    delete_cache: tuple[int, int] = (600, 3600)
+    title: str = "promptsep"
+    examples: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+
+# --------------------------------------------------------------------------- files
+class Workspace:
+    """A private temporary folder with one sub-folder per request.
+
+    Folders of finished requests are removed once older than ``keep_s`` (Gradio has copied
+    the returned files into its own cache by then), and the whole folder is removed by
+    :meth:`close` (also registered to run at interpreter exit).
+    """
+
+    def __init__(self, keep_s: float = 600.0, root: str | Path | None = None):
+        self.root = Path(tempfile.mkdtemp(prefix="promptsep-demo-", dir=root))
+        self.keep_s = float(keep_s)
+        self._lock = threading.Lock()
+        import atexit
+
+        atexit.register(self.close)
+
+    def request_dir(self) -> Path:
+        """A new empty folder for one request (and prune old ones)."""
+        self.prune()
+        d = self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        d.mkdir(parents=True)
+        return d
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete request folders older than ``keep_s``; returns how many were removed."""
+        now = time.time() if now is None else now
+        removed = 0
+        with self._lock:
+            if not self.root.is_dir():
+                self.root.mkdir(parents=True, exist_ok=True)
+            for d in self.root.iterdir():
+                try:
+                    if now - d.stat().st_mtime > self.keep_s:
+                        shutil.rmtree(d, ignore_errors=True)
+                        removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+    def close(self) -> None:
+        """Remove every file the demo wrote."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _path_of(value: Any) -> str | None:
+    """A file path from what Gradio or its client hands in (str, dict with ``path``, file object)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (str, Path)):
+        return str(value)
+    if isinstance(value, dict):
+        for key in ("path", "name", "video"):
+            if value.get(key):
+                return _path_of(value[key])
+        return None
+    name = getattr(value, "path", None) or getattr(value, "name", None)
+    return str(name) if name else None
+
+
+def check_file_size(path: str | Path, cfg: DemoConfig, what: str = "file") -> None:
+    """Raise :class:`AudioError` (or :class:`VideoError` for videos) if the file is too big."""
+    p = Path(path)
+    if not p.is_file():
+        raise (VideoError if what == "video" else AudioError)(f"the {what} {p.name} was not found (upload it again)")
+    size = p.stat().st_size
+    if size > cfg.max_file_bytes:
+        err = VideoError if what == "video" else AudioError
+        raise err(f"the {what} {p.name} is {size / 2**20:.1f} MB, over the {cfg.max_file_mb:g} MB limit of this demo")
+
+
+def read_audio(value: Any, cfg: DemoConfig, name: str = "input audio"):
+    """Load an uploaded/recorded audio file with the demo's size and duration limits.
+
+    Returns:
+        ``(wav [C, N] float32, sample_rate)``.
+
+    Raises:
+        AudioError: no file, too large, unreadable, empty, non-finite, silent or too long.
+    """
+    from separation.audio import load_audio
+
+    path = _path_of(value)
+    if path is None:
+        raise AudioError("no input audio: upload a file, record with the microphone or pick an example")
+    check_file_size(path, cfg, "audio file")
+    wav, sr = load_audio(path, max_bytes=cfg.max_file_bytes)
+    dur = wav.shape[-1] / sr
+    if dur > cfg.max_duration_s:
+        raise AudioError(f"{name} is {dur:.1f} s long, over the {cfg.max_duration_s:g} s limit of this demo")
+    if float(wav.abs().max()) == 0.0:
+        raise AudioError(f"{name} is silent (all samples are zero): there is nothing to separate")
+    return wav, sr
+
+
+# --------------------------------------------------------------------------- prompts
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and math.isnan(v):
+        return ""
+    return str(v).strip()
+
+
+def table_rows(value: Any) -> list[list[Any]]:
+    """Rows of a Gradio Dataframe value (list of lists, dict with ``data``, or a pandas frame)."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        value = value.get("data") or []
+    if hasattr(value, "values") and hasattr(value, "columns"):  # pandas
+        value = value.values.tolist()
+    return [list(r) for r in value]
+
+
+def parse_span_table(value: Any, duration_s: float | None = None) -> list[tuple[str, float, float]]:
+    """Read the span table (columns sign, start s, end s) into ``[(sign, start_s, end_s)]``.
+
+    Blank rows are skipped. Signs ``+``/``-`` (also ``plus``/``minus``, ``target``/``silent``).
+
+    Raises:
+        PromptError: a row with a bad sign or times, start >= end, or a span past the end.
+    """
+    from prompts.types import validate_span
+
+    aliases = {"+": "+", "plus": "+", "target": "+", "audible": "+", "-": "-", "minus": "-", "silent": "-"}
+    spans = []
+    for i, row in enumerate(table_rows(value), start=1):
+        cells = [_cell(c) for c in list(row) + ["", "", ""]][:3]
+        if not any(cells):
+            continue
+        sign = aliases.get(cells[0].lower())
+        if sign is None:
+            raise PromptError(f"span row {i}: the sign must be '+' (target audible) or '-' (target silent), got {cells[0]!r}")
+        try:
+            start, end = float(cells[1]), float(cells[2])
+        except ValueError as exc:
+            raise PromptError(f"span row {i}: start and end must be numbers of seconds, got {cells[1]!r} and {cells[2]!r}") from exc
+        try:
+            spans.append(validate_span((sign, start, end), duration_s))
+        except PromptError as exc:
+            raise PromptError(f"span row {i}: {exc}") from exc
+    return spans
+
+
+def parse_box(x0: Any, y0: Any, x1: Any, y1: Any) -> tuple[int, int, int, int] | None:
+    """The box from its four number fields; None when all are empty.
+
+    Raises:
+        VideoError: some but not all fields filled, or non-numbers.
+    """
+    vals = [_cell(v) for v in (x0, y0, x1, y1)]
+    if not any(vals):
+        return None
+    if not all(vals):
+        raise VideoError("the box needs all four numbers x0, y0, x1, y1 (pixels of the preview frame)")
+    try:
+        return tuple(int(round(float(v))) for v in vals)  # type: ignore[return-value]
+    except ValueError as exc:
+        raise VideoError(f"the box must be four pixel numbers, got {vals}") from exc
+
+
+def order_box(p: Sequence[float], q: Sequence[float]) -> tuple[int, int, int, int]:
+    """Box ``(x0, y0, x1, y1)`` with exclusive ``x1``/``y1`` from two clicked corners."""
+    x0, x1 = sorted((int(p[0]), int(q[0])))
+    y0, y1 = sorted((int(p[1]), int(q[1])))
+    return x0, y0, x1 + 1, y1 + 1
+
+
+def video_fps(path: str | Path) -> float | None:
+    """Frame rate from the container header (no decoding), or None if unknown."""
+    try:
+        import av
+
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                return None
+            s = c.streams.video[0]
+            rate = s.average_rate or s.guessed_rate or s.base_rate
+            return float(rate) if rate else None
+    except Exception:  # unreadable: load_video reports it properly
+        return None
+
+
+def load_video_prompt(
+    value: Any, box: tuple[int, int, int, int] | None, mask_value: Any, duration_s: float, cfg: DemoConfig
+):
+    """Decode the uploaded video for ``duration_s`` seconds and attach the box or mask.
+
+    Raises:
+        VideoError: no box and no mask, unreadable video, too large, video shorter than the audio,
+            a box outside the frame, or an unusable mask image.
+    """
+    from prompts.types import check_box
+    from prompts.video import check_video_covers_audio, load_video
+
+    path = _path_of(value)
+    if path is None:
+        return None
+    check_file_size(path, cfg, "video")
+    if duration_s > cfg.max_video_duration_s:
+        raise VideoError(
+            f"with a video prompt the audio may be at most {cfg.max_video_duration_s:g} s long, it is {duration_s:.1f} s"
+        )
+    masks_img = _mask_image(mask_value, cfg)
+    if box is None and masks_img is None:
+        raise VideoError(
+            "the video prompt needs a box around the target object: click two corners on the first frame "
+            "or type x0, y0, x1, y1 (or upload a mask image)"
+        )
+    fps = video_fps(path)
+    max_frames = None if fps is None else int(math.ceil(duration_s * fps)) + 2
+    video = load_video(path, max_frames=max_frames, max_side=cfg.video_max_side)
+    check_video_covers_audio(video, duration_s)
+    f, _, h, w = video.frames.shape
+    if masks_img is not None:
+        import torch
+        import torch.nn.functional as F
+
+        m = torch.from_numpy(masks_img).float()[None, None]
+        m = F.interpolate(m, size=(h, w), mode="nearest")[0, 0]
+        if float(m.sum()) == 0:
+            raise VideoError("the mask image is empty: paint the target object white on black")
+        video.masks = (m > 0.5).float().expand(f, h, w).contiguous()
+    else:
+        video.box = check_box(box, h, w)
+    return video
+
+
+def _mask_image(value: Any, cfg: DemoConfig):
+    """A mask picture (white = target) as a float ``[H, W]`` array in ``[0, 1]``, or None."""
+    import numpy as np
+
+    if value is None:
+        return None
+    if isinstance(value, dict) and "composite" in value:  # gr.ImageEditor value
+        value = value.get("composite")
+    if value is None:
+        return None
+    if not isinstance(value, np.ndarray):
+        path = _path_of(value)
+        if path is None:
+            return None
+        check_file_size(path, cfg, "mask image")
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            value = np.asarray(Image.open(path).convert("L"))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise VideoError(f"cannot read the mask image: {exc}") from exc
+    arr = np.asarray(value, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[..., :3].mean(-1)
+    if arr.max() > 1.0:
+        arr = arr / 255.0
+    return (arr > 0.5).astype(np.float32)
+
+
+def guidance_map(scale: float, text: str | None, spans, video) -> dict[str, float] | None:
+    """One guidance scale applied to every prompt kind that is given (None at scale 1)."""
+    scale = float(scale)
+    if not math.isfinite(scale) or scale <= 0:
+        raise PromptError(f"guidance must be a positive number, got {scale}")
+    if scale == 1.0:
+        return None
+    kinds = [k for k, on in (("text", bool(text)), ("span", bool(spans)), ("video", video is not None)) if on]
+    return {k: scale for k in kinds} or None
+
+
+def clamp_int(value: Any, lo: int, hi: int, name: str) -> int:
+    """An integer setting within ``[lo, hi]`` (a clear error otherwise)."""
+    try:
+        v = int(round(float(value)))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be a whole number, got {value!r}") from exc
+    if not lo <= v <= hi:
+        raise InputError(f"{name} must be between {lo} and {hi}, got {v}")
+    return v
+
+
+# --------------------------------------------------------------------------- scores
+def judge_scores(judge, mixture, estimate, text: str | None, sample_rate: int) -> dict[str, float] | None:
+    """The judge's four scores (1-5) for a mono downmix, or None without a judge or text prompt."""
+    if judge is None or not text:
+        return None
+    mix = mixture.mean(0) if mixture.dim() == 2 else mixture
+    est = estimate.mean(0) if estimate.dim() == 2 else estimate
+    s = judge.score(mix, est, text, sample_rate)
+    return {k: round(float(getattr(s, k)), 3) for k in SCORE_FIELDS}
+
+
+# --------------------------------------------------------------------------- separation
+@dataclass
+class SeparationOutput:
+    """One demo separation: files written in the request folder plus the tensors and info."""
+
+    target_path: Path
+    residual_path: Path
+    mixture: Any  # [C, N]
+    target: Any
+    residual: Any
+    sample_rate: int
+    spans: list[tuple[str, float, float]]
+    scores: dict[str, float] | None
+    seconds: float
+    audio_seconds: float
+    info: dict[str, Any]
+
+
+def run_separation(
+    separator,
+    judge,
+    cfg: DemoConfig,
+    out_dir: Path,
+    audio: Any,
+    text: str | None = None,
+    span_table: Any = None,
+    video: Any = None,
+    box: tuple[int, int, int, int] | None = None,
+    mask: Any = None,
+    steps: Any = 16,
+    guidance: Any = 1.0,
+    candidates: Any = 1,
+    method: str = "midpoint",
+    seed: Any = 0,
+    stem: str = "",
+) -> SeparationOutput:
+    """Check the inputs, separate, score and write ``target.wav``/``residual.wav`` to ``out_dir``.
+
+    Raises:
+        InputError: anything wrong with the audio, prompts or settings (message names it).
+    """
+    from separation.audio import save_audio
+
+    t0 = time.perf_counter()
+    wav, sr = read_audio(audio, cfg)
+    dur = wav.shape[-1] / sr
+    text = (text or "").strip() or None
+    spans = parse_span_table(span_table, dur)
+    vid = load_video_prompt(video, box, mask, dur, cfg) if _path_of(video) else None
+    if box is not None and vid is None:
+        raise VideoError("a box was given but no video: upload the video that shows the target")
+    if text is None and not spans and vid is None:
+        raise PromptError("give a prompt: describe the sound in the text box, add a time span, or upload a video with a box")
+    steps_i = clamp_int(steps, 1, cfg.max_steps, "steps")
+    cand_i = clamp_int(candidates, 1, cfg.max_candidates, "candidates")
+    seed_i = clamp_int(seed if seed not in (None, "") else 0, 0, 2**31 - 1, "seed")
+    if method not in METHODS:
+        raise InputError(f"sampler must be one of {', '.join(METHODS)}, got {method!r}")
+    # Candidates are ranked by the judge (which needs text) or by span activity; with neither
+    # there is nothing to rank them by, so one candidate is drawn.
+    ranker = None if text else ("activity" if spans else None)
+    if ranker is None and text is None:
+        cand_i = 1
+    res = separator.separate(
+        wav, sr, text=text, spans=spans or None, video=vid, steps=steps_i, method=method, candidates=cand_i,
+        guidance=guidance_map(guidance, text, spans, vid), seed=seed_i, ranker=ranker,
+    )
+    scores = judge_scores(judge, wav, res.target, text, sr)
+    prefix = f"{stem}_" if stem else ""
+    tpath = save_audio(out_dir / f"{prefix}target.wav", res.target, res.sample_rate)
+    rpath = save_audio(out_dir / f"{prefix}residual.wav", res.residual, res.sample_rate)
+    return SeparationOutput(tpath, rpath, wav, res.target, res.residual, res.sample_rate, spans, scores,
+                            time.perf_counter() - t0, dur, dict(res.info))
+
+
+def timing_text(out: SeparationOutput) -> str:
+    """One line: how long it took, relative to the audio length."""
+    rtf = out.seconds / max(out.audio_seconds, 1e-9)
+    info = out.info
+    extra = f" · {info.get('steps')} steps · {info.get('candidates')} candidate(s) · {info.get('method')}"
+    return f"Separated {out.audio_seconds:.2f} s of audio in {out.seconds:.2f} s ({rtf:.2f}x real time){extra}"
+
+
+# --------------------------------------------------------------------------- batch
+def safe_stem(name: str, taken: set[str]) -> str:
+    """A file-system-safe, unique stem for an uploaded file name."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).stem)[:60] or "audio"
+    out, k = stem, 1
+    while out in taken:
+        k += 1
+        out = f"{stem}_{k}"
+    taken.add(out)
+    return out
+
+
+def run_batch(
+    separator,
+    judge,
+    cfg: DemoConfig,
+    out_dir: Path,
+    files: Sequence[Any],
+    text: str | None,
+    steps: Any = 16,
+    candidates: Any = 1,
+    progress=None,
+) -> tuple[Path, Path, list[list[Any]]]:
+    """Separate several files with one text prompt.
+
+    Returns:
+        ``(zip of stems, CSV of scores, table rows)``. Per-file problems are recorded in the
+        CSV's ``error`` column; the batch fails only if no file could be separated.
+
+    Raises:
+        InputError: no files, too many, no prompt, or every file failed.
+    """
+    paths = [p for p in (_path_of(f) for f in (files or [])) if p]
+    if not paths:
+        raise AudioError("no files: upload one or more audio files for the batch")
+    if len(paths) > cfg.max_batch_files:
+        raise AudioError(f"{len(paths)} files is over the batch limit of {cfg.max_batch_files}")
+    text = (text or "").strip()
+    if not text:
+        raise PromptError("the batch needs a text prompt that describes the sound to isolate")
+    steps_i = clamp_int(steps, 1, cfg.max_steps, "steps")
+    cand_i = clamp_int(candidates, 1, cfg.max_candidates, "candidates")
+    stems_dir = out_dir / "stems"
+    header = ["file", "duration_s", "seconds", *SCORE_FIELDS, "error"]
+    rows: list[list[Any]] = []
+    taken: set[str] = set()
+    n_ok = 0
+    for i, path in enumerate(paths):
+        name = Path(path).name
+        if progress is not None:
+            progress((i, len(paths)), desc=f"separating {name} ({i + 1}/{len(paths)})")
+        stem = safe_stem(name, taken)
+        try:
+            out = run_separation(separator, judge, cfg, stems_dir / stem, path, text=text, steps=steps_i,
+                                 candidates=cand_i)
+        except InputError as exc:
+            logger.info("batch: %s skipped: %s", name, exc)
+            rows.append([name, None, None, *([None] * len(SCORE_FIELDS)), str(exc)])
+            continue
+        n_ok += 1
+        sc = out.scores or {}
+        rows.append([name, round(out.audio_seconds, 3), round(out.seconds, 3), *(sc.get(k) for k in SCORE_FIELDS), ""])
+    if progress is not None:
+        progress((len(paths), len(paths)), desc="writing the zip")
+    if n_ok == 0:
+        raise AudioError("no file of the batch could be separated: " + "; ".join(f"{r[0]}: {r[-1]}" for r in rows))
+    csv_path = out_dir / "scores.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows([["" if v is None else v for v in r] for r in rows])
+    zip_path = out_dir / "stems.zip"
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(stems_dir.rglob("*.wav")):
+            z.write(p, p.relative_to(stems_dir).as_posix())
+        z.write(csv_path, "scores.csv")
+    return zip_path, csv_path, [header, *rows]
+
+
+__all__ = [
+    "DemoConfig", "Workspace", "SeparationOutput", "run_separation", "run_batch", "parse_span_table", "parse_box",
+    "order_box", "read_audio", "load_video_prompt", "judge_scores", "guidance_map", "timing_text", "SCORE_FIELDS",
+]

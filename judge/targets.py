@@ -1,0 +1,236 @@
+"""Reference-based training targets of the judge (precision, recall, faithfulness, overall).
+
+Each axis is ONE function of the references (the true target stem and the residual,
+``mixture = target + residual``) and the estimate, mapped to the judge's 1..5 scale
+(5 = best). They follow BSS-eval's decomposition, computed on short frames so that
+time-varying gains (a gated target, a leak that comes and goes) are measured where
+they happen:
+
+For every frame ``f`` (:data:`FRAME_S` seconds, non-overlapping) the estimate is
+projected on the span of the target and the residual of that frame::
+
+    e_f = a_f * s_f + b_f * i_f + art_f          (least squares, lightly regularised)
+
+- ``a_f * s_f`` is the target kept, ``b_f * i_f`` the interference leaked,
+  ``art_f`` everything the references do not explain (artefacts: distortion,
+  filtering, added noise, unrelated sounds).
+
+The four axes (``u`` is the axis on a 0..1 scale, the score is ``1 + 4 u``):
+
+- :func:`recall_target`: share of the target's energy the estimate retains,
+  ``rho = sum_f clip(a_f, 0, 1) ||s_f||^2 / sum_f ||s_f||^2``; ``u = rho``. A silent
+  estimate or a wrong source retains nothing (1), a gated target loses the gated
+  share, a uniformly attenuated target keeps its gain (-6 dB -> 0.5 -> 3).
+- :func:`precision_target`: SIR-like, ``SIR = 10 log10(max(E_t, floor) / E_i)`` with
+  ``E_t = sum ||a_f s_f||^2``, ``E_i = sum ||b_f i_f||^2`` and ``floor`` = the target's
+  energy 30 dB down (so a near-silent estimate, which leaks nothing, is not punished for
+  keeping little target: that is recall's business); ``u = clip(SIR / 30 dB, 0, 1)``.
+  The unprocessed mixture at 0 dB target-to-interference gets 1; a leak 10 dB below the
+  target 2.3; 20 dB below 3.7; 30 dB below 5.
+- :func:`faithfulness_target`: mean of two artefact measures on a 0..1 scale: SAR-like
+  ``SAR = 10 log10(max(E_t + E_i, floor) / E_art)`` mapped by ``clip(SAR / 30 dB, 0, 1)``
+  and the multi-resolution STFT distance ``d`` between the estimate and its artefact-free
+  part ``sum_f (a_f s_f + b_f i_f)`` (:func:`separation.metrics.multi_resolution_stft_distance`)
+  mapped by ``exp(-d / 1.5)``. Low-pass filtering, clipping, added noise and codec damage
+  lower it; leaked interference does not (it is explained by the residual).
+- :func:`overall_target`: ``u = sqrt(u_p * u_r * u_f)``: a zero on any axis makes the
+  overall 1, a perfect estimate is 5; precision and recall failures (the mixture, silence,
+  the wrong source) bring it to 1.
+
+Absent targets (the reference target is silent, so the right estimate is silence):
+recall is 5 for every estimate (there is nothing to miss); precision is the estimate's
+energy relative to the mixture: 0 dB (the mixture) -> 1, -30 dB or quieter -> 5, linear in
+dB between; faithfulness uses the same formula as above with the residual alone; the
+overall the same combination. Silence therefore gets 5 on every axis.
+
+A silent (all-zero) estimate of a present target: recall 1, precision 5, faithfulness 5,
+overall 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from separation.metrics import multi_resolution_stft_distance
+
+#: Frame length of the projections, in seconds.
+FRAME_S = 0.1
+#: Range of SIR / SAR mapped linearly onto 1..5, in dB.
+SIR_RANGE_DB = (0.0, 30.0)
+SAR_RANGE_DB = (0.0, 30.0)
+#: Estimates whose leaked (target present) or total (target absent) energy is this far
+#: below the reference count as clean.
+FLOOR_DB = 30.0
+#: Scale of the multi-resolution STFT distance in ``exp(-d / scale)``.
+MRSTFT_SCALE = 1.5
+#: A reference whose energy is below this share of the mixture energy counts as absent.
+ABSENT_REL = 1e-6
+EPS = 1e-10
+
+AXES = ("precision", "recall", "faithfulness", "overall")
+
+
+def to_score(u: torch.Tensor) -> torch.Tensor:
+    """Map a 0..1 axis value to the 1..5 judge scale."""
+    return 1.0 + 4.0 * u.clamp(0.0, 1.0)
+
+
+def _frames(x: torch.Tensor, frame: int) -> torch.Tensor:
+    """``[..., N] -> [..., F, frame]`` (zero-padded at the end)."""
+    n = x.shape[-1]
+    pad = (-n) % frame
+    if pad:
+        x = torch.nn.functional.pad(x, (0, pad))
+    return x.reshape(*x.shape[:-1], -1, frame)
+
+
+def decompose(estimate: torch.Tensor, target: torch.Tensor, residual: torch.Tensor,
+              sample_rate: int) -> dict[str, torch.Tensor]:
+    """Frame-wise projection of the estimate on the target and the residual.
+
+    Args:
+        estimate: ``[..., N]``.
+        target: ``[..., N]`` the reference target stem.
+        residual: ``[..., N]`` everything else in the mixture (``mixture - target``).
+        sample_rate: in Hz (sets the :data:`FRAME_S` frame length).
+
+    Returns:
+        dict of ``a``, ``b`` (coefficients ``[..., F]``), ``s_energy`` (``[..., F]`` target
+        energy per frame), ``e_target``, ``e_interf``, ``e_artif`` and ``e_est`` (energies
+        ``[...]``) and ``explained`` (``[..., N]``, the artefact-free part of the estimate).
+    """
+    est, s, i = (x.double() for x in (estimate, target, residual))
+    n = est.shape[-1]
+    frame = max(16, int(round(FRAME_S * sample_rate)))
+    ef, sf, inf = _frames(est, frame), _frames(s, frame), _frames(i, frame)
+    ss = (sf * sf).sum(-1)
+    ii = (inf * inf).sum(-1)
+    si = (sf * inf).sum(-1)
+    es = (ef * sf).sum(-1)
+    ei = (ef * inf).sum(-1)
+    lam = 1e-6 * (ss + ii) + EPS
+    g11, g22, g12 = ss + lam, ii + lam, si
+    det = g11 * g22 - g12 * g12
+    a = (g22 * es - g12 * ei) / det
+    b = (g11 * ei - g12 * es) / det
+    tgt = a.unsqueeze(-1) * sf
+    itf = b.unsqueeze(-1) * inf
+    art = ef - tgt - itf
+    explained = (tgt + itf).flatten(-2)[..., :n]
+    return {
+        "a": a, "b": b, "s_energy": ss,
+        "e_target": tgt.pow(2).sum((-1, -2)), "e_interf": itf.pow(2).sum((-1, -2)),
+        "e_artif": art.pow(2).sum((-1, -2)), "e_est": ef.pow(2).sum((-1, -2)),
+        "explained": explained,
+    }
+
+
+def _present(target: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
+    """``[...]`` bool: the reference target carries energy (is not absent)."""
+    et = target.double().pow(2).sum(-1)
+    em = mixture.double().pow(2).sum(-1)
+    return et > ABSENT_REL * em + EPS
+
+
+def _lin(db: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    return ((db - lo) / (hi - lo)).clamp(0.0, 1.0)
+
+
+def recall_target(estimate: torch.Tensor, target: torch.Tensor, residual: torch.Tensor,
+                  sample_rate: int, parts: dict | None = None) -> torch.Tensor:
+    """Recall on 1..5: the share of the target's energy retained by the estimate.
+
+    ``rho = sum_f clip(a_f, 0, 1) ||s_f||^2 / sum_f ||s_f||^2`` with ``a_f`` the frame-wise
+    projection coefficient of the estimate on the target; score ``1 + 4 rho``. Absent target: 5.
+
+    Args:
+        estimate, target, residual: ``[..., N]``.
+        sample_rate: Hz.
+        parts: a precomputed :func:`decompose` result (optional).
+
+    Returns:
+        ``[...]`` float32 in 1..5.
+    """
+    p = parts or decompose(estimate, target, residual, sample_rate)
+    rho = (p["a"].clamp(0.0, 1.0) * p["s_energy"]).sum(-1) / (p["s_energy"].sum(-1) + EPS)
+    present = _present(target, target + residual)
+    u = torch.where(present, rho, torch.ones_like(rho))
+    return to_score(u).float()
+
+
+def precision_target(estimate: torch.Tensor, target: torch.Tensor, residual: torch.Tensor,
+                     sample_rate: int, parts: dict | None = None) -> torch.Tensor:
+    """Precision on 1..5: how little of the mixture's non-target sound leaked into the estimate.
+
+    Target present: ``SIR = 10 log10(max(E_t, E_s 10^(-3)) / E_i)`` (frame-wise projection;
+    ``E_s`` the reference target energy), mapped linearly from 0 dB (1) to 30 dB (5).
+    Target absent: the estimate's energy relative to the mixture, 0 dB -> 1, -30 dB -> 5.
+
+    Returns:
+        ``[...]`` float32 in 1..5.
+    """
+    p = parts or decompose(estimate, target, residual, sample_rate)
+    es = target.double().pow(2).sum(-1)
+    floor = es * 10 ** (-FLOOR_DB / 10)
+    sir = 10 * torch.log10((torch.maximum(p["e_target"], floor) + EPS) / (p["e_interf"] + EPS))
+    u_present = _lin(sir, *SIR_RANGE_DB)
+    mix = target.double() + residual.double()
+    rel = 10 * torch.log10((p["e_est"] + EPS) / (mix.pow(2).sum(-1) + EPS))
+    u_absent = _lin(-rel, 0.0, FLOOR_DB)
+    u = torch.where(_present(target, mix), u_present, u_absent)
+    return to_score(u).float()
+
+
+def faithfulness_target(estimate: torch.Tensor, target: torch.Tensor, residual: torch.Tensor,
+                        sample_rate: int, parts: dict | None = None) -> torch.Tensor:
+    """Faithfulness on 1..5: absence of artefacts (distortion, filtering, noise, foreign sound).
+
+    Mean of ``clip(SAR / 30 dB, 0, 1)`` with ``SAR = 10 log10(max(E_t + E_i, floor) / E_art)``
+    (``floor`` = the mixture energy 30 dB down, so a silent estimate has no artefacts) and
+    ``exp(-d / 1.5)`` with ``d`` the multi-resolution STFT distance between the estimate and
+    its artefact-free part; score ``1 + 4 u``.
+
+    Returns:
+        ``[...]`` float32 in 1..5.
+    """
+    p = parts or decompose(estimate, target, residual, sample_rate)
+    mix = target.double() + residual.double()
+    floor = mix.pow(2).sum(-1) * 10 ** (-FLOOR_DB / 10)
+    sar = 10 * torch.log10((torch.maximum(p["e_target"] + p["e_interf"], floor) + EPS) / (p["e_artif"] + EPS))
+    u_sar = _lin(sar, *SAR_RANGE_DB)
+    shape = estimate.shape[:-1]
+    est = estimate.reshape(-1, estimate.shape[-1]).float()
+    expl = p["explained"].reshape(-1, estimate.shape[-1]).float()
+    n = est.shape[-1]
+    sizes = tuple(s for s in (512, 1024, 2048) if s <= n) or (max(16, 2 ** int(math.log2(max(n, 16)))),)
+    d = multi_resolution_stft_distance(est, expl, fft_sizes=sizes).reshape(shape).double()
+    u_stft = torch.exp(-d / MRSTFT_SCALE)
+    return to_score(0.5 * (u_sar + u_stft)).float()
+
+
+def overall_target(precision: torch.Tensor, recall: torch.Tensor, faithfulness: torch.Tensor) -> torch.Tensor:
+    """Overall on 1..5 from the three axes (1..5 each): ``1 + 4 sqrt(u_p u_r u_f)``, ``u = (score - 1) / 4``."""
+    u = [((x.double() - 1.0) / 4.0).clamp(0.0, 1.0) for x in (precision, recall, faithfulness)]
+    return to_score(torch.sqrt(u[0] * u[1] * u[2])).float()
+
+
+def reference_targets(estimate: torch.Tensor, target: torch.Tensor, residual: torch.Tensor,
+                      sample_rate: int) -> torch.Tensor:
+    """All four targets: ``[..., N]`` signals -> ``[..., 4]`` (precision, recall, faithfulness, overall) in 1..5.
+
+    Args:
+        estimate: the candidate stem ``[..., N]``.
+        target: the reference target ``[..., N]`` (all zeros when the target is absent).
+        residual: ``mixture - target``, ``[..., N]``.
+        sample_rate: Hz.
+    """
+    if not (estimate.shape == target.shape == residual.shape):
+        raise ValueError(f"shape mismatch: estimate {tuple(estimate.shape)}, target {tuple(target.shape)}, "
+                         f"residual {tuple(residual.shape)}")
+    parts = decompose(estimate, target, residual, sample_rate)
+    p = precision_target(estimate, target, residual, sample_rate, parts)
+    r = recall_target(estimate, target, residual, sample_rate, parts)
+    f = faithfulness_target(estimate, target, residual, sample_rate, parts)
+    return torch.stack([p, r, f, overall_target(p, r, f)], dim=-1)

@@ -1,0 +1,473 @@
+"""DAC-VAE codec: descript-audio-codec's encoder/decoder with a Gaussian bottleneck.
+
+The layout follows SAM Audio's codec: DAC's convolutional :class:`~dac.model.dac.Encoder`
+(output width ``encoder_dim * 2**len(encoder_rates)``), a 1x1 ``in_proj`` to
+``2 * latent_dim`` channels (mean and log-variance), a 1x1 ``out_proj`` from
+``latent_dim`` back to the encoder width, and DAC's :class:`~dac.model.dac.Decoder`.
+Inference uses only the mean (deterministic latents); training samples with the
+reparameterisation trick and adds a KL term (see :mod:`separation.codec_losses`).
+
+Lengths: inputs are right-padded to a multiple of the hop before encoding, so a clip of
+``N`` samples gives ``ceil(N / hop)`` latent frames, and :meth:`DACVAE.decode` trims the
+output to the requested length. DAC's transposed convolutions lose one sample per
+odd stride; the decoder's odd-stride layers get ``output_padding=1`` so that ``T`` frames
+always decode to exactly ``T * hop`` samples.
+
+Latent normalisation: :meth:`DACVAE.encode` returns ``(mean - latent_mean) / latent_std``
+per channel and :meth:`DACVAE.decode` undoes it; the statistics are buffers (identity
+until :meth:`DACVAE.set_latent_stats` is called) and are part of the config and the
+release checkpoint.
+
+Release format: a folder with ``config.json`` (``format_version``, ``kind`` and the
+config) and ``model.safetensors``; see :meth:`DACVAE.save_pretrained` and
+:meth:`DACVAE.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from separation.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+KIND = "dac_vae"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+LOGVAR_RANGE = (-30.0, 20.0)
+
+
+@dataclass
+class CodecConfig:
+    """Architecture of a :class:`DACVAE` (model only; loss weights live in ``CodecLossConfig``).
+
+    Attributes:
+        sample_rate: audio rate in Hz.
+        encoder_dim: width of the first encoder conv; it doubles at every encoder block,
+            so the encoder outputs ``encoder_dim * 2**len(encoder_rates)`` channels.
+        encoder_rates: downsampling strides; their product is the hop length.
+        latent_dim: latent channels ``C``.
+        decoder_dim: width of the first decoder conv; it halves at every decoder block
+            (must be divisible by ``2**len(decoder_rates)``).
+        decoder_rates: upsampling strides; their product must equal the hop length.
+        latent_mean: per-channel latent means ``[C]`` for normalisation, or None (0).
+        latent_std: per-channel latent stds ``[C]`` for normalisation, or None (1).
+    """
+
+    sample_rate: int = 16000
+    encoder_dim: int = 32
+    encoder_rates: tuple[int, ...] = (2, 4, 5, 8)
+    latent_dim: int = 64
+    decoder_dim: int = 256
+    decoder_rates: tuple[int, ...] = (8, 5, 4, 2)
+    latent_mean: list[float] | None = None
+    latent_std: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        # JSON / YAML give lists; keep rates as tuples and stats as plain float lists.
+        self.encoder_rates = tuple(int(r) for r in self.encoder_rates)
+        self.decoder_rates = tuple(int(r) for r in self.decoder_rates)
+        if self.latent_mean is not None:
+            self.latent_mean = [float(v) for v in self.latent_mean]
+        if self.latent_std is not None:
+            self.latent_std = [float(v) for v in self.latent_std]
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per latent frame (product of the encoder rates)."""
+        return int(math.prod(self.encoder_rates))
+
+    @property
+    def frame_rate(self) -> float:
+        """Latent frames per second."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def encoder_out_dim(self) -> int:
+        """Channels of the DAC encoder output (and of the decoder input)."""
+        return self.encoder_dim * 2 ** len(self.encoder_rates)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the problem if the layout is inconsistent."""
+        if self.sample_rate <= 0:
+            raise ValueError(f"codec sample_rate must be positive, got {self.sample_rate}")
+        if not self.encoder_rates or not self.decoder_rates:
+            raise ValueError("codec encoder_rates and decoder_rates must not be empty")
+        if any(r < 2 for r in self.encoder_rates + self.decoder_rates):
+            raise ValueError(
+                f"codec rates must all be >= 2 (DAC's strided convs), got encoder {self.encoder_rates}, "
+                f"decoder {self.decoder_rates}"
+            )
+        if math.prod(self.decoder_rates) != self.hop_length:
+            raise ValueError(
+                f"codec decoder_rates {self.decoder_rates} (product {math.prod(self.decoder_rates)}) must "
+                f"upsample by the hop length {self.hop_length} of encoder_rates {self.encoder_rates}"
+            )
+        if self.decoder_dim % 2 ** len(self.decoder_rates) or self.decoder_dim < 2 ** len(self.decoder_rates):
+            raise ValueError(
+                f"codec decoder_dim {self.decoder_dim} must be a positive multiple of "
+                f"2**len(decoder_rates) = {2 ** len(self.decoder_rates)}"
+            )
+        if self.encoder_dim <= 0 or self.latent_dim <= 0:
+            raise ValueError("codec encoder_dim and latent_dim must be positive")
+        for name in ("latent_mean", "latent_std"):
+            v = getattr(self, name)
+            if v is not None and len(v) != self.latent_dim:
+                raise ValueError(f"codec {name} has {len(v)} values, expected latent_dim = {self.latent_dim}")
+        if self.latent_std is not None and any(not (s > 0) for s in self.latent_std):
+            raise ValueError("codec latent_std values must all be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["encoder_rates"] = list(self.encoder_rates)
+        d["decoder_rates"] = list(self.decoder_rates)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CodecConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown CodecConfig keys {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**d)
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    # CPU-trainable 16 kHz codec: hop 320 -> 50 latent frames/s, 64 latent channels.
+    "tiny16k": {},
+    # SAM Audio's layout: 48 kHz, hop 1920 -> 25 frames/s, encoder output 1024 ch, 128 latents.
+    "sam48k": dict(
+        sample_rate=48000,
+        encoder_dim=64,
+        encoder_rates=(2, 8, 10, 12),
+        latent_dim=128,
+        decoder_dim=1536,
+        decoder_rates=(12, 10, 8, 2),
+    ),
+}
+
+
+def codec_preset(name: str) -> CodecConfig:
+    """A named codec layout.
+
+    Args:
+        name: ``"tiny16k"`` (the :class:`CodecConfig` defaults) or ``"sam48k"`` (SAM Audio's layout).
+
+    Returns:
+        A fresh :class:`CodecConfig`.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+    """
+    if name not in _PRESETS:
+        raise ValueError(f"unknown codec preset {name!r}; known presets: {sorted(_PRESETS)}")
+    return CodecConfig(**_PRESETS[name])
+
+
+def _to_parametrized_weight_norm(module: nn.Module) -> None:
+    """Swap DAC's legacy hook-based weight norm for ``torch.nn.utils.parametrizations.weight_norm``.
+
+    The parametrized form deep-copies (EMA, Lightning), and its parameters
+    (``parametrizations.weight.original0`` = g, ``original1`` = v) save and load like any other.
+    """
+    from torch.nn.utils.parametrizations import weight_norm
+
+    for m in module.modules():
+        if hasattr(m, "weight_g") and hasattr(m, "weight_v"):
+            nn.utils.remove_weight_norm(m)
+            weight_norm(m, name="weight", dim=0)
+
+
+class DACVAE(nn.Module):
+    """DAC encoder/decoder with a Gaussian (VAE) bottleneck.
+
+    Attributes:
+        cfg: the :class:`CodecConfig` (kept in sync with the latent statistics).
+        sample_rate: audio rate in Hz.
+        hop_length: samples per latent frame.
+        frame_rate: latent frames per second.
+        latent_dim: latent channels ``C``.
+    """
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        cfg = dataclasses.replace(cfg)  # own copy: set_latent_stats writes into it
+        cfg.validate()
+        from dac.model.dac import Decoder, Encoder
+
+        self.cfg = cfg
+        self.sample_rate = int(cfg.sample_rate)
+        self.hop_length = cfg.hop_length
+        self.frame_rate = float(cfg.frame_rate)
+        self.latent_dim = int(cfg.latent_dim)
+        width = cfg.encoder_out_dim
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # DAC's legacy torch.nn.utils.weight_norm
+            self.encoder = Encoder(cfg.encoder_dim, list(cfg.encoder_rates), width)
+            self.decoder = Decoder(width, cfg.decoder_dim, list(cfg.decoder_rates), d_out=1)
+        _to_parametrized_weight_norm(self.encoder)
+        _to_parametrized_weight_norm(self.decoder)
+        # DAC's ConvTranspose1d(k=2s, stride=s, padding=ceil(s/2)) gives L*s - 1 samples for odd s;
+        # output_padding=1 makes every decoder block an exact L -> L*s upsampler.
+        for m in self.decoder.modules():
+            if isinstance(m, nn.ConvTranspose1d) and m.stride[0] % 2 == 1:
+                m.output_padding = (1,)
+        self.in_proj = nn.Conv1d(width, 2 * cfg.latent_dim, kernel_size=1)
+        self.out_proj = nn.Conv1d(cfg.latent_dim, width, kernel_size=1)
+        mean = torch.zeros(cfg.latent_dim) if cfg.latent_mean is None else torch.tensor(cfg.latent_mean)
+        std = torch.ones(cfg.latent_dim) if cfg.latent_std is None else torch.tensor(cfg.latent_std)
+        self.register_buffer("latent_mean", mean.float())
+        self.register_buffer("latent_std", std.float())
+        self._length_warned = False
+
+    # ------------------------------------------------------------------ helpers
+    def num_frames(self, num_samples: int) -> int:
+        """Latent frames for ``num_samples`` samples: ``ceil(N / hop)``."""
+        return -(-int(num_samples) // self.hop_length)
+
+    def param_count(self, trainable_only: bool = False) -> int:
+        """Number of parameters (all, or only those with ``requires_grad``)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def _check_wav(self, wav: torch.Tensor) -> None:
+        if not isinstance(wav, torch.Tensor):
+            raise InputError(f"codec input must be a torch.Tensor [B, 1, N], got {type(wav).__name__}")
+        if wav.dim() != 3 or wav.shape[1] != 1:
+            raise InputError(f"codec input must be mono audio shaped [B, 1, N], got shape {tuple(wav.shape)}")
+        if wav.shape[-1] == 0:
+            raise InputError("codec input is empty (0 samples)")
+
+    def _pad(self, wav: torch.Tensor) -> torch.Tensor:
+        n = wav.shape[-1]
+        pad = self.num_frames(n) * self.hop_length - n
+        return nn.functional.pad(wav, (0, pad)) if pad else wav
+
+    def _decode_raw(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw (unnormalised) latents ``[B, C, T]`` -> audio ``[B, 1, T * hop]``."""
+        y = self.decoder(self.out_proj(z))
+        want = z.shape[-1] * self.hop_length
+        if y.shape[-1] != want:  # not expected (see __init__); keep the length contract regardless
+            if not self._length_warned:
+                logger.warning("codec decoder gave %d samples for %d frames; fixing to %d",
+                               y.shape[-1], z.shape[-1], want)
+                self._length_warned = True
+            y = y[..., :want] if y.shape[-1] > want else nn.functional.pad(y, (0, want - y.shape[-1]))
+        return y
+
+    # -------------------------------------------------------------- public API
+    def encode_dist(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw posterior parameters.
+
+        Args:
+            wav: audio ``[B, 1, N]`` at :attr:`sample_rate` (right-padded to a multiple of the hop).
+
+        Returns:
+            ``(mean, logvar)``, each ``[B, C, ceil(N / hop)]``, unnormalised; logvar is clamped
+            to a safe range.
+        """
+        self._check_wav(wav)
+        h = self.encoder(self._pad(wav))
+        mean, logvar = self.in_proj(h).chunk(2, dim=1)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def encode(self, wav: torch.Tensor) -> torch.Tensor:
+        """Deterministic, normalised latents.
+
+        Args:
+            wav: audio ``[B, 1, N]``.
+
+        Returns:
+            ``(mean - latent_mean) / latent_std`` shaped ``[B, C, ceil(N / hop)]``.
+        """
+        mean, _ = self.encode_dist(wav)
+        return (mean - self.latent_mean[:, None]) / self.latent_std[:, None]
+
+    def decode(self, z: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """Decode normalised latents.
+
+        Args:
+            z: normalised latents ``[B, C, T]`` (as returned by :meth:`encode`).
+            length: output samples (at most ``T * hop``); None keeps all ``T * hop``.
+
+        Returns:
+            audio ``[B, 1, length or T * hop]``.
+        """
+        if z.dim() != 3 or z.shape[1] != self.latent_dim:
+            raise InputError(f"codec latents must be shaped [B, {self.latent_dim}, T], got {tuple(z.shape)}")
+        if z.shape[-1] == 0:
+            raise InputError("codec latents are empty (0 frames)")
+        full = z.shape[-1] * self.hop_length
+        if length is not None and not 0 < int(length) <= full:
+            raise InputError(f"decode length must be in [1, {full}] for {z.shape[-1]} frames, got {length}")
+        raw = z * self.latent_std[:, None] + self.latent_mean[:, None]
+        y = self._decode_raw(raw)
+        return y if length is None else y[..., : int(length)]
+
+    def forward(self, wav: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training pass.
+
+        Args:
+            wav: audio ``[B, 1, N]``.
+
+        Returns:
+            dict with ``recon`` ``[B, 1, N]`` (decoded from a reparameterised sample in training
+            mode, from the mean in eval mode), raw ``mean`` and ``logvar`` ``[B, C, T]``, and
+            ``kl``: the scalar mean (over batch, channels and frames) KL divergence to N(0, 1).
+        """
+        mean, logvar = self.encode_dist(wav)
+        if self.training:
+            z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+        else:
+            z = mean
+        recon = self._decode_raw(z)[..., : wav.shape[-1]]
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+        return {"recon": recon, "mean": mean, "logvar": logvar, "kl": kl}
+
+    # ---------------------------------------------------------- normalisation
+    @torch.no_grad()
+    def set_latent_stats(self, mean: torch.Tensor | Iterable[float], std: torch.Tensor | Iterable[float]) -> None:
+        """Set the per-channel normalisation (buffers and config).
+
+        Args:
+            mean: ``[C]`` raw latent means.
+            std: ``[C]`` raw latent standard deviations (positive).
+        """
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).detach().flatten().cpu()
+        std_t = torch.as_tensor(std, dtype=torch.float32).detach().flatten().cpu()
+        if mean_t.numel() != self.latent_dim or std_t.numel() != self.latent_dim:
+            raise ValueError(
+                f"latent stats must have {self.latent_dim} values each, got {mean_t.numel()} and {std_t.numel()}"
+            )
+        if not torch.isfinite(mean_t).all() or not torch.isfinite(std_t).all() or (std_t <= 0).any():
+            raise ValueError("latent stats must be finite and the stds positive")
+        self.latent_mean.copy_(mean_t)
+        self.latent_std.copy_(std_t)
+        self.cfg.latent_mean = mean_t.tolist()
+        self.cfg.latent_std = std_t.tolist()
+
+    # ----------------------------------------------------------------- release
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write a release folder: ``config.json`` + ``model.safetensors``.
+
+        Args:
+            path: output directory (created if missing).
+
+        Returns:
+            The directory path.
+        """
+        from safetensors.torch import save_file
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tmp = out / (WEIGHTS_NAME + ".tmp")
+        save_file(state, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "kind": KIND})
+        tmp.replace(out / WEIGHTS_NAME)
+        meta = {"format_version": FORMAT_VERSION, "kind": KIND, "config": self.cfg.to_dict()}
+        tmp = out / (CONFIG_NAME + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(out / CONFIG_NAME)
+        logger.info("saved codec (%d parameters) to %s", self.param_count(), out)
+        return out
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DACVAE:
+        """Load a release folder written by :meth:`save_pretrained` (strictly).
+
+        Args:
+            path: the folder, or a file inside it (``config.json`` / ``model.safetensors``).
+            map_location: device for the weights.
+
+        Returns:
+            The codec in eval mode.
+
+        Raises:
+            FileNotFoundError: the folder or one of its files is missing.
+            ValueError: wrong ``kind`` or ``format_version``, or weights that do not match the config.
+        """
+        from safetensors.torch import load_file
+
+        root = Path(path)
+        if root.is_file():
+            root = root.parent
+        if not root.is_dir():
+            raise FileNotFoundError(f"codec checkpoint folder not found: {str(path)!r}")
+        cfg_file, weights_file = root / CONFIG_NAME, root / WEIGHTS_NAME
+        for f in (cfg_file, weights_file):
+            if not f.is_file():
+                raise FileNotFoundError(f"codec checkpoint {str(root)!r} has no {f.name}")
+        try:
+            meta = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"codec config {str(cfg_file)!r} is not valid JSON: {e}") from e
+        if not isinstance(meta, dict) or meta.get("kind") != KIND:
+            got = meta.get("kind") if isinstance(meta, dict) else None
+            raise ValueError(f"{str(cfg_file)!r} is not a codec checkpoint (kind {got!r}, expected {KIND!r})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"codec checkpoint {str(root)!r} has format_version {meta.get('format_version')!r}; "
+                f"this version of promptsep reads format_version {FORMAT_VERSION}"
+            )
+        model = cls(CodecConfig.from_dict(meta["config"]))
+        state = load_file(str(weights_file), device=str(map_location))
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"codec weights in {str(weights_file)!r} do not match its config: {e}") from e
+        model.to(map_location)
+        model.eval()
+        logger.info("loaded codec from %s (%d parameters)", root, model.param_count())
+        return model
+
+
+def build_codec(cfg: CodecConfig | None = None) -> DACVAE:
+    """Factory: a randomly initialised :class:`DACVAE` (default: the ``tiny16k`` layout)."""
+    return DACVAE(cfg if cfg is not None else CodecConfig())
+
+
+@torch.no_grad()
+def compute_latent_stats(
+    codec: DACVAE, batches: Iterable[torch.Tensor], eps: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of the raw latent means over some audio.
+
+    Args:
+        codec: the codec (put in eval mode here; the caller's mode is restored).
+        batches: iterable of audio batches ``[B, 1, N]``.
+        eps: floor for the standard deviations.
+
+    Returns:
+        ``(mean [C], std [C])`` on the CPU, ready for :meth:`DACVAE.set_latent_stats`.
+    """
+    was_training = codec.training
+    codec.eval()
+    total = total_sq = None
+    count = 0
+    try:
+        for wav in batches:
+            mean, _ = codec.encode_dist(wav)
+            m = mean.double().transpose(0, 1).reshape(mean.shape[1], -1)
+            total = m.sum(1) if total is None else total + m.sum(1)
+            total_sq = m.pow(2).sum(1) if total_sq is None else total_sq + m.pow(2).sum(1)
+            count += m.shape[1]
+    finally:
+        codec.train(was_training)
+    if count == 0:
+        raise ValueError("compute_latent_stats got no batches")
+    mu = total / count
+    std = (total_sq / count - mu.pow(2)).clamp_min(0).sqrt().clamp_min(eps)
+    return mu.float().cpu(), std.float().cpu()

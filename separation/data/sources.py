@@ -1,0 +1,641 @@
+"""Where the corpus audio comes from: per-package extraction and path -> label tables.
+
+Every source is a :class:`SourceSpec`: the Debian packages it needs, which members of
+their ``.deb`` to extract, and a ``scan`` function that turns the extracted tree into
+:class:`Item` records (one per source file or render job). The regex tables below are
+hand-curated: a file is used only if one of its package's patterns matches its path
+(first match wins, matching is on the lower-cased path relative to the package root).
+
+Grouping: :func:`variant_stem` strips one trailing variant number
+(``pig_01`` -> ``pig``, ``breakglass05`` -> ``breakglass``, ``bullet-rifle-3x`` ->
+``bullet-rifle``) so that variants of one recording share a split group. Identical files
+(same bytes) inside a source are kept once.
+
+Licences are the ones stated in each package's ``debian/copyright`` (per kit for
+hydrogen-drumkits, per file for sonic-pi-samples where the file lists them).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# --------------------------------------------------------------------------------------
+# records
+
+
+@dataclass
+class Item:
+    """One unit of work for the builder: a source file (or render job) and its metadata.
+
+    ``loader`` says how to get the audio: ``("file", path)``, ``("zip", archive, member)``,
+    ``("espeak", voice, text)`` or ``("score", music21_path)``.
+    """
+
+    key: str
+    label: str | None
+    category: str
+    source: str
+    group: str
+    license: str
+    loader: tuple
+    max_segments: int = 4
+    bandwidth_hz: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class SourceSpec:
+    """A corpus source: the Debian packages it reads and a scan function.
+
+    ``scan(src_root, labels, **options)`` gets the folder holding one extracted tree per
+    package (``src_root / package``).
+    """
+
+    name: str
+    packages: tuple[str, ...]
+    scan: Callable[..., list[Item]]
+    description: str
+    heavy: bool = False
+    needs: tuple[str, ...] = ()  # external programs
+
+
+_VARIANT = re.compile(r"([-_. ]?\d+x|[-_. ]?\d+[a-z]?)$")
+
+
+def variant_stem(relpath: str) -> str:
+    """Path without extension and without one trailing variant number.
+
+    >>> variant_stem("sound/misc/breakglass05.ogg")
+    'sound/misc/breakglass'
+    >>> variant_stem("data/sound/animals/bird2_03.ogg")
+    'data/sound/animals/bird2'
+    """
+    p = relpath.rsplit(".", 1)[0] if "." in relpath.rsplit("/", 1)[-1] else relpath
+    head, _, stem = p.rpartition("/")
+    new = _VARIANT.sub("", stem) or stem
+    return f"{head}/{new}" if head else new
+
+
+def match_label(rules: list[tuple[str, str | None]], path: str) -> str | None:
+    """First rule whose regex matches ``path`` (lower-cased); ``None`` if none or a skip rule."""
+    low = path.lower()
+    for pattern, label in rules:
+        if re.search(pattern, low):
+            return label
+    return None
+
+
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+AUDIO_EXT = (".wav", ".ogg", ".oga", ".flac")
+
+# --------------------------------------------------------------------------------------
+# curated sound-effect tables (package -> [(regex on relative path, label | None)])
+
+SFX_RULES: dict[str, list[tuple[str, str | None]]] = {
+    "ufoai-sound": [
+        (r"^sound/ambience/arcticwind", "wind"),
+        (r"^sound/ambience/cricket", "crickets"),
+        (r"^sound/ambience/(fire\d*|smallfire|firesoft)\.ogg$", "fire"),
+        (r"^sound/ambience/thunder\d", "thunder"),
+        (r"^sound/ambience/(water\d*|waterfontain)\.ogg$", "water"),
+        (r"^sound/doors/door\d-(open|close)", "door"),
+        (r"^sound/footsteps/(carpet|dirt|grass|gravel|metal|sand|snow|stone|tile|wood)\d*\.ogg$", "footsteps"),
+        (r"^sound/misc/breakglass", "glass breaking"),
+        (r"^sound/weapons/bullet-(pistol|rifle|smg|sniper|shotgun)", "gunshot"),
+        (r"^sound/weapons/explosion(-grenade|-rocket)?\.ogg$", "explosion"),
+        (r"^sound/(soldiers|civilians)/(female|civfem)", "woman screaming"),
+        (r"^sound/(soldiers|civilians)/(male|civmale)", "man screaming"),
+    ],
+    "wesnoth-1.16-data": [
+        (r"/sounds/ambient/birds\d", "birds"),
+        (r"/sounds/ambient/campfire", "fire"),
+        (r"/sounds/bell\.wav$", "bell"),
+        (r"/sounds/(cross)?bow(-puny)?(-fire)?(-miss)?\.ogg$", "arrow shot"),
+        (r"/sounds/sword-\d", "sword clash"),
+        (r"/sounds/explosion\.ogg$", "explosion"),
+        (r"/sounds/(gunshot\.wav|thunderstick\.ogg)$", "gunshot"),
+        (r"/sounds/horse-(elf-)?canter", "horse"),
+        (r"/sounds/horse-(hit|die)", "horse"),
+        (r"/sounds/wolf-(growl|hit|die)", "wolf"),
+        (r"/sounds/human-female-(hit|die)", "woman screaming"),
+        (r"/sounds/human-(old-)?(hit|die)", "man screaming"),
+    ],
+    "minetest-data": [
+        (r"env_sounds_water", "water"),
+        (r"/fire_(fire|small|large)", "fire"),
+        (r"/tnt_explode", "explosion"),
+        (r"/doors_(door|steel_door|glass_door|fencegate)_(open|close)", "door"),
+        (r"/default_(wood|gravel|snow|grass|sand|dirt|hard|metal|ice|glass|water)_footstep", "footsteps"),
+        (r"/default_break_glass", "glass breaking"),
+    ],
+    "sonic-pi-samples": [
+        (r"/(bd_[a-z0-9]+|drum_heavy_kick|drum_bass_(hard|soft))\.flac$", "kick drum"),
+        (r"/(drum_snare_(hard|soft)|sn_[a-z]+)\.flac$", "snare drum"),
+        (r"/drum_cymbal_(closed|open|pedal)\.flac$", "hi-hat"),
+        (r"/drum_(cymbal|splash)_(hard|soft)\.flac$", "cymbal"),
+        (r"/drum_tom_", "tom-tom"),
+        (r"/drum_cowbell", "cowbell"),
+        (r"/tabla_", "tabla"),
+        (r"/guit_", "electric guitar"),
+        (r"/ambi_piano", "piano"),
+        (r"/perc_bell", "bell"),
+        (r"/perc_snap", "finger snapping"),
+    ],
+    "sound-theme-freedesktop": [
+        (r"/stereo/bell\.oga$", "bell"),
+    ],
+    "megaglest-data": [
+        (r"/tilesets/[^/]+/sounds/wind\.", "wind"),
+        (r"/tilesets/[^/]+/sounds/rain\.", "rain"),
+        (r"/tilesets/[^/]+/sounds/wolf\.", "wolf"),
+        (r"/tilesets/[^/]+/sounds/(chicken|rooster)\.", "chicken"),
+        (r"/tilesets/[^/]+/sounds/mudchute_cow", "cow"),
+        (r"/core/water_sounds/water\d", "water"),
+        (r"/commondata/sounds/cow_", "cow"),
+        (r"/commondata/sounds/pig_", "pig"),
+        (r"/commondata/sounds/anvil\d", "hammer on anvil"),
+        (r"/commondata/sounds/horseman_walk", "horse"),
+        (r"/commondata/sounds/swordman_attack", "sword clash"),
+        (r"/commondata/sounds/archer_attack", "arrow shot"),
+        (r"/commondata/sounds/worker_harvest_wood", "chopping wood"),
+        (r"/units/chicken/sounds/", "chicken"),
+        (r"/units/sheep/sounds/", "sheep"),
+        (r"/units/elephant/sounds/ele(\d|attack)", "elephant"),
+        (r"/units/bull/sounds/bull_(ack|select|die)", "cow"),
+        (r"/units/beehive/sounds/bee", "bees buzzing"),
+        (r"/units/wild_sow/sounds/pig_", "pig"),
+    ],
+    "widelands-data": [
+        (r"/sound/animals/bird\d", "birds"),
+        (r"/sound/animals/crickets", "crickets"),
+        (r"/sound/animals/wolf", "wolf"),
+        (r"/sound/farm/horse", "horse"),
+        (r"/sound/farm/sheep", "sheep"),
+        (r"/sound/farm/ox", "cow"),
+        (r"/critters/duck/duck", "duck"),
+        (r"/sound/atlanteans/saw/(benchsaw|sawing)", "sawing"),
+        (r"/sound/sawmill/sawmill", "sawing"),
+        (r"/sound/hammering/hammering", "hammering"),
+        (r"/sound/smiths/(smith|toolsmith)_", "hammer on anvil"),
+        (r"/sound/woodcutting/(fast_)?woodcutting", "chopping wood"),
+    ],
+    # optional heavy tier (--heavy): 0 A.D. audio inside public.zip
+    "0ad-data": [
+        (r"^audio/ambient/weather/rain", "rain"),
+        (r"^audio/ambient/weather/thunder", "thunder"),
+        (r"^audio/ambient/weather/(wind|windgust)", "wind"),
+        (r"^audio/ambient/water/(river|waterfall|wave)", "water"),
+        (r"^audio/ambient/dayscape/", "birds"),
+        (r"^audio/actor/fauna/animal/(cattle|cow)", "cow"),
+        (r"^audio/actor/fauna/animal/chicken", "chicken"),
+        (r"^audio/actor/fauna/animal/elephant", "elephant"),
+        (r"^audio/actor/fauna/animal/horse", "horse"),
+        (r"^audio/actor/fauna/animal/pig", "pig"),
+        (r"^audio/actor/fauna/animal/sheep", "sheep"),
+        (r"^audio/actor/fauna/animal/lion", "lion roaring"),
+        (r"^audio/actor/fauna/animal/camel", "camel"),
+        (r"^audio/actor/singlesteps/", "footsteps"),
+        (r"^audio/resource/lumbering/", "chopping wood"),
+        (r"^audio/resource/mining/", "pickaxe"),
+        (r"^audio/voice/global/civ_dog_bark", "dog barking"),
+        (r"^audio/voice/[^/]+/civ/civ_female", "woman speaking"),
+        (r"^audio/voice/[^/]+/civ/civ_male", "man speaking"),
+    ],
+}
+
+#: licence per package (debian/copyright), used unless a finer rule applies.
+PACKAGE_LICENSES: dict[str, str] = {
+    "ufoai-sound": "GPL-2+ (some CC-BY-3.0/CC-BY-SA-3.0/PD; see debian/copyright)",
+    "wesnoth-1.16-data": "GPL-2+",
+    "minetest-data": "CC-BY-SA-3.0",
+    "sonic-pi-samples": "CC0",
+    "sound-theme-freedesktop": "CC-BY-3.0",
+    "megaglest-data": "CC-BY-SA-3.0",
+    "widelands-data": "GPL-2+",
+    "hydrogen-drumkits": "GPL-2",
+    "0ad-data": "CC-BY-SA-3.0",
+    "asterisk-core-sounds-en-wav": "CC-BY-SA-3.0",
+    "asterisk-core-sounds-es-wav": "CC-BY-SA-3.0",
+    "asterisk-core-sounds-fr-wav": "CC-BY-SA-3.0",
+    "asterisk-core-sounds-ru-wav": "CC-BY-3.0",
+}
+
+#: per-kit licences of hydrogen-drumkits (debian/copyright).
+HYDROGEN_KIT_LICENSES: dict[str, str] = {
+    "ElectricEmpireKit": "GPL-2+",
+    "HardElectro1": "GPL-2+",
+    "VariBreaks": "GPL-2+",
+    "Millo-Drums_v.1": "GPL-2",
+    "Millo_MultiLayered2": "GPL-2",
+    "Millo_MultiLayered3": "GPL-2",
+    "ColomboAcousticDrumkit": "GPL-2+ with composition exception",
+    "circAfrique v4": "CC-BY-SA-3.0",
+    "BJA_Pacific": "CC-BY-SA-3.0-us",
+    "Gimme A Hand 1.0": "GPL-2",
+    "The Black Pearl 1.0": "GPL-2",
+    "rumpf_kit_z01_h2": "CC-BY-3.0",
+    "Audiophob": "CC0",
+    "ForzeeStereo": "GPL-2",
+}
+
+#: hydrogen instrument name (lower-cased, ``_``/``.`` -> space) -> label; ``None`` skips.
+HYDROGEN_RULES: list[tuple[str, str | None]] = [
+    (r"fx|stick|rim ?click|click|whistle|empty|^none$|^\d+$|sample:|conga|agogo|clave|waterglass|drum \d", None),
+    (r"kick|bass ?drum|bassdrum|\bbd\d*\b|\bk\b", "kick drum"),
+    (r"snare|\bsn\b", "snare drum"),
+    (r"hi-?hat|\bhh\b|hat|\bchh\b|\bohh\b", "hi-hat"),
+    (r"crash|ride|china|splash|cymbal|cra rock", "cymbal"),
+    (r"tom", "tom-tom"),
+    (r"clap", "hand clap"),
+    (r"cowbell", "cowbell"),
+    (r"tambourine", "tambourine"),
+    (r"djembe", "djembe"),
+    (r"bongo", "bongo"),
+    (r"cajon", "cajon"),
+    (r"woodblock", "woodblock"),
+    (r"finger snap", "finger snapping"),
+    (r"maraca", "maracas"),
+]
+
+#: labels per source kind that are not in SFX_RULES / HYDROGEN_RULES (for the coverage test).
+SPEECH_LABELS = ("woman speaking", "man speaking")
+MUSIC_LABELS = ("music",)
+
+# --------------------------------------------------------------------------------------
+# scanners
+
+
+def _files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXT)
+
+
+def _dedupe(items: list[Item], hashes: list[str]) -> list[Item]:
+    seen: set[str] = set()
+    out = []
+    for it, h in zip(items, hashes):
+        if h in seen:
+            continue
+        seen.add(h)
+        out.append(it)
+    return out
+
+
+def _category(label: str, labels: dict) -> str:
+    return labels[label]["category"] if label in labels else "sfx"
+
+
+def _sonic_pi_licenses(root: Path) -> dict[str, str]:
+    """basename -> licence from the DEP-5 stanzas of sonic-pi-samples' copyright."""
+    out: dict[str, str] = {}
+    cps = list(root.rglob("copyright"))
+    if not cps:
+        return out
+    files: list[str] = []
+    in_files = False
+    for line in cps[0].read_text(errors="replace").splitlines():
+        if line.startswith("Files:"):
+            files = line[6:].split()
+            in_files = True
+        elif in_files and line.startswith(" ") and not line.strip().startswith("."):
+            files += line.split()
+        elif line.startswith("License:"):
+            lic = line[8:].strip()
+            for f in files:
+                out[f.rsplit("/", 1)[-1]] = lic
+            files, in_files = [], False
+        else:
+            in_files = False
+    return out
+
+
+def scan_rules(pkg: str, root: Path, labels: dict, max_segments: int = 4) -> list[Item]:
+    """Items of a package whose files map to labels through ``SFX_RULES[pkg]``."""
+    rules = SFX_RULES[pkg]
+    licenses = _sonic_pi_licenses(root) if pkg == "sonic-pi-samples" else {}
+    items, hashes = [], []
+    for path in _files_under(root):
+        rel = path.relative_to(root).as_posix()
+        label = match_label(rules, rel)
+        if label is None:
+            continue
+        lic = licenses.get(path.name, PACKAGE_LICENSES[pkg])
+        if pkg == "minetest-data" and "/doors/" in rel:
+            lic = "CC-BY-3.0"
+        items.append(Item(key=f"{pkg}/{rel.rsplit('.', 1)[0]}", label=label, category=_category(label, labels),
+                          source=pkg, group=f"{pkg}:{variant_stem(rel)}", license=lic,
+                          loader=("file", str(path)), max_segments=max_segments))
+        hashes.append(_sha1(path))
+    return _dedupe(items, hashes)
+
+
+def scan_zip_rules(pkg: str, archives: list[Path], labels: dict, strip: str = "",
+                   max_segments: int = 4) -> list[Item]:
+    """Like :func:`scan_rules` for audio inside zip archives (``.pk3``, ``public.zip``)."""
+    rules = SFX_RULES[pkg]
+    items, hashes = [], []
+    for arc in archives:
+        with zipfile.ZipFile(arc) as z:
+            for info in sorted(z.infolist(), key=lambda i: i.filename):
+                name = info.filename
+                if info.is_dir() or not name.lower().endswith(AUDIO_EXT):
+                    continue
+                rel = name[len(strip):] if strip and name.startswith(strip) else name
+                label = match_label(rules, rel)
+                if label is None:
+                    continue
+                items.append(Item(key=f"{pkg}/{rel.rsplit('.', 1)[0]}", label=label,
+                                  category=_category(label, labels), source=pkg,
+                                  group=f"{pkg}:{variant_stem(rel)}", license=PACKAGE_LICENSES[pkg],
+                                  loader=("zip", str(arc), name), max_segments=max_segments))
+                hashes.append(f"{info.CRC}:{info.file_size}")
+    return _dedupe(items, hashes)
+
+
+def scan_ufoai(root: Path, labels: dict, **_) -> list[Item]:
+    return scan_zip_rules("ufoai-sound", sorted(root.rglob("*.pk3")), labels)
+
+
+def scan_0ad(root: Path, labels: dict, **_) -> list[Item]:
+    zips = sorted(root.rglob("public.zip"))
+    return scan_zip_rules("0ad-data", zips, labels)
+
+
+def _pkg_scanner(pkg: str, max_segments: int = 4):
+    def scan(root: Path, labels: dict, **_) -> list[Item]:
+        return scan_rules(pkg, root, labels, max_segments=max_segments)
+
+    return scan
+
+
+def scan_hydrogen(root: Path, labels: dict, max_layers: int = 4, **_) -> list[Item]:
+    """Drum pieces from each kit's ``drumkit.xml``: label from the instrument name,
+    group = kit + instrument, at most ``max_layers`` velocity layers (evenly spread)."""
+    import xml.etree.ElementTree as ET
+
+    items, hashes = [], []
+    for xml in sorted(root.rglob("drumkit.xml")):
+        kit_dir = xml.parent
+        kit = kit_dir.name
+        try:
+            tree = ET.parse(xml).getroot()
+        except ET.ParseError:
+            continue
+        for ins in tree.iter():
+            if not ins.tag.endswith("instrument"):
+                continue
+            names = [c.text or "" for c in ins if c.tag.endswith("name")]
+            if not names:
+                continue
+            name = names[0].strip()
+            norm = re.sub(r"[_.]", " ", name.lower())
+            label = match_label(HYDROGEN_RULES, norm)
+            if label is None:
+                continue
+            files = [c.text for c in ins.iter() if c.tag.endswith("filename") and c.text]
+            files = [kit_dir / f for f in dict.fromkeys(files) if (kit_dir / f).is_file()]
+            if not files:
+                continue
+            if len(files) > max_layers:
+                idx = sorted({round(i * (len(files) - 1) / (max_layers - 1)) for i in range(max_layers)})
+                files = [files[i] for i in idx]
+            for f in files:
+                items.append(Item(key=f"hydrogen-drumkits/{kit}/{f.stem}", label=label,
+                                  category=_category(label, labels), source="hydrogen-drumkits",
+                                  group=f"hydrogen-drumkits:{kit}/{name}",
+                                  license=HYDROGEN_KIT_LICENSES.get(kit, PACKAGE_LICENSES["hydrogen-drumkits"]),
+                                  loader=("file", str(f)), max_segments=1))
+                hashes.append(_sha1(f))
+    return _dedupe(items, hashes)
+
+
+ASTERISK_LANGS = ("en", "es", "fr", "ru")
+
+
+def asterisk_transcripts(root: Path) -> dict[str, str]:
+    """``relative/key`` -> text from ``core-sounds-XX.txt.gz`` files under ``root``."""
+    out: dict[str, str] = {}
+    for gz in root.rglob("core-sounds-*.txt.gz"):
+        for line in gzip.open(gz, "rt", errors="replace"):
+            if line.startswith(";") or ":" not in line:
+                continue
+            k, _, v = line.partition(":")
+            out[k.strip()] = v.strip()
+    return out
+
+
+def scan_asterisk(root: Path, labels: dict, **_) -> list[Item]:
+    """Real IVR prompts (8 kHz, one woman per language): label ``woman speaking``."""
+    items, hashes = [], []
+    for lang in ASTERISK_LANGS:
+        pkg = f"asterisk-core-sounds-{lang}-wav"
+        base = root / pkg
+        texts = asterisk_transcripts(root / f"asterisk-core-sounds-{lang}")
+        for path in _files_under(base):
+            voice_dir = next((p for p in path.parents if p.parent.name == "sounds"), None)
+            rel = path.relative_to(voice_dir).as_posix() if voice_dir else path.name
+            if rel.startswith("silence/"):
+                continue
+            key = rel.rsplit(".", 1)[0]
+            items.append(Item(key=f"{pkg}/{key}", label="woman speaking", category="speech", source=pkg,
+                              group=f"{pkg}:{variant_stem(rel)}", license=PACKAGE_LICENSES[pkg],
+                              loader=("file", str(path)), max_segments=2, bandwidth_hz=4000,
+                              extra={"lang": lang, "text": texts.get(key, "")}))
+            hashes.append(_sha1(path))
+    return _dedupe(items, hashes)
+
+
+#: espeak-ng voice variants by the gender espeak-ng lists for them.
+ESPEAK_MALE = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "adam", "john", "paul", "robert", "max", "edward")
+ESPEAK_FEMALE = ("f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "aunty", "belinda", "linda",
+                 "steph", "anika", "grandma")
+ESPEAK_LANGS = {"en": "en-us", "es": "es", "fr": "fr-fr", "ru": "ru"}
+
+
+def scan_espeak(root: Path, labels: dict, seed: int = 0, per_voice: int = 6, **_) -> list[Item]:
+    """Synthetic speech: asterisk transcript sentences read by espeak-ng voice variants.
+
+    Group = language + voice variant (a test voice is never heard in training).
+    """
+    import random
+
+    items = []
+    for lang, voice in ESPEAK_LANGS.items():
+        texts = asterisk_transcripts(root / f"asterisk-core-sounds-{lang}")
+        sentences = sorted({t for t in texts.values() if len(t.split()) >= 5 and len(t) <= 160})
+        if not sentences:
+            continue
+        for variant in ESPEAK_MALE + ESPEAK_FEMALE:
+            label = "man speaking" if variant in ESPEAK_MALE else "woman speaking"
+            rng = random.Random(f"{seed}:{lang}:{variant}")
+            for i, text in enumerate(rng.sample(sentences, min(per_voice, len(sentences)))):
+                items.append(Item(key=f"espeak-ng/{lang}-{variant}/{i:02d}", label=label, category="speech",
+                                  source="espeak-ng synthetic", group=f"espeak-ng:{voice}+{variant}",
+                                  license="GPL-3+ (espeak-ng); text CC-BY-SA-3.0 (asterisk prompts)",
+                                  loader=("espeak", f"{voice}+{variant}", text), max_segments=1,
+                                  extra={"lang": lang, "text": text, "synthetic": True}))
+    return items
+
+
+MUSIC_RULES: dict[str, list[tuple[str, str | None]]] = {
+    "widelands-data": [(r"/data/music/[^/]+\.ogg$", "music")],
+    "megaglest-data": [(r"/music/[^/]+\.ogg$", "music")],
+}
+MUSIC_LICENSES = {"widelands-data": "GPL-2+", "megaglest-data": "CC-BY-SA-3.0"}
+
+
+def scan_music(root: Path, labels: dict, max_segments: int = 6, **_) -> list[Item]:
+    """Mixed game soundtracks cut into segments: label ``music``; group = track."""
+    items, hashes = [], []
+    for pkg, rules in MUSIC_RULES.items():
+        base = root / pkg
+        for path in _files_under(base):
+            rel = path.relative_to(base).as_posix()
+            if match_label(rules, rel) is None:
+                continue
+            lic = MUSIC_LICENSES[pkg]
+            if pkg == "widelands-data" and re.search(r"ingame_2[456]\.ogg$", rel):
+                lic = "CC-BY-SA-3.0"
+            items.append(Item(key=f"{pkg}/{rel.rsplit('.', 1)[0]}", label="music", category="music", source=pkg,
+                              group=f"{pkg}:{rel}", license=lic, loader=("file", str(path)),
+                              max_segments=max_segments))
+            hashes.append(_sha1(path))
+    return _dedupe(items, hashes)
+
+
+# --------------------------------------------------------------------------------------
+# instrument stems rendered from music21 scores
+
+#: label -> (GM program, lowest MIDI note, highest MIDI note)
+GM_INSTRUMENTS: dict[str, tuple[int, int, int]] = {
+    "violin": (40, 55, 103),
+    "viola": (41, 48, 91),
+    "cello": (42, 36, 76),
+    "double bass": (43, 28, 67),
+    "flute": (73, 60, 96),
+    "oboe": (68, 58, 91),
+    "clarinet": (71, 50, 94),
+    "bassoon": (70, 34, 75),
+    "french horn": (60, 34, 77),
+    "trumpet": (56, 54, 84),
+    "trombone": (57, 40, 72),
+    "tuba": (58, 28, 58),
+    "piano": (0, 21, 108),
+    "acoustic guitar": (24, 40, 88),
+    "electric guitar": (26, 40, 88),
+    "organ": (19, 24, 96),
+    "harpsichord": (6, 29, 89),
+    "harp": (46, 24, 103),
+    "saxophone": (65, 49, 81),
+    "recorder": (74, 60, 96),
+    "marimba": (12, 45, 96),
+    "acoustic bass": (32, 28, 55),
+}
+
+#: composers whose multi-part works are rendered (never beethoven, mozart or haydn).
+MUSIC21_COMPOSERS = ("bach", "palestrina", "monteverdi")
+
+
+def scan_music21(root: Path, labels: dict, seed: int = 0, scores: int = 48, **_) -> list[Item]:
+    """Render jobs for multi-part music21 scores (one :class:`Item` per score; the builder
+    turns it into one stem per part). Group = score."""
+    import hashlib as _h
+
+    from music21 import corpus
+
+    from separation.data import EXCLUDED_COMPOSERS
+
+    per = {}
+    for comp in MUSIC21_COMPOSERS:
+        paths = [Path(str(p)) for p in corpus.getComposer(comp)]
+        paths = [p for p in paths if p.suffix in (".mxl", ".krn", ".xml", ".musicxml")
+                 and not any(x in str(p).lower() for x in EXCLUDED_COMPOSERS)]
+        paths.sort(key=lambda p: _h.sha1(f"{seed}:{p.name}:{p.parent.name}".encode()).hexdigest())
+        per[comp] = paths
+    chosen: list[tuple[str, Path]] = []
+    i = 0
+    while len(chosen) < scores and any(i < len(v) for v in per.values()):
+        for comp, v in per.items():
+            if i < len(v) and len(chosen) < scores:
+                chosen.append((comp, v[i]))
+        i += 1
+    items = []
+    for comp, p in chosen:
+        rel = f"{comp}/{p.parent.name}/{p.stem}" if p.parent.name != comp else f"{comp}/{p.stem}"
+        items.append(Item(key=f"music21/{rel}", label=None, category="instrument",
+                          source="music21 corpus + FluidR3_GM", group=f"music21:{rel}",
+                          license="score: music21 corpus (BSD; see corpus notes); soundfont FluidR3_GM (MIT)",
+                          loader=("score", str(p)), max_segments=2, extra={"composer": comp}))
+    return items
+
+
+# --------------------------------------------------------------------------------------
+# registry
+
+#: tar globs extracted from each package's data (``dpkg-deb --fsys-tarfile | tar -x --wildcards``).
+PACKAGE_GLOBS: dict[str, tuple[str, ...]] = {
+    "ufoai-sound": ("*.pk3",),
+    "wesnoth-1.16-data": ("*/sounds/*",),
+    "minetest-data": ("*.ogg",),
+    "sonic-pi-samples": ("*.flac",),
+    "hydrogen-drumkits": ("*/drumkits/*",),
+    "sound-theme-freedesktop": ("*.oga",),
+    "megaglest-data": ("*.wav", "*.ogg"),
+    "widelands-data": ("*/data/sound/*", "*/data/world/*.ogg", "*/data/music/*"),
+    "fluid-soundfont-gm": ("*.sf2",),
+    "0ad-data": ("*public.zip",),
+    **{f"asterisk-core-sounds-{lang}-wav": ("*.wav",) for lang in ASTERISK_LANGS},
+    **{f"asterisk-core-sounds-{lang}": ("*.txt.gz",) for lang in ASTERISK_LANGS},
+}
+
+
+def _sub(pkg: str, fn: Callable[..., list[Item]]):
+    def scan(src_root: Path, labels: dict, **kw) -> list[Item]:
+        return fn(src_root / pkg, labels, **kw)
+
+    return scan
+
+
+SOURCES: dict[str, SourceSpec] = {
+    "ufoai": SourceSpec("ufoai", ("ufoai-sound",), _sub("ufoai-sound", scan_ufoai), "UFO:AI sound effects (pk3)"),
+    "wesnoth": SourceSpec("wesnoth", ("wesnoth-1.16-data",), _sub("wesnoth-1.16-data", _pkg_scanner("wesnoth-1.16-data")),
+                          "Battle for Wesnoth sound effects"),
+    "minetest": SourceSpec("minetest", ("minetest-data",), _sub("minetest-data", _pkg_scanner("minetest-data")),
+                           "Minetest game sounds"),
+    "sonic-pi": SourceSpec("sonic-pi", ("sonic-pi-samples",),
+                           _sub("sonic-pi-samples", _pkg_scanner("sonic-pi-samples")), "Sonic Pi samples (mostly CC0)"),
+    "hydrogen": SourceSpec("hydrogen", ("hydrogen-drumkits",), _sub("hydrogen-drumkits", scan_hydrogen),
+                           "Hydrogen drum kits (real drum pieces)"),
+    "freedesktop": SourceSpec("freedesktop", ("sound-theme-freedesktop",),
+                              _sub("sound-theme-freedesktop", _pkg_scanner("sound-theme-freedesktop")),
+                              "freedesktop sound theme"),
+    "megaglest": SourceSpec("megaglest", ("megaglest-data",), _sub("megaglest-data", _pkg_scanner("megaglest-data")),
+                            "MegaGlest unit/tileset sounds (curated)"),
+    "widelands": SourceSpec("widelands", ("widelands-data",), _sub("widelands-data", _pkg_scanner("widelands-data")),
+                            "Widelands animals and workplaces"),
+    "asterisk": SourceSpec("asterisk", tuple(f"asterisk-core-sounds-{lang}{s}" for lang in ASTERISK_LANGS
+                                             for s in ("-wav", "")),
+                           scan_asterisk, "Asterisk IVR prompts, en/es/fr/ru (8 kHz, women)"),
+    "espeak": SourceSpec("espeak", tuple(f"asterisk-core-sounds-{lang}" for lang in ASTERISK_LANGS), scan_espeak,
+                         "espeak-ng synthetic speech (asterisk transcript sentences)", needs=("espeak-ng",)),
+    "music21": SourceSpec("music21", ("fluid-soundfont-gm",), scan_music21,
+                          "music21 scores rendered part by part with FluidR3_GM", needs=("fluidsynth",)),
+    "music": SourceSpec("music", ("widelands-data", "megaglest-data"), scan_music,
+                        "game soundtracks (widelands, megaglest), <=10 s segments"),
+    "0ad": SourceSpec("0ad", ("0ad-data",), _sub("0ad-data", scan_0ad), "0 A.D. sound effects (1.4 GB download)",
+                      heavy=True),
+}
+
+DEFAULT_SOURCES = tuple(k for k, v in SOURCES.items() if not v.heavy)

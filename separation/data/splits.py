@@ -1,0 +1,102 @@
+"""Group-level train/valid/test splits of the corpus.
+
+Rule (deterministic in the set of groups, their labels and the seed):
+
+1. Each group gets ``u = hash(seed, group)`` in ``[0, 1)``; ``u < f_train`` -> train,
+   ``u < f_train + f_valid`` -> valid, else test. Every clip of a group inherits its split,
+   so clips cut from one source file (or stems of one score) never straddle splits.
+2. Every label keeps at least one train group: if hashing left a label without one, its
+   valid/test group with the smallest ``hash(seed + 1, group)`` moves to train (only if
+   that does not empty the split it leaves for another label).
+3. Every label with at least 3 groups gets at least one test and one valid group: the
+   label's train group with the smallest ``hash(seed + 1, group)`` moves there, provided
+   every label of that group still has a train group afterwards.
+
+Labels are visited in sorted order. A label with 1 or 2 groups may be train-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
+
+SPLITS = ("train", "valid", "test")
+
+
+def group_hash(group: str, seed: int = 0) -> float:
+    """Uniform number in ``[0, 1)`` from ``sha1(f"{seed}:{group}")``."""
+    h = hashlib.sha1(f"{seed}:{group}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def base_split(group: str, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
+    """Split of a group from its hash alone (step 1 of the rule)."""
+    tr, va, _ = fractions
+    u = group_hash(group, seed)
+    return "train" if u < tr else ("valid" if u < tr + va else "test")
+
+
+def assign_group_splits(group_labels: dict[str, Iterable[str]], seed: int = 0,
+                        fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, str]:
+    """Split per group following the module rule.
+
+    Args:
+        group_labels: group -> labels of its clips.
+        seed: split seed.
+        fractions: train/valid/test fractions (normalised).
+
+    Returns:
+        group -> ``"train" | "valid" | "test"``.
+    """
+    total = float(sum(fractions))
+    if total <= 0 or any(f < 0 for f in fractions):
+        raise ValueError(f"split fractions must be non-negative and not all zero, got {fractions}")
+    fr = tuple(f / total for f in fractions)
+    glabels = {g: sorted(set(ls)) for g, ls in group_labels.items()}
+    split = {g: base_split(g, seed, fr) for g in sorted(glabels)}
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for g, ls in glabels.items():
+        for lab in ls:
+            by_label[lab].append(g)
+    for lab in by_label:
+        by_label[lab].sort(key=lambda g: (group_hash(g, seed + 1), g))
+
+    def count(lab: str, s: str) -> int:
+        return sum(split[g] == s for g in by_label[lab])
+
+    # 2. at least one train group per label
+    for lab in sorted(by_label):
+        if count(lab, "train"):
+            continue
+        for g in by_label[lab]:
+            src = split[g]
+            if all(count(other, src) > 1 or len(by_label[other]) < 2 for other in glabels[g] if other != lab):
+                split[g] = "train"
+                break
+    # 3. labels with >= 3 groups: at least one test and one valid group
+    for lab in sorted(by_label):
+        if len(by_label[lab]) < 3:
+            continue
+        for target in ("test", "valid"):
+            if count(lab, target) or fr[SPLITS.index(target)] == 0:
+                continue
+            for g in by_label[lab]:
+                if split[g] != "train":
+                    continue
+                if all(count(other, "train") > 1 for other in glabels[g]):
+                    split[g] = target
+                    break
+    return split
+
+
+def assign_splits(rows: list[dict], seed: int = 0,
+                  fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> list[dict]:
+    """Set ``row["split"]`` on manifest rows (in place) by their ``group``; returns ``rows``."""
+    gl: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        gl[r["group"]].add(r["label"])
+    split = assign_group_splits(gl, seed, fractions)
+    for r in rows:
+        r["split"] = split[r["group"]]
+    return rows

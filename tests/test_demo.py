@@ -1,0 +1,307 @@
+"""The Gradio demo, served on localhost and driven by the real gradio_client and a headless Chromium.
+
+One app (tiny random separator + tiny random judge) serves every test of the module.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.conftest import tiny_model_config
+
+pytest.importorskip("gradio")
+pytest.importorskip("gradio_client")
+
+SR = 16000
+SCORE_KEYS = {"precision", "recall", "faithfulness", "overall"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tiny_judge():
+    from judge.model import JudgeConfig, build_judge
+    from prompts.text import TextEncoderConfig
+
+    cfg = JudgeConfig(codec=tiny_model_config().codec, text=TextEncoderConfig(kind="tiny_t5"), width=32, heads=2,
+                      depth_audio=1, depth_fusion=1, bands=4, dropout=0.0)
+    return build_judge(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """(demo, url) of the app on a free localhost port; closed and cleaned after the module."""
+    from demo.app import build_demo, close_demo, launch_demo
+    from demo.core import DemoConfig
+    from separation.model import build_separation_model
+    from separation.separator import Separator
+
+    torch.manual_seed(0)
+    model = build_separation_model(tiny_model_config()).eval()
+    judge = _tiny_judge()
+    sep = Separator(model, judge=judge)
+    cfg = DemoConfig(max_file_mb=1.0, max_duration_s=10.0, max_video_duration_s=5.0, concurrency_limit=2,
+                     default_steps=2, max_batch_files=4)
+    demo = build_demo(sep, judge, cfg, examples_dir=None, checkpoint="tiny-random")
+    launch_demo(demo, host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo, demo.local_url
+    root = demo.promptsep_workspace.root
+    close_demo(demo)
+    assert not root.exists(), "the demo's temporary folder is removed on close"
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    return Client(app[1], verbose=False)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Input files: mono 16 kHz, stereo 22.05 kHz, unreadable, empty, too long, too big."""
+    d = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    t = np.arange(int(2.0 * SR)) / SR
+    mono = (0.4 * np.sin(2 * np.pi * 440 * t) + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
+    sf.write(d / "mono.wav", mono, SR)
+    sr2 = 22050
+    stereo = (0.2 * rng.standard_normal((int(1.5 * sr2), 2))).astype(np.float32)
+    sf.write(d / "stereo.wav", stereo, sr2)
+    (d / "broken.wav").write_bytes(b"this is not audio at all" * 10)
+    sf.write(d / "empty.wav", np.zeros(0, np.float32), SR)
+    sf.write(d / "long.wav", (0.1 * rng.standard_normal(int(12 * 8000))).astype(np.float32), 8000)  # 12 s
+    sf.write(d / "big.wav", (0.1 * rng.standard_normal(int(40 * SR))).astype(np.float32), SR, subtype="FLOAT")  # 2.4 MB
+    _write_video(d / "clip.mp4", seconds=2.5, fps=10, width=64, height=48)
+    return d
+
+
+def _write_video(path, seconds: float, fps: int, width: int, height: int) -> None:
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=fps)
+        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        for i in range(int(seconds * fps)):
+            img = np.full((height, width, 3), 40, np.uint8)
+            x = (3 * i) % (width - 16)
+            img[12:36, x : x + 16] = (250, 200, 30)  # a moving yellow block
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+def _spans(*rows):
+    return {"headers": ["sign (+/-)", "start (s)", "end (s)"], "data": [list(r) for r in rows] or [["", None, None]]}
+
+
+def _call(client, audio, text="", spans=(), video=None, box=(None, None, None, None), candidates=1, steps=2):
+    from gradio_client import handle_file
+
+    return client.predict(
+        audio=handle_file(str(audio)), text=text, span_table=_spans(*spans),
+        video=None if video is None else {"video": handle_file(str(video))},
+        x0=box[0], y0=box[1], x1=box[2], y1=box[3], mask=None,
+        steps=steps, guidance=1.0, candidates=candidates, method="midpoint", seed=0, api_name="/separate",
+    )
+
+
+def _check_result(out, ref_path, scored: bool):
+    target, residual, downloads, scores, timing, spec_mix, spec_tgt, spec_res, wave = out
+    ref, ref_sr = sf.read(str(ref_path), always_2d=True)
+    for p in (target, residual):
+        data, sr = sf.read(p, always_2d=True)
+        assert sr == ref_sr and data.shape == ref.shape, (p, data.shape, ref.shape)
+        assert np.isfinite(data).all()
+    assert len(downloads) == 2 and {os.path.basename(p) for p in downloads} == {"target.wav", "residual.wav"}
+    if scored:
+        assert set(scores) == SCORE_KEYS and all(1.0 <= scores[k] <= 5.0 for k in SCORE_KEYS), scores
+    assert timing.startswith("Separated") and "real time" in timing
+    from PIL import Image
+
+    for img in (spec_mix, spec_tgt, spec_res, wave):
+        w, h = Image.open(img).size
+        assert w > 300 and h > 100
+
+
+def test_text_prompt_stereo_any_rate(client, files):
+    out = _call(client, files / "stereo.wav", text="dog barking")
+    _check_result(out, files / "stereo.wav", scored=True)
+
+
+def test_span_prompt(client, files):
+    out = _call(client, files / "mono.wav", spans=[("+", 0.2, 0.9), ("-", 1.2, 2.0)], candidates=2)
+    _check_result(out, files / "mono.wav", scored=False)
+    assert "text prompt" in out[3]["judge"]  # span-only: the judge needs text, and says so
+
+
+def test_video_prompt_with_box(client, files):
+    out = _call(client, files / "mono.wav", text="the yellow block", video=files / "clip.mp4", box=(5, 10, 40, 40))
+    _check_result(out, files / "mono.wav", scored=True)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [
+        ("broken.wav", {"text": "dog"}, "cannot read audio file"),
+        ("empty.wav", {"text": "dog"}, "empty"),
+        ("long.wav", {"text": "dog"}, "over the 10 s limit"),
+        ("mono.wav", {}, "give a prompt"),
+        ("mono.wav", {"spans": [("+", 1.0, 3.5)]}, "past the end"),
+        ("mono.wav", {"spans": [("x", 0.1, 0.5)]}, "sign must be"),
+        ("mono.wav", {"text": "dog", "video": "clip.mp4"}, "needs a box"),
+        ("mono.wav", {"text": "dog", "video": "clip.mp4", "box": (10, 10, 400, 40)}, "outside"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_the_app_keeps_serving(client, files, name, kwargs, message):
+    if "video" in kwargs:
+        kwargs = {**kwargs, "video": files / kwargs["video"]}
+    with pytest.raises(Exception) as info:
+        _call(client, files / name, **kwargs)
+    assert message in str(info.value), str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+def test_oversized_upload_is_refused_then_good_request_succeeds(client, files):
+    assert (files / "big.wav").stat().st_size > 1024 * 1024
+    with pytest.raises(Exception) as info:
+        _call(client, files / "big.wav", text="dog")
+    assert "size" in str(info.value).lower() or "limit" in str(info.value).lower(), str(info.value)
+    out = _call(client, files / "mono.wav", text="piano")
+    _check_result(out, files / "mono.wav", scored=True)
+
+
+def test_concurrent_requests_all_complete(app, files):
+    from gradio_client import Client
+
+    results, errors = [], []
+
+    def work(i):
+        try:
+            c = Client(app[1], verbose=False)
+            results.append(_call(c, files / "mono.wav", text=f"sound {i}"))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert len(results) == 4
+    for out in results:
+        _check_result(out, files / "mono.wav", scored=True)
+
+
+def test_batch_zip_and_csv(client, files):
+    from gradio_client import handle_file
+
+    job = client.submit(
+        files=[handle_file(str(files / n)) for n in ("mono.wav", "stereo.wav", "broken.wav")],
+        text="dog barking", steps=2, candidates=1, api_name="/batch",
+    )
+    zip_path, csv_path, table = job.result(timeout=120)
+    with zipfile.ZipFile(zip_path) as z:
+        names = set(z.namelist())
+        assert {"mono/target.wav", "mono/residual.wav", "stereo/target.wav", "stereo/residual.wav", "scores.csv"} <= names
+        data, sr = sf.read(io.BytesIO(z.read("stereo/target.wav")), always_2d=True)
+        assert sr == 22050 and data.shape == (int(1.5 * 22050), 2)
+    with open(csv_path) as f:
+        rows = {r["file"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"mono.wav", "stereo.wav", "broken.wav"}
+    for name in ("mono.wav", "stereo.wav"):
+        assert rows[name]["error"] == "" and 1.0 <= float(rows[name]["overall"]) <= 5.0
+    assert "cannot read" in rows["broken.wav"]["error"]
+    assert table["headers"][:2] == ["file", "duration_s"]
+
+
+def test_batch_without_prompt_is_an_error(client, files):
+    from gradio_client import handle_file
+
+    with pytest.raises(Exception, match="text prompt"):
+        client.predict(files=[handle_file(str(files / "mono.wav"))], text=" ", steps=2, candidates=1, api_name="/batch")
+
+
+def test_span_table_and_box_parsing():
+    from demo.core import order_box, parse_box, parse_span_table
+    from separation.errors import PromptError, VideoError
+
+    table = {"data": [["+", 0.5, 1.0], ["", None, None], ["minus", "1.5", "2"]]}
+    assert parse_span_table(table, 2.0) == [("+", 0.5, 1.0), ("-", 1.5, 2.0)]
+    with pytest.raises(PromptError, match="row 1"):
+        parse_span_table([["+", 1.0, 0.5]], 2.0)
+    assert parse_box(None, None, None, None) is None
+    assert parse_box(1, 2.4, 30, 40) == (1, 2, 30, 40)
+    with pytest.raises(VideoError, match="all four"):
+        parse_box(1, None, 3, 4)
+    assert order_box((30, 40), (10, 5)) == (10, 5, 31, 41)
+
+
+def test_workspace_prunes_old_request_folders(tmp_path):
+    from demo.core import Workspace
+
+    ws = Workspace(keep_s=60, root=tmp_path)
+    old = ws.request_dir()
+    (old / "x.wav").write_bytes(b"0")
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    new = ws.request_dir()  # prunes the old one
+    assert not old.exists() and new.exists()
+    ws.close()
+    assert not ws.root.exists()
+
+
+def test_import_is_light():
+    code = "import sys, demo.app; bad = [m for m in ('gradio', 'torch', 'matplotlib') if m in sys.modules]; print(bad)"
+    out = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _chromium(url, tmp_path, *extra, timeout=90):
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chrome-profile'}", "--window-size=1280,1600",
+           "--virtual-time-budget=15000", *extra, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="headless Chromium not installed (apt-get install chromium)")
+def test_browser_renders_the_prompt_controls(app, tmp_path):
+    url = app[1]
+    dom = _chromium(url, tmp_path, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    for elem in ("ps-audio", "ps-text", "ps-spans", "ps-waveform", "ps-run", "ps-target", "ps-residual", "ps-scores"):
+        assert f'id="{elem}"' in html, f"{elem} missing from the rendered page"
+    assert "Text prompt" in html and "Time spans" in html and "Video prompt" in html
+    shot = tmp_path / "demo.png"
+    res = _chromium(url, tmp_path, f"--screenshot={shot}")
+    assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("L"))
+    assert img.shape == (1600, 1280) and img.std() > 5, "the screenshot is blank"
+    keep = os.environ.get("PROMPTSEP_SCREENSHOT_DIR")
+    if keep:
+        shutil.copy(shot, os.path.join(keep, "demo.png"))

@@ -1,0 +1,173 @@
+"""Separation model and Separator: prompts, save/load, guidance, chunking, CLI, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from separation.errors import AudioError, PromptError
+from tests.conftest import tiny_model_config
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def model():
+    from separation.model import build_separation_model
+
+    torch.manual_seed(0)
+    m = build_separation_model(tiny_model_config()).eval()
+    torch.nn.init.normal_(m.dit.out_proj.weight, std=0.05)  # a non-trivial random model
+    with torch.no_grad():
+        m.dit.anchor_gate.fill_(0.5)
+        m.dit.video_gate.fill_(0.5)
+    return m
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model, tmp_path_factory):
+    return str(model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny"))
+
+
+def wav(seconds=1.0, channels=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return 0.3 * torch.randn(channels, int(seconds * SR), generator=g)
+
+
+def test_prompt_encoding_shapes_and_nulls(model):
+    t = model.codec.num_frames(int(0.8 * SR))
+    cond = model.encode_prompts(["dog barking", None], [[("+", 0.1, 0.3)], None], [None, None], t, [0.8, 0.5])
+    assert cond.text.shape[0] == 2 and cond.text_mask[1].sum() == 1  # null text is one token
+    torch.testing.assert_close(cond.text[1, 0], model.null_text[0])
+    assert cond.anchors.shape == (2, t)
+    assert (cond.anchors[0] == 1).any()
+    fr = model.frame_rate
+    assert (cond.anchors[1, int(np.ceil(0.5 * fr)) :] == 3).all()  # padding past the row's duration
+    assert cond.video.shape == (2, t, model.video_encoder.dim)
+    assert cond.has_text.tolist() == [True, False]
+
+
+def test_save_load_round_trip_is_bit_exact(model, checkpoint):
+    from separation.model import SeparationModel
+
+    loaded = SeparationModel.from_pretrained(checkpoint)
+    sd1, sd2 = model.state_dict(), loaded.state_dict()
+    assert sd1.keys() == sd2.keys()
+    for k in sd1:
+        assert torch.equal(sd1[k], sd2[k]), k
+    meta = json.loads(open(f"{checkpoint}/config.json").read())
+    assert meta["format_version"] == 1 and meta["kind"] == "promptsep_separator"
+    with pytest.raises(FileNotFoundError):
+        SeparationModel.from_pretrained(f"{checkpoint}/missing")
+
+
+def test_guidance_scale_one_equals_conditional_generation(model):
+    z = torch.randn(1, 12, model.latent_dim)
+    cond = model.encode_prompts(["noise"], [None], [None], 12, [12 / model.frame_rate])
+    noise = torch.randn(1, 12, 2 * model.latent_dim)
+    plain = model.generate(z, cond, noise, nfe=2)
+    torch.testing.assert_close(model.generate(z, cond, noise, nfe=2, guidance={"text": 1.0, "span": 1.0}), plain)
+    assert not torch.allclose(model.generate(z, cond, noise, nfe=2, guidance={"text": 3.0}), plain)
+
+
+def test_separator_outputs_match_input_rate_channels_and_length(checkpoint):
+    from separation.separator import Separator
+
+    sep = Separator.from_pretrained(checkpoint)
+    x = wav(0.77, channels=2)
+    res = sep.separate(x, 22050, text="tone", steps=2)
+    assert res.target.shape == x.shape and res.residual.shape == x.shape and res.sample_rate == 22050
+    assert torch.isfinite(res.target).all()
+    again = sep.separate(x, 22050, text="tone", steps=2)
+    assert torch.equal(again.target, res.target)  # seeded
+    mono = sep.separate(x, 22050, text="tone", steps=2, channels="mono")
+    assert mono.target.shape == (1, x.shape[1])
+
+
+def test_chunked_equals_unchunked_on_short_input(model):
+    from separation.separator import Separator
+
+    x = wav(0.5)
+    whole = Separator(model, chunk_s=10.0, overlap_s=1.0).separate(x, SR, text="tone", steps=2)
+    # the first chunk of a chunked run is computed exactly like an unchunked run of that piece
+    chunked = Separator(model, chunk_s=0.25, overlap_s=0.1)
+    short = Separator(model, chunk_s=10.0, overlap_s=1.0)
+    z = model.encode_audio(x[None])
+    cond = model.encode_prompts(["tone"], [None], [None], z.shape[1], [0.5])
+    noise = torch.randn(1, z.shape[1], 2 * model.latent_dim, generator=torch.Generator().manual_seed(0))
+    full = chunked._generate_chunked(z, cond, noise, 2, "midpoint", None, None)
+    n0 = int(round(0.25 * model.frame_rate))
+    first = short._generate_chunked(z[:, :n0], cond.frames(0, n0), noise[:, :n0], 2, "midpoint", None, None)
+    torch.testing.assert_close(full[:, :n0], first)
+    # and with chunking the whole signal still comes back at full length without NaN
+    res = chunked.separate(x, SR, text="tone", steps=2)
+    assert res.target.shape == whole.target.shape and torch.isfinite(res.target).all()
+
+
+def test_candidates_and_activity_ranker(checkpoint):
+    from separation.separator import Separator, activity_ranker
+
+    sep = Separator.from_pretrained(checkpoint)
+    res = sep.separate(wav(1.0), SR, spans=[("+", 0.0, 0.5), ("-", 0.5, 1.0)], candidates=3, steps=2)
+    assert len(res.info["candidate_scores"]) == 3
+    loud_first = torch.cat([torch.ones(1, 1, 800), torch.zeros(1, 1, 800)], -1)
+    loud_last = loud_first.flip(-1)
+    s = activity_ranker(None, torch.cat([loud_last, loud_first]), 1600, spans=[("+", 0, 0.5), ("-", 0.5, 1.0)])
+    assert int(s.argmax()) == 1
+
+
+def test_bad_input_raises_clear_errors(checkpoint, tmp_path):
+    from separation.separator import Separator
+
+    sep = Separator.from_pretrained(checkpoint)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    with pytest.raises(AudioError, match="cannot read"):
+        sep.separate(str(bad), text="tone")
+    with pytest.raises(AudioError, match="empty"):
+        sep.separate(torch.zeros(1, 0), SR, text="tone")
+    with pytest.raises(AudioError, match="NaN"):
+        sep.separate(torch.full((1, 1000), float("nan")), SR, text="tone")
+    with pytest.raises(AudioError, match="silent"):
+        sep.separate(torch.zeros(1, 1000), SR, text="tone")
+    with pytest.raises(PromptError, match="start >= end"):
+        sep.separate(wav(1.0), SR, spans=[("+", 0.6, 0.2)])
+    with pytest.raises(PromptError, match="outside the audio"):
+        sep.separate(wav(1.0), SR, spans=["+0.5:3.0"])
+    with pytest.raises(PromptError, match="at least one prompt"):
+        sep.separate(wav(1.0), SR)
+    from prompts.types import VideoPrompt
+
+    short_video = VideoPrompt(frames=torch.rand(3, 3, 32, 32), fps=10.0, masks=None, box=(0, 0, 16, 16))
+    with pytest.raises(PromptError, match="shorter"):
+        sep.separate(wav(1.0), SR, text="tone", video=short_video)
+
+
+def test_video_prompt_runs(checkpoint):
+    from prompts.types import VideoPrompt
+    from separation.separator import Separator
+
+    sep = Separator.from_pretrained(checkpoint)
+    video = VideoPrompt(frames=torch.rand(10, 3, 32, 32), fps=10.0, masks=None, box=(4, 4, 20, 20))
+    res = sep.separate(wav(1.0), SR, video=video, steps=2)
+    assert res.target.shape == (1, SR)
+
+
+def test_cli_end_to_end_on_a_real_wav(checkpoint, tmp_path):
+    from separation.cli import main
+
+    src = tmp_path / "in.wav"
+    sf.write(str(src), (0.3 * np.random.default_rng(0).standard_normal((11025, 2))).astype(np.float32), 22050)
+    out = tmp_path / "out"
+    rc = main(["separate", str(src), "--text", "tone", "--span", "+0.1:0.3", "--checkpoint", checkpoint,
+               "--out-dir", str(out), "--steps", "2"])
+    assert rc == 0
+    for name in ("target.wav", "residual.wav"):
+        data, sr = sf.read(str(out / name))
+        assert sr == 22050 and data.shape == (11025, 2)
+    assert main(["separate", str(src), "--span", "+0.3:0.1", "--checkpoint", checkpoint, "--out-dir", str(out)]) == 2
+    assert main(["info", checkpoint]) == 0
