@@ -296,6 +296,7 @@ class BenchRunner:
         self.separator = None
         self.judge = None
         self.device_name = "cpu"
+        self._pending: list[dict] = []
 
     # -- bookkeeping
     def needed(self, iid: str) -> set[str]:
@@ -313,8 +314,17 @@ class BenchRunner:
     def _emit(self, row: dict) -> None:
         row = {k: (_num(v) if isinstance(v, float) else v) for k, v in row.items()}
         self.done[(row["id"], row["system"])] = row
+        self._pending.append(row)
+
+    def _flush(self, batch: Sequence[dict]) -> None:
+        """Append the batch's new rows item by item (an item's rows together, in system order)."""
+        order = {it["id"]: i for i, it in enumerate(batch)}
+        sys_order = {name: i for i, name in enumerate(["*", *self.s.systems])}
+        rows = sorted(self._pending, key=lambda r: (order.get(r["id"], 0), sys_order.get(r["system"], 99)))
+        self._pending = []
         if self.writer is not None:
-            self.writer.append(row)
+            for row in rows:
+                self.writer.append(row)
 
     def _base_row(self, item: dict, system: str, li: LoadedItem | None) -> dict:
         kind = item.get("prompt_kind")
@@ -356,11 +366,17 @@ class BenchRunner:
     # -- one batch
     @torch.no_grad()
     def process_batch(self, batch: Sequence[dict], batch_index: int) -> int:
-        """Run every still-needed system on a batch; returns the number of rows written."""
+        """Run every still-needed system on a batch and append its rows; returns the rows due."""
         needs = {it["id"]: self.needed(it["id"]) for it in batch}
         if not any(needs.values()):
             return 0
-        before = len(self.done)
+        try:
+            self._run_batch(batch, batch_index, needs)
+        finally:
+            self._flush(batch)
+        return sum(len(v) for v in needs.values())
+
+    def _run_batch(self, batch: Sequence[dict], batch_index: int, needs: dict[str, set[str]]) -> None:
         loaded: list[tuple[dict, LoadedItem, float | None]] = []
         for it in batch:
             try:
@@ -423,7 +439,6 @@ class BenchRunner:
                     self._ok(it, system, li, out.target, out.residual, float(out.info["seconds"]), ms)
                 except Exception as exc:  # noqa: BLE001
                     self._fail(it, system, li, exc)
-        return len(self.done) - before
 
 
 def _load_judge(path: str | None, device: torch.device | str):
@@ -588,6 +603,8 @@ def finalize(s: BenchSettings, items: Sequence[dict], out_dir: Path) -> dict[str
     os.replace(tmp, out_dir / "results.jsonl")
     for p in result_files(out_dir)[1:]:
         p.unlink()
+    if (out_dir / "parts").is_dir() and not any((out_dir / "parts").iterdir()):
+        (out_dir / "parts").rmdir()
 
     systems = s.systems
     groups = summarize(rows, systems, s.bootstrap_samples, s.bootstrap_seed, s.alpha)

@@ -17,6 +17,7 @@ import argparse
 import functools
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,6 +53,14 @@ CSS = """
 
 
 # ----------------------------------------------------------------- error mapping
+_DIRS = re.compile(r"(?<![\w.])/(?:[^/\s'\"]+/)+")
+
+
+def _hide_paths(message: str) -> str:
+    """Drop server folders from a message (``/tmp/gradio/<hash>/a.wav`` -> ``a.wav``)."""
+    return _DIRS.sub("", message)
+
+
 def _user_errors(fn: Callable) -> Callable:
     """Show :class:`InputError` messages as ``gr.Error`` and hide tracebacks of anything else."""
     import gradio as gr
@@ -65,30 +74,33 @@ def _user_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except InputError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(_hide_paths(str(exc)), print_exception=False) from None
         except FileNotFoundError as exc:
-            raise gr.Error(f"file not found: {exc}", print_exception=False) from None
+            raise gr.Error(_hide_paths(f"file not found: {exc}"), print_exception=False) from None
         except Exception as exc:  # keep serving; log the traceback for the operator
             logger.exception("demo request failed")
-            raise gr.Error(f"separation failed ({type(exc).__name__}): {exc}", print_exception=False) from None
+            raise gr.Error(_hide_paths(f"separation failed ({type(exc).__name__}): {exc}"), print_exception=False) from None
 
     return wrapper
 
 
-def _quiet(fn: Callable) -> Callable:
-    """For live previews: never raise, return ``gr.skip()`` for every output on failure."""
+def _quiet(n_outputs: int = 1) -> Callable[[Callable], Callable]:
+    """For live previews: never raise; show a warning and leave the ``n_outputs`` outputs as they are."""
     import gradio as gr
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            logger.debug("preview failed: %s", exc)
-            gr.Warning(str(exc))
-            return gr.skip()
+    def deco(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                logger.debug("preview failed: %s", exc)
+                gr.Warning(_hide_paths(str(exc)))
+                return gr.skip() if n_outputs == 1 else tuple(gr.skip() for _ in range(n_outputs))
 
-    return wrapper
+        return wrapper
+
+    return deco
 
 
 # ----------------------------------------------------------------- examples
@@ -203,7 +215,7 @@ def build_demo(
             gr.Warning(f"{len(errors)} file(s) skipped, see the error column")
         return str(zip_path), str(csv_path), {"headers": table[0], "data": table[1:]}
 
-    @_quiet
+    @_quiet(1)
     def draw_waveform(audio, span_table):
         if core._path_of(audio) is None:
             return None
@@ -225,7 +237,7 @@ def build_demo(
     def clear_spans():
         return {"headers": SPAN_HEADERS, "data": [["", None, None]]}
 
-    @_quiet
+    @_quiet(3)
     def video_preview(video):
         path = core._path_of(video)
         if path is None:
@@ -258,6 +270,10 @@ def build_demo(
         x1, y1 = min(x1, w), min(y1, h)
         return plots.box_picture(frame, (x0, y0, x1, y1)), None, x0, y0, x1, y1
 
+    # Gradio finds the event-data argument by its annotation; with postponed annotations the
+    # string "gr.SelectData" cannot be resolved (gr is imported locally), so set the class itself.
+    click_corner.__annotations__["evt"] = gr.SelectData
+
     # ------------------------------------------------------------- layout
     with gr.Blocks(title=cfg.title, delete_cache=cfg.delete_cache, analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
@@ -278,7 +294,7 @@ def build_demo(
                         spans = gr.Dataframe(
                             value=[["", None, None]], headers=SPAN_HEADERS, datatype=["str", "number", "number"],
                             type="array", interactive=True, label="Spans (edit the table or use the row below)",
-                            elem_id="ps-spans", row_limits=(1, None), column_limits=(3, 3),
+                            elem_id="ps-spans",
                         )
                         with gr.Row():
                             span_sign = gr.Radio(["+", "-"], value="+", label="sign", min_width=80, scale=1)

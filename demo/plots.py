@@ -69,9 +69,10 @@ def waveform_picture(
         ax.fill_between(t, lo, hi, color="#1f77b4", linewidth=0.5)
     for sign, start, end in spans:
         colour = SPAN_COLOURS.get(sign, "#7f7f7f")
-        ax.axvspan(start, end, color=colour, alpha=0.25, linewidth=0)
-        ax.text((start + end) / 2, 0.92, sign, transform=ax.get_xaxis_transform(), ha="center", va="top",
-                color=colour, fontsize=12, fontweight="bold")
+        ax.axvspan(start, end, color=colour, alpha=0.3, linewidth=0, zorder=3)
+        ax.text((start + end) / 2, 0.93, sign, transform=ax.get_xaxis_transform(), ha="center", va="top",
+                color=colour, fontsize=11, fontweight="bold", zorder=5,
+                bbox={"facecolor": "white", "edgecolor": colour, "boxstyle": "round,pad=0.2"})
     ax.set_xlim(0, max(dur, 1e-3))
     peak = float(np.abs(x).max()) if n else 1.0
     ax.set_ylim(-1.05 * max(peak, 1e-3), 1.05 * max(peak, 1e-3))
@@ -147,8 +148,7 @@ def box_picture(frame, box: Sequence[float] | None = None, width: int = 3) -> np
 
 def point_picture(frame, point: Sequence[float]) -> np.ndarray:
     """A video frame with a cross at ``point`` (the first corner of a box being clicked)."""
-    from PIL import ImageDraw
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     img = Image.fromarray(box_picture(frame))
     x, y = (int(round(float(v))) for v in point)

@@ -256,8 +256,7 @@ class JudgeDataset(Dataset):
         if kind == "wrong_residual":
             return r.clone()
         if kind == "wrong_source":
-            other = self.mix[(index * 7919 + 104729) % max(1, len(self.mix)) if self.split != "train"
-                             else index + 10**7]
+            other = self.mix[index + 10**7]  # items are pure functions of the index: another mixture
             o = other["target"] if other["target_present"] else other["residual"]
             return o * (ref_rms / (_rms(o) + 1e-9))
         if kind == "silence":

@@ -71,3 +71,20 @@ def test_resume_matches_uninterrupted_run(tiny_corpus, tmp_path):
         torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
     for k, v in a["ema_dit"].items():
         torch.testing.assert_close(b["ema_dit"][k], v, rtol=0, atol=1e-6, msg=k)
+
+
+def test_codec_training_exports_a_normalised_codec(tiny_corpus, tmp_path):
+    from separation.codec import DACVAE
+    from separation.train_codec import train_codec
+
+    cfg = _compose("train_codec", [f"corpus={tiny_corpus}", f"out_dir={tmp_path / 'codec_run'}",
+                                   f"export_dir={tmp_path / 'codec'}", "max_steps=3", "batch_size=2",
+                                   "num_workers=0", "segment_s=0.25", "stats_batches=2", "trainer.threads=1",
+                                   "codec.encoder_dim=8", "codec.encoder_rates=[4,8]", "codec.latent_dim=8",
+                                   "codec.decoder_dim=16", "codec.decoder_rates=[8,4]"])
+    result = train_codec(cfg)
+    assert result["global_step"] == 3
+    codec = DACVAE.from_pretrained(result["export_dir"])
+    assert codec.cfg.latent_std is not None and len(codec.cfg.latent_std) == 8
+    z = codec.encode(torch.randn(1, 1, 4000) * 0.1)
+    assert z.shape == (1, 8, codec.num_frames(4000))

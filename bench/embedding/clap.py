@@ -2,10 +2,11 @@
 
 Two towers map audio and text into one unit-norm space of ``embed_dim`` dimensions:
 
-- audio tower: per-clip standardised log-mel (64 bands, 10 ms hop) -> 4 conv blocks
-  (3x3 conv, BatchNorm, GELU, 2x2 average pool; 16x fewer frames, one token per 160 ms)
-  -> frequency flattened into a ``width``-d token -> a small pre-norm transformer with a
-  CLS token and sinusoidal positions -> linear projection of the CLS output;
+- audio tower: per-clip standardised log-mel (64 bands, 10 ms hop) -> a convolutional
+  stem (default ``conv1d``: the mel bands as channels, three strided 1-D conv blocks, one
+  token per 80 ms; or ``conv2d``: 3x3 conv blocks with 2x2 pooling) -> a small pre-norm
+  transformer with a CLS token and sinusoidal positions -> linear projection of the CLS
+  output;
 - text tower: the bundled, frozen all-MiniLM-L6-v2 sentence embedding
   (:meth:`prompts.text.TextEncoder.sentence_embedding`) -> a trained two-layer MLP.
 
@@ -49,14 +50,18 @@ class AudioTowerConfig:
 
     Attributes:
         mel: front-end settings.
-        channels: output channels of the 4 conv blocks (each halves time and frequency).
+        stem: ``"conv1d"`` (mel bands as channels; strided 1-D convs over time, cheap on CPU)
+            or ``"conv2d"`` (3x3 conv blocks over time and frequency, each pooling 2x2).
+        channels: output channels of the stem's blocks; every block halves the frame rate
+            (``conv1d``: kernel 5 then 3, stride 2; ``conv2d``: 3x3 conv, BatchNorm, GELU, 2x2 pool).
         width: transformer width ``W``.
         depth / heads / ff_mult / dropout: transformer layers, heads, MLP ratio, dropout.
         max_tokens: longest token sequence the positional table covers (160 ms per token).
     """
 
     mel: MelConfig = field(default_factory=MelConfig)
-    channels: tuple[int, ...] = (16, 32, 64, 128)
+    stem: str = "conv1d"
+    channels: tuple[int, ...] = (128, 128, 128)
     width: int = 128
     depth: int = 2
     heads: int = 4
@@ -126,16 +131,27 @@ class AudioTower(nn.Module):
     def __init__(self, cfg: AudioTowerConfig):
         super().__init__()
         self.cfg = cfg
-        blocks = []
-        c_in = 1
-        for c in cfg.channels:
-            blocks += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.GELU(), nn.AvgPool2d(2)]
-            c_in = c
+        blocks: list[nn.Module] = []
+        if cfg.stem == "conv2d":
+            c_in = 1
+            for c in cfg.channels:
+                blocks += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.GELU(), nn.AvgPool2d(2)]
+                c_in = c
+            freq = cfg.mel.n_mels // cfg.time_stride
+            if freq < 1:
+                raise ValueError(f"{cfg.mel.n_mels} mel bands cannot go through {len(cfg.channels)} 2x poolings")
+            token_in = c_in * freq
+        elif cfg.stem == "conv1d":
+            c_in = cfg.mel.n_mels
+            for i, c in enumerate(cfg.channels):
+                k = 5 if i == 0 else 3
+                blocks += [nn.Conv1d(c_in, c, k, stride=2, padding=k // 2), nn.BatchNorm1d(c), nn.GELU()]
+                c_in = c
+            token_in = c_in
+        else:
+            raise ValueError(f"audio tower stem must be 'conv1d' or 'conv2d', got {cfg.stem!r}")
         self.conv = nn.Sequential(*blocks)
-        freq = cfg.mel.n_mels // cfg.time_stride
-        if freq < 1:
-            raise ValueError(f"{cfg.mel.n_mels} mel bands cannot go through {len(cfg.channels)} 2x poolings")
-        self.to_tokens = nn.Linear(c_in * freq, cfg.width)
+        self.to_tokens = nn.Linear(token_in, cfg.width)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.width))
         layer = nn.TransformerEncoderLayer(
             cfg.width, cfg.heads, cfg.width * cfg.ff_mult, cfg.dropout, activation="gelu", batch_first=True,
@@ -165,8 +181,11 @@ class AudioTower(nn.Module):
         if f < stride:
             mel = F.pad(mel, (0, stride - f))
             f = stride
-        x = self.conv(mel[:, None])  # [B, C, M', T]
-        x = x.permute(0, 3, 1, 2).flatten(2)  # [B, T, C * M']
+        if self.cfg.stem == "conv2d":
+            x = self.conv(mel[:, None])  # [B, C, M', T]
+            x = x.permute(0, 3, 1, 2).flatten(2)  # [B, T, C * M']
+        else:
+            x = self.conv(mel).transpose(1, 2)  # [B, T, C]
         x = self.to_tokens(x)
         t = x.shape[1]
         if t > self.cfg.max_tokens:

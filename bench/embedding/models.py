@@ -162,7 +162,7 @@ class LogMelStats(AudioEmbedder):
 
     name = "logmel-stats"
 
-    def __init__(self, mel: MelConfig | None = None, batch_size: int = 32):
+    def __init__(self, mel: MelConfig | None = None, batch_size: int = 32, device: str = "cpu"):
         self.mel_cfg = mel or MelConfig()
         self.sample_rate = self.mel_cfg.sample_rate
         self.frontend = LogMel(self.mel_cfg)

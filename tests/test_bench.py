@@ -1,0 +1,280 @@
+"""Batch separation benchmark: metric cross-checks, outputs, kill-and-resume, bad items, speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.conftest import tiny_model_config
+
+ROOT = Path(__file__).resolve().parent.parent
+NFE = ["2"]
+SYSTEMS = ["mixture", "oracle_irm", "oracle_codec", "separator_nfe2"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random separator (no video tower) saved as a release folder."""
+    from separation.model import build_separation_model
+
+    torch.manual_seed(0)
+    model = build_separation_model(tiny_model_config(video=False)).eval()
+    torch.nn.init.normal_(model.dit.out_proj.weight, std=0.05)  # a non-trivial random model
+    return str(model.save_pretrained(tmp_path_factory.mktemp("bench_ckpt") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def manifest(tiny_corpus, tmp_path_factory):
+    """3 items from the tiny corpus's test split (2 main, 1 two-source pair), via the CLI."""
+    from bench.cli import main
+
+    path = tmp_path_factory.mktemp("bench_manifest") / "items.jsonl"
+    rc = main(["manifest", "--corpus", tiny_corpus, "--split", "test", "--n", "2", "--n-pairs", "1",
+               "--segment-s", "0.5", "--seed", "0", "--absent-prob", "0", "--out", str(path)])
+    assert rc == 0
+    return str(path)
+
+
+def _settings(manifest, checkpoint, out, **kw):
+    return {"manifest": manifest, "checkpoint": checkpoint, "out_dir": str(out), "nfe": [2], "batch_size": 2,
+            "threads": 1, "bootstrap": {"samples": 50, "seed": 0}, **kw}
+
+
+@pytest.fixture(scope="module")
+def full_run(manifest, checkpoint, tmp_path_factory):
+    """An uninterrupted run through ``promptsep bench separation`` (Hydra config + Lightning predict loop)."""
+    from bench.cli import main
+
+    out = tmp_path_factory.mktemp("bench_full")
+    rc = main(["separation", "--manifest", manifest, "--checkpoint", checkpoint, "--out", str(out), "--nfe", *NFE,
+               "--batch-size", "2", "trainer.threads=1", "bench.bootstrap.samples=50"])
+    assert rc == 0
+    return out
+
+
+def _tiny_judge(path) -> str:
+    from judge.model import JudgeConfig, build_judge
+    from prompts.text import TextEncoderConfig
+
+    torch.manual_seed(0)
+    cfg = JudgeConfig(codec=tiny_model_config(video=False).codec, text=TextEncoderConfig(kind="tiny_t5", max_length=16),
+                      width=32, heads=2, depth_audio=1, depth_fusion=1, dropout=0.0, bands=4)
+    return str(build_judge(cfg).eval().save_pretrained(path))
+
+
+def _rows(out):
+    return [json.loads(line) for line in (Path(out) / "results.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------------- metrics
+def test_si_sdr_and_sdr_match_mir_eval():
+    """The project's SI-SDR and SDR agree with mir_eval's BSS-eval on a few signals."""
+    import warnings
+
+    from mir_eval.separation import _bss_decomp_mtifilt, _bss_source_crit, bss_eval_sources
+
+    from separation import metrics as M
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    ref = np.convolve(rng.standard_normal(n), np.ones(8) / 8, mode="same")
+    estimates = [
+        ref + 0.3 * rng.standard_normal(n),
+        0.5 * ref + 0.1 * rng.standard_normal(n),
+        np.convolve(ref, [0.6, 0.3, 0.1], mode="same") + 0.2 * rng.standard_normal(n),
+        rng.standard_normal(n),
+    ]
+    for est in estimates:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sdr_ref = bss_eval_sources(ref[None], est[None])[0][0]
+        # SI-SDR is BSS-eval with a 1-tap distortion filter (projection on the scaled reference).
+        si_ref = _bss_source_crit(*_bss_decomp_mtifilt(ref[None], est, 0, 1))[0]
+        t_est, t_ref = torch.from_numpy(est), torch.from_numpy(ref)
+        assert float(M.sdr(t_est, t_ref)) == pytest.approx(sdr_ref, abs=1e-3)
+        assert float(M.si_sdr(t_est, t_ref, zero_mean=False)) == pytest.approx(si_ref, abs=1e-3)
+
+
+def test_item_metrics_baselines_and_oracle_mask():
+    from bench.manifest import LoadedItem
+    from bench.oracles import ideal_ratio_mask
+    from bench.separation import item_metrics
+    from separation import metrics as M
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(8000) / 16000
+    target = (0.5 * torch.sin(2 * torch.pi * 440 * t))[None]
+    noise = 0.3 * torch.randn(1, 8000, generator=g)
+    li = LoadedItem({"id": "x"}, target + noise, target, 16000, True, "tone", None, None, "tone")
+    mix_si = float(M.si_sdr(li.mixture, target))
+    m = item_metrics(li.mixture, torch.zeros_like(target), li, mix_si)
+    assert m["si_sdri"] == pytest.approx(0.0, abs=1e-4) and m["consistency_db"] == 100.0
+    est, res = ideal_ratio_mask(li.mixture, target)
+    irm = item_metrics(est, res, li, mix_si)
+    assert irm["si_sdri"] > 10 and irm["consistency_db"] > 60 and irm["mrstft"] < m["mrstft"]
+    absent = LoadedItem({"id": "y"}, noise, torch.zeros_like(noise), 16000, False, "tone", None, None, "tone")
+    a = item_metrics(0.1 * noise, None, absent, None)
+    assert a["si_sdr"] is None and a["absent_energy_db"] == pytest.approx(-20.0, abs=1e-4)
+
+
+def test_bootstrap_ci():
+    from bench.report import bootstrap_ci
+
+    st = bootstrap_ci([1.0, 2.0, 3.0, 4.0, None, float("nan")], samples=200, seed=0)
+    assert st["n"] == 4 and st["mean"] == 2.5 and st["lo"] <= 2.5 <= st["hi"] and st["lo"] >= 1.0
+    assert bootstrap_ci([])["mean"] is None
+
+
+# ---------------------------------------------------------------------- runs
+def test_manifest_items(manifest):
+    from bench.manifest import load_manifest, read_item
+
+    items = load_manifest(manifest)
+    assert [it.get("subset") for it in items] == ["main", "main", "pair_cross"]
+    pair = read_item(items[2])
+    assert len(items[2]["sources"]) == 2 and pair.present
+    assert items[2]["source_labels"][0] != items[2]["source_labels"][1]
+    for it in items:
+        li = read_item(it)
+        assert li.mixture.shape == li.target.shape and li.sample_rate == 16000
+        assert it["prompt_kind"] in ("text", "span", "text+span")
+
+
+def test_run_writes_all_outputs(full_run):
+    rows = _rows(full_run)
+    assert len(rows) == 3 * len(SYSTEMS) and all(r["status"] == "ok" for r in rows)
+    assert [r["system"] for r in rows[: len(SYSTEMS)]] == SYSTEMS
+    for r in rows:
+        for key in ("si_sdr", "si_sdri", "sdr", "snr", "mrstft", "consistency_db", "seconds", "rtf"):
+            assert r[key] is not None, (r["id"], r["system"], key)
+    summary = json.loads((full_run / "summary.json").read_text())
+    assert summary["n_items"] == 3 and summary["n_failed_items"] == 0 and summary["systems"] == SYSTEMS
+    assert any(g.startswith("category=") for g in summary["groups"])
+    assert any(g.startswith("prompt_kind=") for g in summary["groups"])
+    st = summary["groups"]["all"]["oracle_irm"]["present"]["si_sdri"]
+    assert st["n"] == 3 and st["lo"] <= st["mean"] <= st["hi"]
+    assert summary["nfe_curve"][0]["nfe"] == 2
+    report = (full_run / "report.md").read_text()
+    assert "per category" in report and "oracle_codec" in report and "promptsep bench separation" in report
+    for name in ("plot_category.png", "plot_nfe.png"):
+        assert (full_run / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_kill_and_resume_equals_uninterrupted_run(full_run, manifest, checkpoint, tmp_path):
+    """Kill a run after its first item (and one row of the second), rerun, compare with the full run."""
+    out = tmp_path / "resumed"
+    settings = _settings(manifest, checkpoint, out)
+    stop_after = len(SYSTEMS) + 1
+    script = (
+        "import json, sys, time\n"
+        "import bench.separation as bs\n"
+        "orig = bs.ResultWriter.append\n"
+        "n = [0]\n"
+        "def append(self, row):\n"
+        "    orig(self, row)\n"
+        "    n[0] += 1\n"
+        f"    if n[0] == {stop_after}:\n"
+        "        time.sleep(600)\n"
+        "bs.ResultWriter.append = append\n"
+        "bs.run_benchmark(json.loads(sys.argv[1]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(settings)], cwd=str(ROOT), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    results = out / "results.jsonl"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if results.is_file() and len(results.read_text().splitlines()) >= stop_after:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"benchmark subprocess exited early: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+        else:
+            pytest.fail("the benchmark subprocess wrote no results in time")
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    partial = _rows(out)
+    assert len(partial) == stop_after and not (out / "summary.json").exists()
+
+    from bench.separation import METRIC_FIELDS, run_benchmark
+
+    run_benchmark(_settings(manifest, checkpoint, out))
+    resumed, full = _rows(out), _rows(full_run)
+    assert [(r["id"], r["system"]) for r in resumed] == [(r["id"], r["system"]) for r in full]
+    for a, b in zip(resumed, full):
+        assert a["status"] == b["status"] == "ok"
+        for key in METRIC_FIELDS:
+            if b.get(key) is None:
+                assert a.get(key) is None, (a["id"], a["system"], key)
+            else:
+                assert a[key] == pytest.approx(b[key], abs=1e-4), (a["id"], a["system"], key)
+
+
+def test_bad_items_are_recorded_and_the_run_goes_on(manifest, checkpoint, tmp_path):
+    good = json.loads(Path(manifest).read_text().splitlines()[0])
+    base = Path(manifest).parent
+    for key in ("mixture", "target"):
+        good[key] = str(base / good[key])
+    short = tmp_path / "short.wav"
+    sf.write(str(short), np.zeros(100, dtype=np.float32) + 0.1, 16000)
+    lines = [
+        json.dumps({**good, "id": "missing", "mixture": str(tmp_path / "nope.wav")}),
+        json.dumps(good),
+        json.dumps({**good, "id": "mismatch", "target": str(short)}),
+        "{not json",
+    ]
+    m = tmp_path / "bad.jsonl"
+    m.write_text("\n".join(lines) + "\n")
+    from bench.separation import run_benchmark
+
+    out = tmp_path / "out"
+    judge = _tiny_judge(tmp_path / "judge")
+    res = run_benchmark(_settings(str(m), checkpoint, out, use_lightning=False, plots=False, judge=judge))
+    rows = _rows(out)
+    failed = {r["id"]: r["reason"] for r in rows if r["status"] == "failed"}
+    assert set(failed) == {"missing", "mismatch", "line4"}
+    assert "not found" in failed["missing"] and "length mismatch" in failed["mismatch"]
+    assert "not valid JSON" in failed["line4"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert sorted(r["system"] for r in ok) == sorted(SYSTEMS) and {r["id"] for r in ok} == {good["id"]}
+    assert all(1.0 <= r["judge_overall"] <= 5.0 for r in ok)  # judge scores where a judge is given
+    summary = json.loads(Path(res["summary"]).read_text())
+    assert summary["n_failed_items"] == 3 and "## Failed (3)" in Path(res["report"]).read_text()
+    # A rerun finds everything finished (failed items are recorded, not retried) and changes nothing.
+    before = (out / "results.jsonl").read_text()
+    run_benchmark(_settings(str(m), checkpoint, out, use_lightning=False, plots=False, judge=judge))
+    assert (out / "results.jsonl").read_text() == before
+
+
+def test_speed_quick(checkpoint, tmp_path):
+    from bench.cli import main
+
+    out = tmp_path / "speed"
+    assert main(["speed", "--checkpoint", checkpoint, "--out", str(out), "--quick", "--in-process",
+                 "--threads", "1"]) == 0
+    rep = json.loads((out / "speed.json").read_text())
+    assert [(c["audio_s"], c["nfe"]) for c in rep["configs"]] == [(1.0, 2), (1.0, 4), (2.0, 2), (4.0, 2)]
+    for c in rep["configs"]:
+        assert c["median_s"] > 0 and c["rtf"] > 0 and c["peak_delta_mb"] >= 0
+    assert rep["configs"][-1]["chunks"] > 1  # the long input is chunked
+    assert rep["length_sweep"]["time_ratio"] > 0
+    assert "Length sweep" in (out / "speed.md").read_text()
+
+
+def test_cli_dispatch():
+    from bench.cli import COMMANDS, main
+
+    assert main(["--help"]) == 0 and main(["no-such-command"]) == 2
+    assert COMMANDS["embedding"] == "bench.embedding.cli:main"

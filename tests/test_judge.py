@@ -1,0 +1,323 @@
+"""The judge: reference targets, model shapes and errors, release round trip, data, training, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from judge.targets import reference_targets
+from separation.errors import AudioError, PromptError
+from tests.conftest import tiny_model_config
+
+SR = 16000
+TINY_CODEC = dict(encoder_dim=8, encoder_rates=(4, 8), latent_dim=8, decoder_dim=16, decoder_rates=(8, 4))
+
+
+def tiny_judge_config(**kw):
+    from judge.model import JudgeConfig
+    from prompts.text import TextEncoderConfig
+    from separation.codec import CodecConfig
+
+    base = dict(codec=CodecConfig(**TINY_CODEC), text=TextEncoderConfig(kind="tiny_t5", max_length=16), width=32,
+                heads=2, depth_audio=1, depth_fusion=1, dropout=0.0, bands=4)
+    base.update(kw)
+    return JudgeConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def judge():
+    from judge.model import build_judge
+
+    torch.manual_seed(0)
+    return build_judge(tiny_judge_config()).eval()
+
+
+def _signals(n=SR * 2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n) / SR
+    s = 0.4 * torch.sin(2 * math.pi * 440 * t) * (1 + 0.5 * torch.sin(2 * math.pi * 3 * t))
+    s = s + 0.05 * torch.randn(n, generator=g)
+    i = 0.3 * torch.randn(n, generator=g) + 0.3 * torch.sin(2 * math.pi * 130 * t)
+    return s[None], i[None]
+
+
+# ----------------------------------------------------------------------------- targets
+def test_targets_perfect_estimate_scores_five():
+    s, i = _signals()
+    t = reference_targets(s, s, i, SR)[0]
+    torch.testing.assert_close(t, torch.full((4,), 5.0), atol=0.02, rtol=0)
+
+
+def test_targets_mixture_has_lower_precision_full_recall():
+    s, i = _signals()
+    perfect = reference_targets(s, s, i, SR)[0]
+    mix = reference_targets(s + i, s, i, SR)[0]
+    assert mix[0] < perfect[0] - 2  # precision
+    assert mix[1] > 4.9  # everything of the target is there
+    assert mix[3] < perfect[3] - 2
+
+
+def test_targets_silence_has_low_recall():
+    s, i = _signals()
+    t = reference_targets(torch.zeros_like(s), s, i, SR)[0]
+    assert t[1] == pytest.approx(1.0)  # recall
+    assert t[3] == pytest.approx(1.0)  # overall
+    assert t[0] == pytest.approx(5.0)  # nothing leaked
+
+
+def test_targets_leak_is_monotonic():
+    s, i = _signals()
+    prec, overall = [], []
+    for db in (-40, -25, -15, -8, 0, 6):
+        t = reference_targets(s + 10 ** (db / 20) * i, s, i, SR)[0]
+        prec.append(float(t[0]))
+        overall.append(float(t[3]))
+        assert t[1] > 4.9  # recall unaffected by leakage
+    assert all(a >= b for a, b in zip(prec, prec[1:])) and prec[0] > prec[-1] + 3
+    assert all(a >= b for a, b in zip(overall, overall[1:]))
+
+
+def test_targets_gating_lowers_recall_and_artefacts_lower_faithfulness():
+    from judge.data import lowpass
+
+    s, i = _signals()
+    gated = s.clone()
+    gated[:, s.shape[-1] // 2 :] = 0
+    g = reference_targets(gated, s, i, SR)[0]
+    assert 2.0 < g[1] < 4.0 and g[0] > 4.9
+    lp = reference_targets(lowpass(s, SR, 300.0), s, i, SR)[0]
+    assert lp[2] < 3.0 and lp[0] > 4.9
+    noisy = reference_targets(s + 0.3 * torch.randn_like(s), s, i, SR)[0]
+    assert noisy[2] < 4.0
+
+
+def test_targets_absent_target():
+    s, i = _signals()
+    z = torch.zeros_like(s)
+    silence = reference_targets(z, z, i, SR)[0]
+    torch.testing.assert_close(silence, torch.full((4,), 5.0))
+    mix = reference_targets(i, z, i, SR)[0]
+    assert mix[0] == pytest.approx(1.0) and mix[3] == pytest.approx(1.0)
+    quiet = reference_targets(0.1 * i, z, i, SR)[0]  # -20 dB leftover
+    assert 1.0 < quiet[0] < 5.0
+
+
+def test_targets_batched_and_range():
+    s, i = _signals()
+    est = torch.stack([s, s + i, torch.zeros_like(s), 0.5 * s])[:, 0]
+    t = reference_targets(est, s.expand_as(est), i.expand_as(est), SR)
+    assert t.shape == (4, 4) and bool(((t >= 1) & (t <= 5)).all())
+    with pytest.raises(ValueError):
+        reference_targets(s, s[:, :100], i, SR)
+
+
+# ------------------------------------------------------------------------------ model
+def test_forward_shapes_and_range(judge):
+    mix = torch.randn(3, 1, 4000) * 0.1
+    est = mix * torch.tensor([1.0, 0.5, 0.0])[:, None, None]
+    out = judge(mix, est, ["tone", "noise", "a steady tone"], lengths=[4000, 3000, 2500])
+    assert out.shape == (3, 4)
+    assert bool(torch.isfinite(out).all()) and bool(((out >= 1) & (out <= 5)).all())
+
+
+def test_score_any_rate_and_layout(judge):
+    from judge.model import JudgeScores
+
+    mix = torch.randn(2, 22050) * 0.1  # stereo at 22.05 kHz
+    est = mix.mean(0) * 0.5             # mono [N]
+    s = judge.score(mix, est, "tone", 22050)
+    assert isinstance(s, JudgeScores)
+    for v in s.to_dict().values():
+        assert 1.0 <= v <= 5.0
+    # estimate at another rate than the mixture
+    est16 = torch.randn(1, 16000) * 0.1
+    s2 = judge.score(mix, est16, "tone", 22050, estimate_sample_rate=16000)
+    assert 1.0 <= s2.overall <= 5.0
+    batch = judge.score_batch([mix, mix], [est, est], ["tone", "tone"], 22050)
+    assert len(batch) == 2 and batch[0].overall == pytest.approx(s.overall, abs=1e-5)
+
+
+def test_silent_estimate_is_defined(judge):
+    mix = torch.randn(1, 8000) * 0.1
+    s = judge.score(mix, torch.zeros(1, 8000), "tone", SR)
+    assert all(1.0 <= v <= 5.0 and math.isfinite(v) for v in s.to_dict().values())
+
+
+def test_bad_inputs(judge):
+    mix = torch.randn(1, 16000) * 0.1
+    with pytest.raises(AudioError, match="lengths differ"):
+        judge.score(mix, mix[:, :15000], "tone", SR)
+    judge.score(mix, mix[:, :15900], "tone", SR)  # within 1 %: trimmed
+    with pytest.raises(PromptError):
+        judge.score(mix, mix, "  ", SR)
+    with pytest.raises(PromptError):
+        judge.score(mix, mix, None, SR)
+    bad = mix.clone()
+    bad[0, 10] = float("nan")
+    with pytest.raises(AudioError, match="NaN"):
+        judge.score(mix, bad, "tone", SR)
+    with pytest.raises(AudioError):
+        judge.score(mix, torch.zeros(1, 0), "tone", SR)
+    with pytest.raises(AudioError):
+        judge(mix[None], mix[None, :, :100], ["tone"])
+
+
+def test_save_load_bit_exact(judge, tmp_path):
+    from judge.model import Judge
+
+    path = judge.save_pretrained(tmp_path / "j")
+    meta = json.loads((path / "config.json").read_text())
+    assert meta["kind"] == "promptsep_judge" and meta["format_version"] == 1
+    loaded = Judge.from_pretrained(path)
+    mix = torch.randn(2, 1, 3000) * 0.1
+    est = mix * 0.3
+    assert torch.equal(judge(mix, est, ["tone", "noise"]), loaded(mix, est, ["tone", "noise"]))
+    a, b = judge.state_dict(), loaded.state_dict()
+    for k in judge.saved_state_keys():
+        assert torch.equal(a[k], b[k]), k
+    # strict: an extra tensor is refused
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(str(path / "model.safetensors"))
+    t["extra.weight"] = torch.zeros(1)
+    save_file(t, str(path / "model.safetensors"))
+    with pytest.raises(ValueError, match="mismatch"):
+        Judge.from_pretrained(path)
+    (path / "config.json").write_text(json.dumps({**meta, "kind": "promptsep_separator"}))
+    with pytest.raises(ValueError, match="not a judge"):
+        Judge.from_pretrained(path)
+
+
+def test_codec_release_is_referenced_not_copied(tmp_path):
+    from safetensors import safe_open
+
+    from judge.model import Judge, build_judge
+    from separation.codec import CodecConfig, build_codec
+
+    codec_dir = build_codec(CodecConfig(**TINY_CODEC)).save_pretrained(tmp_path / "rel" / "codec")
+    j = build_judge(tiny_judge_config(codec_path=str(codec_dir))).eval()
+    out = j.save_pretrained(tmp_path / "rel" / "judge")
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["config"]["codec_path"] == "../codec" and len(meta["config"]["codec_sha256"]) == 64
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        assert not any(k.startswith("codec.") for k in f.keys())
+    loaded = Judge.from_pretrained(out)
+    mix = torch.randn(1, 1, 2000) * 0.1
+    assert torch.equal(j(mix, mix * 0.5, ["tone"]), loaded(mix, mix * 0.5, ["tone"]))
+    with torch.random.fork_rng():
+        torch.manual_seed(123)
+        build_codec(CodecConfig(**TINY_CODEC)).save_pretrained(codec_dir)  # another codec in its place
+    with pytest.raises(ValueError, match="not the one"):
+        Judge.from_pretrained(out)
+
+
+def test_film_fusion_variant():
+    from judge.model import build_judge
+
+    j = build_judge(tiny_judge_config(fusion="film", hand_features=False, frame_pool=2)).eval()
+    out = j(torch.randn(2, 1, 2000) * 0.1, torch.randn(2, 1, 2000) * 0.1, ["a", "b"], lengths=[2000, 700])
+    assert out.shape == (2, 4) and bool(torch.isfinite(out).all())
+
+
+# ------------------------------------------------------------------------------- data
+def test_dataset_groups_are_graded_and_deterministic(tiny_corpus):
+    from judge.data import KINDS, CandidateConfig, JudgeDataset, collate_groups
+    from separation.data.mixing import MixConfig
+
+    mix_cfg = MixConfig(segment_s=0.5, min_sources=1, max_sources=2, p_text=1, p_span=0, p_text_span=0, p_video=0)
+    weights = {k: 1.0 for k in KINDS if k not in ("codec", "separator")}
+    ds = JudgeDataset(tiny_corpus, "train", mix_cfg, CandidateConfig(per_mixture=len(weights), weights=weights),
+                      seed=0, length=4)
+    it = ds[1]
+    m = it["estimates"].shape[0]
+    assert it["estimates"].shape == (m, 1, 8000) and it["targets"].shape == (m, 4)
+    assert bool(((it["targets"] >= 1) & (it["targets"] <= 5)).all())
+    again = ds[1]
+    assert torch.equal(it["estimates"], again["estimates"]) and it["kinds"] == again["kinds"]
+    b = collate_groups([ds[0], ds[1]])
+    assert b["mixture"].shape == b["estimate"].shape and len(b["text"]) == b["targets"].shape[0]
+    # every kind is produced and graded as documented
+    for kind in weights:
+        est = ds.candidate(kind, ds.mix[0], np.random.default_rng(0), 0)
+        assert est.shape == (1, 8000) and bool(torch.isfinite(est).all()), kind
+
+
+# ---------------------------------------------------------------------- training, CLI
+def _train_cfg(tiny_corpus, tmp_path, steps=3):
+    from hydra import compose, initialize_config_dir
+
+    from separation.train import CONF_DIR
+
+    codec = [f"codec.{k}={list(v) if isinstance(v, tuple) else v}" for k, v in TINY_CODEC.items()]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="train_judge", overrides=[
+            "judge=debug", "codec_checkpoint=null", *codec, f"data.root={tiny_corpus}", "data.segment_s=0.5",
+            "data.max_sources=2", "data.groups=4", "data.chunk_groups=2", "data.batch_size=4",
+            "candidates.per_mixture=3", "val.groups=2", "val.every=2", f"trainer.max_steps={steps}",
+            "trainer.ckpt_every=2", "trainer.log_every=1", "trainer.threads=1", f"out_dir={tmp_path / 'run'}",
+            f"export_dir={tmp_path / 'release'}",
+        ])
+
+
+def test_train_judge_runs_resumes_and_exports(tiny_corpus, tmp_path):
+    from judge.model import Judge
+    from judge.train import train_judge
+
+    result = train_judge(_train_cfg(tiny_corpus, tmp_path, steps=3))
+    assert result["global_step"] == 3 and result["train_pairs"] == 12
+    assert set(result["val"]) == {"pcc_precision", "pcc_recall", "pcc_faithfulness", "pcc_overall"}
+    j = Judge.from_pretrained(result["export_dir"])
+    assert 1.0 <= j.score(torch.randn(1, 4000) * 0.1, torch.randn(1, 4000) * 0.1, "tone", SR).overall <= 5.0
+    more = train_judge(_train_cfg(tiny_corpus, tmp_path, steps=5))  # resume=auto, cache reused
+    assert more["global_step"] == 5
+
+
+def test_cli_scores_files_and_refuses_bad_input(judge, tmp_path, capsys):
+    from judge.cli import main
+
+    ckpt = judge.save_pretrained(tmp_path / "judge")
+    x = (np.random.default_rng(0).standard_normal(8000) * 0.1).astype(np.float32)
+    sf.write(tmp_path / "mix.wav", x, SR)
+    sf.write(tmp_path / "est.wav", x * 0.5, SR)
+    sf.write(tmp_path / "short.wav", x[:4000], SR)
+    assert main([str(tmp_path / "mix.wav"), str(tmp_path / "est.wav"), "--text", "tone", "--checkpoint", str(ckpt)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {"precision", "recall", "faithfulness", "overall"}
+    assert main([str(tmp_path / "mix.wav"), str(tmp_path / "short.wav"), "--text", "tone", "--checkpoint", str(ckpt)]) == 2
+    assert "lengths differ" in capsys.readouterr().err
+    assert main([str(tmp_path / "mix.wav"), str(tmp_path / "est.wav"), "--text", " ", "--checkpoint", str(ckpt)]) == 2
+    assert main([str(tmp_path / "mix.wav"), str(tmp_path / "nope.wav"), "--text", "x", "--checkpoint", str(ckpt)]) == 2
+    assert main([str(tmp_path / "mix.wav"), str(tmp_path / "est.wav"), "--text", "x",
+                 "--checkpoint", str(tmp_path / "missing")]) == 2
+
+
+def test_separator_reranks_with_judge(judge):
+    from separation.model import build_separation_model
+    from separation.separator import Separator
+
+    torch.manual_seed(0)
+    sep = Separator(build_separation_model(tiny_model_config(video=False)), judge=judge)
+    res = sep.separate(torch.randn(1, 4000) * 0.1, SR, text="tone", steps=2, candidates=2, ranker="judge")
+    assert res.target.shape == (1, 4000)
+
+
+def test_evaluate_reports_correlations(judge, tiny_corpus, tmp_path):
+    from judge.data import CandidateConfig
+    from judge.evaluate import evaluate_judge, write_report
+    from separation.data.mixing import MixConfig
+
+    mix_cfg = MixConfig(segment_s=0.5, min_sources=1, max_sources=2, p_text=1, p_span=0, p_text_span=0, p_video=0)
+    cand = CandidateConfig(per_mixture=4)
+    cand.weights["codec"] = 0.0
+    res = evaluate_judge(judge, tiny_corpus, "test", groups=2, mix_cfg=mix_cfg, cand_cfg=cand, clap=None,
+                         progress=False)
+    assert res["items"] == 8 and set(res["correlations"]) == {"precision", "recall", "faithfulness", "overall"}
+    assert res["correlations"]["overall"]["text_audio"] is None
+    j, m = write_report(res, tmp_path)
+    assert Path(j).is_file() and "energy-ratio PCC" in Path(m).read_text()
