@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import random
 import re
 import sys
@@ -102,49 +101,82 @@ def active_span(x: np.ndarray, frame_s: float = 0.05, rel_db: float = -25.0) -> 
     return round(on[0] * frame_s, 2), round(min(len(x) / SAMPLE_RATE, (on[-1] + 1) * frame_s), 2)
 
 
-def rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2) + 1e-12))
+def frame_levels(x: np.ndarray, frame_s: float = 0.05) -> np.ndarray:
+    """Frame levels in dB."""
+    hop = int(frame_s * SAMPLE_RATE)
+    n = max(1, len(x) // hop)
+    x = np.pad(x, (0, max(0, n * hop - len(x))))
+    return 10 * np.log10((x[: n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(1) + 1e-10)
 
 
-def pick_pairs(rows: list[dict], count: int, seed: int, min_s: float) -> list[tuple[dict, dict, str]]:
-    """Choose ``count`` (target, interferer, licence note) pairs following :data:`PLAN`."""
+def active_fraction(x: np.ndarray, rel_db: float = -20.0) -> float:
+    """Fraction of frames within ``rel_db`` of the loudest frame."""
+    lev = frame_levels(x)
+    return float((lev > lev.max() + rel_db).mean())
+
+
+def rms(x: np.ndarray, rel_db: float = -30.0) -> float:
+    """RMS over the active frames (within ``rel_db`` of the loudest), so sparse sounds are not drowned."""
+    hop = int(0.05 * SAMPLE_RATE)
+    lev = frame_levels(x)
+    on = np.nonzero(lev > lev.max() + rel_db)[0]
+    if on.size == 0 or len(x) < hop:
+        return float(np.sqrt(np.mean(x.astype(np.float64) ** 2) + 1e-12))
+    frames = np.concatenate([x[k * hop : (k + 1) * hop] for k in on]).astype(np.float64)
+    return float(np.sqrt(np.mean(frames**2) + 1e-12))
+
+
+def pick_pairs(rows: list[dict], count: int, seed: int, min_s: float, min_interferer_s: float = 0.3,
+               activity=None, min_activity: float = 0.5) -> list[tuple[dict, dict, str]]:
+    """Choose ``count`` (target, interferer, licence note) pairs following :data:`PLAN`.
+
+    Targets are train clips of at least ``min_s`` seconds with distinct labels; an
+    interferer is a train clip of another category and label (longer ones preferred, short
+    ones are repeated); no source group is used twice. With ``activity(row) -> fraction``,
+    a target must be audible for at least ``min_activity`` of its length.
+    """
     rng = random.Random(seed)
     train = [r for r in rows if r.get("split") == "train" and licence_kind(r.get("license", "")) is not None
-             and float(r.get("duration", 0)) >= min_s]
+             and float(r.get("duration", 0)) >= min_interferer_s]
     by_cat: dict[str, list[dict]] = {}
     for r in sorted(train, key=lambda r: r["id"]):
         by_cat.setdefault(r["category"], []).append(r)
     for lst in by_cat.values():
         rng.shuffle(lst)
+        lst.sort(key=lambda r: float(r.get("duration", 0)) < 2.0)  # stable: long clips first, shuffled
     chosen: list[tuple[dict, dict, str]] = []
-    used_labels: set[str] = set()
+    target_labels: set[str] = set()
     used_groups: set[str] = set()
 
-    def candidates(cat):
-        return [r for r in by_cat.get(cat, []) if r["label"] not in used_labels and r["group"] not in used_groups]
+    def free(cat):
+        return [r for r in by_cat.get(cat, []) if r["group"] not in used_groups]
 
     for allow_sa in (False, True):
         for tcat, icat in PLAN:
             if len(chosen) >= count or any(c[0]["category"] == tcat and c[1]["category"] == icat for c in chosen):
                 continue
-            for t in candidates(tcat):
+            for t in free(tcat):
+                if float(t.get("duration", 0)) < min_s or t["label"] in target_labels:
+                    continue
+                if activity is not None and activity(t) < min_activity:
+                    continue
                 kt = licence_kind(t["license"])
                 if kt == "share-alike" and not allow_sa:
                     continue
                 match = None
-                for i in candidates(icat):
+                for i in free(icat):
                     if i["label"] == t["label"] or i["group"] == t["group"]:
                         continue
                     ki = licence_kind(i["license"])
                     if kt == ki == "permissive":
-                        match = (i, "permissive")
+                        match = (i, "permissive: " + ", ".join(sorted({t["license"], i["license"]})))
                         break
                     if allow_sa and kt == ki == "share-alike" and t["license"].lower() == i["license"].lower():
-                        match = (i, f"share-alike ({t['license']})")
+                        match = (i, f"share-alike: {t['license']}")
                         break
                 if match:
                     chosen.append((t, match[0], match[1]))
-                    used_labels.update({t["label"], match[0]["label"]})
+                    target_labels.add(t["label"])
                     used_groups.update({t["group"], match[0]["group"]})
                     break
     return chosen[:count]
@@ -158,13 +190,21 @@ def prompt_text(label: str, labels: dict) -> str:
 
 
 def make_mixture(target: np.ndarray, interferer: np.ndarray, max_s: float, ratio_db: float) -> tuple[np.ndarray, float]:
-    """Target plus interferer at ``ratio_db`` below it (RMS), cut to the target, peak 0.9."""
+    """Target plus interferer at ``ratio_db`` below it (RMS over its active part), cut to the target, peak 0.9.
+
+    A short interferer is repeated with 0.5 s gaps, starting 0.3 s in.
+    """
     n = min(len(target), int(max_s * SAMPLE_RATE))
     t = target[:n]
-    i = interferer[:n]
-    if len(i) < n:  # loop a short interferer
-        i = np.tile(i, math.ceil(n / max(1, len(i))))[:n]
-    i = i * (rms(t) / rms(i)) * 10 ** (-ratio_db / 20)
+    if len(interferer) >= n:
+        i = interferer[:n]
+    else:
+        i = np.zeros(n, np.float32)
+        step = len(interferer) + int(0.5 * SAMPLE_RATE)
+        for start in range(int(0.3 * SAMPLE_RATE), n, step):
+            seg = interferer[: n - start]
+            i[start : start + len(seg)] = seg
+    i = i * (rms(t) / rms(interferer)) * 10 ** (-ratio_db / 20)
     mix = t + i
     scale = 0.9 / max(1e-6, float(np.abs(mix).max()))
     return (mix * scale).astype(np.float32), n / SAMPLE_RATE
@@ -208,7 +248,14 @@ def main(argv=None) -> int:
     if not labels_path.is_file():
         labels_path = Path(__file__).resolve().parent.parent / "separation" / "data" / "labels.json"
     labels = json.loads(labels_path.read_text()) if labels_path.is_file() else {}
-    pairs = pick_pairs(rows, args.count, args.seed, args.min_seconds)
+    cache: dict[str, float] = {}
+
+    def activity(row: dict) -> float:
+        if row["id"] not in cache:
+            cache[row["id"]] = active_fraction(load_clip(corpus, row)[: int(seconds * SAMPLE_RATE)])
+        return cache[row["id"]]
+
+    pairs = pick_pairs(rows, args.count, args.seed, args.min_seconds, activity=activity)
     if not pairs:
         print("no usable pair of train clips with compatible licences", file=sys.stderr)
         return 1

@@ -43,8 +43,8 @@ class DiTConfig:
     """
 
     latent_dim: int = 64
-    width: int = 256
-    depth: int = 6
+    width: int = 192
+    depth: int = 4
     heads: int = 4
     mlp_ratio: float = 4.0
     text_dim: int = 384
@@ -55,8 +55,8 @@ class DiTConfig:
 
 #: Named sizes; ``latent_dim``, ``text_dim`` and ``video_dim`` come from the codec and encoders.
 DIT_SIZES: dict[str, dict[str, int]] = {
-    "tiny": {"width": 256, "depth": 6, "heads": 4},
-    "small": {"width": 512, "depth": 8, "heads": 8},
+    "tiny": {"width": 192, "depth": 4, "heads": 4},
+    "small": {"width": 384, "depth": 8, "heads": 6},
     "base": {"width": 1024, "depth": 16, "heads": 16},
     "large": {"width": 1536, "depth": 24, "heads": 24},
 }

@@ -76,7 +76,7 @@ def test_rotary_positions_make_the_model_order_aware():
 
 
 def test_named_sizes_and_no_video_path():
-    assert dit_config("small").width == 512
+    assert dit_config("small").width == 384
     m = tiny(video_dim=0)
     kw = inputs()
     kw["video"] = None

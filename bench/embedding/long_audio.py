@@ -147,6 +147,8 @@ def attention_probe_accuracy(segs: Sequence[np.ndarray], y: np.ndarray, folds: i
     y = np.asarray(y)
     classes, yi = np.unique(y, return_inverse=True)
     counts = np.bincount(yi)
+    if counts.max() < 2:
+        return float("nan")
     n_splits = int(max(2, min(folds, counts.max())))
     x, valid = _pad_segments(segs)
     x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)  # scale-free input

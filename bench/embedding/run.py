@@ -114,7 +114,7 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     )
     from bench.embedding.long_audio import run_segment_study
     from bench.embedding.models import build_embedder
-    from bench.embedding.report import make_plots, task_result, write_json, write_report
+    from bench.embedding.report import TASK_NAMES, make_plots, task_result, write_json, write_report
     from bench.embedding.tasks import TASKS, evaluate, prepare_tasks
 
     cfg = _plain(cfg)
@@ -193,7 +193,7 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
                 secs = time.perf_counter() - t0
                 entry["tasks"][task] = {"main": prep.main, "chance": prep.chance, "info": prep.info,
                                         "evaluation": evaluation}
-                write_json(out / "results" / name / f"{task_result(task, prep.main, {}, '', 0)['task_name']}.json",
+                write_json(out / "results" / name / f"{TASK_NAMES.get(task, task)}.json",
                            task_result(task, prep.main, evaluation, revision, secs,
                                        {"model_name": name, "model_key": embedder.cache_key, "chance": prep.chance}))
         if clean_items is not None:

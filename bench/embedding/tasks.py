@@ -171,6 +171,12 @@ def prepare_classification(emb: Mapping[str, np.ndarray], y: np.ndarray, folds: 
 
     y = np.unique(np.asarray(y), return_inverse=True)[1]  # any label type -> 0..L-1
     counts = np.bincount(y)
+    if counts.max() < 2:  # no label has two items: nothing to cross-validate
+
+        def nan_score(cond: str, idx: np.ndarray) -> dict[str, float]:
+            return {"accuracy": float("nan")}
+
+        return Prepared("classification", "accuracy", list(emb), nan_score, None, {"folds": 0})
     n_splits = int(max(2, min(folds, counts.max())))
     skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
@@ -178,7 +184,7 @@ def prepare_classification(emb: Mapping[str, np.ndarray], y: np.ndarray, folds: 
         splits = list(skf.split(np.zeros(len(y)), y))
     oof: dict[str, np.ndarray] = {}
     clean: dict[str, np.ndarray] = {}
-    for cond, x in emb.items():
+    for cond in emb:
         oof[cond] = np.full(len(y), -1, dtype=np.int64)
         clean[cond] = np.full(len(y), -1, dtype=np.int64)
     with warnings.catch_warnings():

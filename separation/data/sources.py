@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import re
 import zipfile
 from collections.abc import Callable
@@ -253,7 +254,7 @@ HYDROGEN_KIT_LICENSES: dict[str, str] = {
 
 #: hydrogen instrument name (lower-cased, ``_``/``.`` -> space) -> label; ``None`` skips.
 HYDROGEN_RULES: list[tuple[str, str | None]] = [
-    (r"fx|stick|rim ?click|click|whistle|empty|^none$|^\d+$|sample:|conga|agogo|clave|waterglass|drum \d", None),
+    (r"fx|stick|rim ?click|click|whistle|empty|^none$|^\d+$|sample:|conga|agogo|clave|waterglass|(^|varibreaks )drum \d", None),
     (r"kick|bass ?drum|bassdrum|\bbd\d*\b|\bk\b", "kick drum"),
     (r"snare|\bsn\b", "snare drum"),
     (r"hi-?hat|\bhh\b|hat|\bchh\b|\bohh\b", "hi-hat"),
@@ -321,18 +322,23 @@ def _sonic_pi_licenses(root: Path) -> dict[str, str]:
     return out
 
 
-def scan_rules(pkg: str, root: Path, labels: dict, max_segments: int = 4) -> list[Item]:
+def scan_rules(pkg: str, root: Path, labels: dict, max_segments: int = 6) -> list[Item]:
     """Items of a package whose files map to labels through ``SFX_RULES[pkg]``."""
     rules = SFX_RULES[pkg]
     licenses = _sonic_pi_licenses(root) if pkg == "sonic-pi-samples" else {}
-    items, hashes = [], []
+    matched = []
     for path in _files_under(root):
         rel = path.relative_to(root).as_posix()
         label = match_label(rules, rel)
-        if label is None:
-            continue
+        if label is not None:
+            matched.append((path, rel, label))
+    # ids and groups are relative to the deepest folder shared by the package's used files
+    prefix = os.path.commonpath([os.path.dirname(rel) for _, rel, _ in matched]) if matched else ""
+    items, hashes = [], []
+    for path, full, label in matched:
+        rel = full[len(prefix) + 1:] if prefix else full
         lic = licenses.get(path.name, PACKAGE_LICENSES[pkg])
-        if pkg == "minetest-data" and "/doors/" in rel:
+        if pkg == "minetest-data" and "/doors/" in full:
             lic = "CC-BY-3.0"
         items.append(Item(key=f"{pkg}/{rel.rsplit('.', 1)[0]}", label=label, category=_category(label, labels),
                           source=pkg, group=f"{pkg}:{variant_stem(rel)}", license=lic,
@@ -342,7 +348,7 @@ def scan_rules(pkg: str, root: Path, labels: dict, max_segments: int = 4) -> lis
 
 
 def scan_zip_rules(pkg: str, archives: list[Path], labels: dict, strip: str = "",
-                   max_segments: int = 4) -> list[Item]:
+                   max_segments: int = 6) -> list[Item]:
     """Like :func:`scan_rules` for audio inside zip archives (``.pk3``, ``public.zip``)."""
     rules = SFX_RULES[pkg]
     items, hashes = [], []
@@ -373,7 +379,7 @@ def scan_0ad(root: Path, labels: dict, **_) -> list[Item]:
     return scan_zip_rules("0ad-data", zips, labels)
 
 
-def _pkg_scanner(pkg: str, max_segments: int = 4):
+def _pkg_scanner(pkg: str, max_segments: int = 6):
     def scan(root: Path, labels: dict, **_) -> list[Item]:
         return scan_rules(pkg, root, labels, max_segments=max_segments)
 
@@ -508,7 +514,7 @@ def scan_music(root: Path, labels: dict, max_segments: int = 6, **_) -> list[Ite
             lic = MUSIC_LICENSES[pkg]
             if pkg == "widelands-data" and re.search(r"ingame_2[456]\.ogg$", rel):
                 lic = "CC-BY-SA-3.0"
-            items.append(Item(key=f"{pkg}/{rel.rsplit('.', 1)[0]}", label="music", category="music", source=pkg,
+            items.append(Item(key=f"{pkg}/{path.parent.name}/{path.stem}", label="music", category="music", source=pkg,
                               group=f"{pkg}:{rel}", license=lic, loader=("file", str(path)),
                               max_segments=max_segments))
             hashes.append(_sha1(path))
@@ -544,13 +550,13 @@ GM_INSTRUMENTS: dict[str, tuple[int, int, int]] = {
     "acoustic bass": (32, 28, 55),
 }
 
-#: composers whose multi-part works are rendered (never beethoven, mozart or haydn).
+#: composers whose multi-part works are rendered (see ``separation.data.EXCLUDED_COMPOSERS``).
 MUSIC21_COMPOSERS = ("bach", "palestrina", "monteverdi")
 
 
-def scan_music21(root: Path, labels: dict, seed: int = 0, scores: int = 48, **_) -> list[Item]:
+def scan_music21(root: Path, labels: dict, seed: int = 0, scores: int = 96, windows: int = 3, **_) -> list[Item]:
     """Render jobs for multi-part music21 scores (one :class:`Item` per score; the builder
-    turns it into one stem per part). Group = score."""
+    turns it into one stem per part and window, at most ``windows`` windows). Group = score."""
     import hashlib as _h
 
     from music21 import corpus
@@ -577,7 +583,7 @@ def scan_music21(root: Path, labels: dict, seed: int = 0, scores: int = 48, **_)
         items.append(Item(key=f"music21/{rel}", label=None, category="instrument",
                           source="music21 corpus + FluidR3_GM", group=f"music21:{rel}",
                           license="score: music21 corpus (BSD; see corpus notes); soundfont FluidR3_GM (MIT)",
-                          loader=("score", str(p)), max_segments=2, extra={"composer": comp}))
+                          loader=("score", str(p)), max_segments=windows, extra={"composer": comp}))
     return items
 
 

@@ -10,7 +10,9 @@ Rule (deterministic in the set of groups, their labels and the seed):
    that does not empty the split it leaves for another label).
 3. Every label with at least 3 groups gets at least one test and one valid group: the
    label's train group with the smallest ``hash(seed + 1, group)`` moves there, provided
-   every label of that group still has a train group afterwards.
+   every label of that group still has a train group afterwards; failing that, a group
+   from the other evaluation split moves, provided it is not the last one there of any
+   label with at least 3 groups.
 
 Labels are visited in sorted order. A label with 1 or 2 groups may be train-only.
 """
@@ -75,17 +77,25 @@ def assign_group_splits(group_labels: dict[str, Iterable[str]], seed: int = 0,
                 split[g] = "train"
                 break
     # 3. labels with >= 3 groups: at least one test and one valid group
+    def can_leave(g: str, src: str) -> bool:
+        if src == "train":
+            return all(count(other, "train") > 1 for other in glabels[g])
+        return all(count(other, src) > 1 or len(by_label[other]) < 3 for other in glabels[g])
+
     for lab in sorted(by_label):
         if len(by_label[lab]) < 3:
             continue
         for target in ("test", "valid"):
             if count(lab, target) or fr[SPLITS.index(target)] == 0:
                 continue
-            for g in by_label[lab]:
-                if split[g] != "train":
-                    continue
-                if all(count(other, "train") > 1 for other in glabels[g]):
-                    split[g] = target
+            for src in ("train", "valid" if target == "test" else "test"):
+                moved = False
+                for g in by_label[lab]:
+                    if split[g] == src and can_leave(g, src):
+                        split[g] = target
+                        moved = True
+                        break
+                if moved:
                     break
     return split
 
