@@ -220,13 +220,16 @@ def describe(row: dict) -> str:
     src = row.get("source", "?")
     group = str(row.get("group", ""))
     orig = group.split(":", 1)[1] if group.startswith(f"{src}:") else group
-    parts.append(f"from `{orig}` in the Debian package `{src}`" if orig else f"from `{src}`")
+    debian = re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", src) is not None
+    where = f"the Debian package `{src}`" if debian else f"`{src}`"
+    parts.append(f"from `{orig}` in {where}" if orig else f"from {where}")
     if row.get("offset_s"):
         parts.append(f"starting at {float(row['offset_s']):g} s")
     for key in ("author", "artist", "attribution", "url", "source_url"):
         if row.get(key):
             parts.append(f"{key.replace('_', ' ')}: {row[key]}")
-    parts.append(f"licence: {row.get('license', '?')} (copyright holders: see the package's debian/copyright)")
+    holders = "the package's debian/copyright" if debian else "the source's licence notes"
+    parts.append(f"licence: {row.get('license', '?')} (copyright holders: see {holders})")
     return "; ".join(parts)
 
 

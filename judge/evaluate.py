@@ -90,7 +90,7 @@ def evaluate_judge(judge, corpus_root: str | Path, split: str = "test", groups: 
         split: corpus split (``"test"``: sources never seen in training).
         groups: mixtures evaluated (each with ``cand_cfg.per_mixture`` candidates).
         seed: data seed.
-        mix_cfg / cand_cfg: mixing and candidate settings (defaults: 2 s, 1-4 sources, 6 candidates).
+        mix_cfg / cand_cfg: mixing and candidate settings (defaults: 2 s, 2-4 sources, 6 candidates).
         codec: codec (or release path) for ``codec`` candidates (None: no such candidates).
         clap: a text-audio model, a release path, ``"auto"`` (the shipped ``clap-tiny`` if present) or None.
 
@@ -105,7 +105,7 @@ def evaluate_judge(judge, corpus_root: str | Path, split: str = "test", groups: 
     from separation.metrics import energy_ratio_db
 
     if mix_cfg is None:
-        mix_cfg = MixConfig(segment_s=2.0, min_sources=1, max_sources=4, p_text=1.0, p_span=0.0, p_text_span=0.0,
+        mix_cfg = MixConfig(segment_s=2.0, min_sources=2, max_sources=4, p_text=1.0, p_span=0.0, p_text_span=0.0,
                             p_video=0.0)
     cand_cfg = cand_cfg if cand_cfg is not None else CandidateConfig(per_mixture=6)
     if clap == "auto":
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"promptsep judge evaluate: error: {exc}", file=sys.stderr)
         return 2
     codec = args.codec or judge.cfg.codec_path
-    mix_cfg = MixConfig(segment_s=args.segment_s, min_sources=1, max_sources=4, p_text=1.0, p_span=0.0,
+    mix_cfg = MixConfig(segment_s=args.segment_s, min_sources=2, max_sources=4, p_text=1.0, p_span=0.0,
                         p_text_span=0.0, p_video=0.0)
     cand = CandidateConfig(per_mixture=args.per_mixture)
     if codec is None:

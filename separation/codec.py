@@ -67,7 +67,7 @@ class CodecConfig:
     """
 
     sample_rate: int = 16000
-    encoder_dim: int = 8
+    encoder_dim: int = 16
     encoder_rates: tuple[int, ...] = (2, 4, 5, 8)
     latent_dim: int = 64
     decoder_dim: int = 128
@@ -148,8 +148,8 @@ class CodecConfig:
 
 _PRESETS: dict[str, dict[str, Any]] = {
     # CPU-trainable 16 kHz codec: hop 320 -> 50 latent frames/s, 64 latent channels. Widths are
-    # reduced from 32/256 (186 GFLOP per forward+backward of 8 x 1 s, ~6 s on one core) to 8/128
-    # (19 GFLOP, ~1.5 s on one core) so that CPU training is practical.
+    # reduced from 32/256 (186 GFLOP per forward+backward of 8 x 1 s, ~6 s on one core) to 16/128
+    # (47 GFLOP, ~2.2 s on one core; trained on 0.5 s crops) so that CPU training is practical.
     "tiny16k": {},
     # SAM Audio's layout: 48 kHz, hop 1920 -> 25 frames/s, encoder output 1024 ch, 128 latents.
     "sam48k": dict(
@@ -209,7 +209,9 @@ class DACVAE(nn.Module):
         super().__init__()
         cfg = dataclasses.replace(cfg)  # own copy: set_latent_stats writes into it
         cfg.validate()
-        from dac.model.dac import Decoder, Encoder
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # dac's torch.jit.script at import
+            from dac.model.dac import Decoder, Encoder
 
         self.cfg = cfg
         self.sample_rate = int(cfg.sample_rate)
@@ -460,8 +462,9 @@ def compute_latent_stats(
     total = total_sq = None
     count = 0
     try:
+        device = codec.latent_mean.device
         for wav in batches:
-            mean, _ = codec.encode_dist(wav)
+            mean, _ = codec.encode_dist(wav.to(device))
             m = mean.double().transpose(0, 1).reshape(mean.shape[1], -1)
             total = m.sum(1) if total is None else total + m.sum(1)
             total_sq = m.pow(2).sum(1) if total_sq is None else total_sq + m.pow(2).sum(1)

@@ -62,6 +62,7 @@ def test_round_trip_lengths(rates, n):
     assert z.shape == (2, 4, math.ceil(n / m.hop_length)) == (2, 4, m.num_frames(n))
     assert m.decode(z).shape == (2, 1, z.shape[-1] * m.hop_length)
     assert m.decode(z, length=n).shape == (2, 1, n)
+    assert not m._length_warned  # exact T * hop without the fallback pad/crop
 
 
 @torch.no_grad()
@@ -213,3 +214,11 @@ def test_presets():
         assert m.decode(z, length=16001).shape == (1, 1, 16001)
     with pytest.raises(ValueError, match="known presets"):
         codec_preset("nope")
+
+
+def test_sam48k_builds():
+    m = build_codec(codec_preset("sam48k"))
+    assert (m.sample_rate, m.hop_length, m.frame_rate, m.latent_dim) == (48000, 1920, 25.0, 128)
+    assert (m.in_proj.in_channels, m.in_proj.out_channels) == (1024, 256)
+    assert (m.out_proj.in_channels, m.out_proj.out_channels) == (128, 1024)
+    assert 50_000_000 < m.param_count() < 150_000_000

@@ -82,7 +82,8 @@ def label_prompts(corpus_root: str | Path, labels: Sequence[str]) -> dict[str, l
 
 
 def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: int = 200, seed: int = 1234,
-                       mix: Mapping[str, Any] | None = None, max_tries: int | None = None) -> BenchItems:
+                       mix: Mapping[str, Any] | None = None, max_tries: int | None = None,
+                       categories: Sequence[str] | None = None) -> BenchItems:
     """Draw ``n_items`` mixtures with a present target from the ``split`` of the corpus.
 
     Args:
@@ -91,7 +92,8 @@ def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: in
         n_items: items to keep.
         seed: dataset seed; item ``i`` is a pure function of ``(seed, i)``.
         mix: :class:`~separation.data.mixing.MixConfig` fields (others are ignored).
-        max_tries: dataset indices to try at most (default ``4 * n_items``).
+        max_tries: dataset indices to try at most (default ``4 * n_items``, ``40 *`` with ``categories``).
+        categories: keep only items whose target is of these categories (e.g. ``["speech"]``).
     """
     from separation.data.mixing import MixConfig, MixtureDataset
 
@@ -99,7 +101,8 @@ def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: in
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(mix or {}).items() if k in names}
     kw["video"] = False
     cfg = MixConfig(**kw)
-    tries = int(max_tries or 4 * n_items)
+    tries = int(max_tries or (40 if categories else 4) * n_items)
+    keep = set(categories) if categories else None
     ds = MixtureDataset(corpus_root, split, cfg, seed=seed, length=tries)
     ref, mixture, labels, cats, texts, ids = [], [], [], [], [], []
     from tqdm.auto import tqdm
@@ -107,7 +110,7 @@ def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: in
     bar = tqdm(total=n_items, desc=f"{split} mixtures", leave=False)
     for i in range(tries):
         item = ds[i]
-        if not item["target_present"]:
+        if not item["target_present"] or (keep is not None and item["category"] not in keep):
             continue
         ref.append(item["target"][0])
         mixture.append(item["mixture"][0])
@@ -122,7 +125,8 @@ def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: in
     if len(ref) < 2:
         raise ValueError(f"only {len(ref)} usable mixtures in the {split!r} split of {corpus_root}")
     return BenchItems(cfg.sample_rate, ref, mixture, labels, cats, texts, ids,
-                      info={"split": split, "seed": seed, "mix": dataclasses.asdict(cfg)})
+                      info={"split": split, "seed": seed, "mix": dataclasses.asdict(cfg),
+                            "categories": sorted(keep) if keep else None})
 
 
 def _separator_fingerprint(path: Path) -> str:

@@ -142,7 +142,7 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     items = None
     if int(it_cfg.get("n", 200)) > 0:
         items = make_mixture_items(corpus, split, int(it_cfg.get("n", 200)), int(it_cfg.get("seed", 1234)),
-                                   it_cfg.get("mix") or {})
+                                   it_cfg.get("mix") or {}, categories=it_cfg.get("categories"))
         sp = _get(cfg, "separation", {}) or {}
         separate_items(items, separator, steps=int(sp.get("steps", 16)), batch_size=int(sp.get("batch_size", 8)),
                        seed=int(sp.get("seed", 0)), device=device, cache_dir=_get(cfg, "cache_dir"), progress=progress)
