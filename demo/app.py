@@ -231,6 +231,9 @@ def build_demo(
         if start is None or end is None:
             gr.Warning("set the start and end of the span first")
             return gr.skip()
+        if not float(start) < float(end):
+            gr.Warning(f"a span needs start < end, got {float(start):g} and {float(end):g}")
+            return gr.skip()
         rows.append([sign, float(start), float(end)])
         return {"headers": SPAN_HEADERS, "data": rows}
 
@@ -466,10 +469,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                      queue_max_size=args.queue_size, default_steps=args.steps)
     demo = build_demo(separator, judge, cfg, examples_dir=args.examples_dir, checkpoint=args.checkpoint,
                       judge_path=judge_path)
+    import signal
+
+    # SIGTERM (docker stop, systemd) unwinds like Ctrl-C so that the temporary files are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         launch_demo(demo, host=args.host, port=args.port, share=args.share)
     finally:
-        demo.promptsep_workspace.close()
+        close_demo(demo)
     return 0
 
 

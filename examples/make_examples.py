@@ -283,11 +283,14 @@ def main(argv=None) -> int:
         readme_rows.append((name, text, dur, t, i, licences, lic_note))
         logger.info("%s: %.2f s, %d bytes, prompt %r, licences %s", name, dur, size, text, licences)
     (out / "examples.json").write_text(json.dumps(index, indent=2) + "\n")
-    write_readme(out / "README.md", readme_rows, args)
+    import hashlib
+
+    digest = hashlib.sha256((corpus / "manifest.jsonl").read_bytes()).hexdigest()[:16]
+    write_readme(out / "README.md", readme_rows, args, digest)
     return 0
 
 
-def write_readme(path: Path, rows, args) -> None:
+def write_readme(path: Path, rows, args, manifest_digest: str = "") -> None:
     lines = [
         "# Bundled examples",
         "",
@@ -297,6 +300,8 @@ def write_readme(path: Path, rows, args) -> None:
         "(CC0 / public domain, CC-BY, MIT, BSD, Apache); a pair under one share-alike licence is marked so.",
         f"The interferer is mixed {args.ratio_db:g} dB (RMS) below the target and the mixture is peak-normalised;",
         "files are 16 kHz mono 16-bit WAV.",
+        f"Made with `--seed {args.seed} --seconds {args.seconds:g} --ratio-db {args.ratio_db:g}` from a corpus whose",
+        f"`manifest.jsonl` has SHA-256 `{manifest_digest}...`.",
         "",
         "Each mixture is a derivative work of its two sources and is distributed under their licences, with the",
         "attribution below (CC-BY requires it; keep it when you redistribute the files).",

@@ -337,7 +337,7 @@ def scan_rules(pkg: str, root: Path, labels: dict, max_segments: int = 6) -> lis
     items, hashes = [], []
     for path, full, label in matched:
         rel = full[len(prefix) + 1:] if prefix else full
-        lic = licenses.get(path.name, PACKAGE_LICENSES[pkg])
+        lic = licenses.get(path.name, licenses.get("*", PACKAGE_LICENSES[pkg]))
         if pkg == "minetest-data" and "/doors/" in full:
             lic = "CC-BY-3.0"
         items.append(Item(key=f"{pkg}/{rel.rsplit('.', 1)[0]}", label=label, category=_category(label, labels),
