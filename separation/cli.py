@@ -67,6 +67,8 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--judge", default=None, help="judge checkpoint folder, for --ranker judge")
     p.add_argument("--guidance", type=float, default=1.0, help="guidance scale for the text prompt")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--refine", choices=["wiener", "none"], default="wiener",
+                   help="wiener: soft-mask the mixture with the generated stems (stems sum to the input); none: raw generated stems")
     p.add_argument("--mono", action="store_true", help="average channels instead of separating each")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
@@ -96,6 +98,7 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
             wav, sr, text=args.text, spans=args.span or None, video=video, steps=args.steps, method=args.method,
             candidates=args.candidates, guidance={"text": args.guidance} if args.guidance != 1.0 else None,
             seed=args.seed, ranker=args.ranker, channels="mono" if args.mono else "per_channel",
+            refine=args.refine,
         )
     except (InputError, FileNotFoundError) as exc:
         print(f"promptsep separate: error: {exc}", file=sys.stderr)

@@ -46,6 +46,8 @@ FORMAT_VERSION = 1
 KIND = "dac_vae"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+INITIAL_LOGVAR = -20.0
+INITIAL_MEAN_GAIN = 10.0
 LOGVAR_RANGE = (-30.0, 20.0)
 
 
@@ -225,12 +227,23 @@ class DACVAE(nn.Module):
             self.decoder = Decoder(width, cfg.decoder_dim, list(cfg.decoder_rates), d_out=1)
         _to_parametrized_weight_norm(self.encoder)
         _to_parametrized_weight_norm(self.decoder)
+        # DAC zeroes every conv bias at init (its ``init_weights``); PyTorch's default uniform biases
+        # dominate the small audio signal and make the features input-independent at init.
+        for m in [*self.encoder.modules(), *self.decoder.modules()]:
+            if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)) and m.bias is not None:
+                nn.init.zeros_(m.bias)
         # DAC's ConvTranspose1d(k=2s, stride=s, padding=ceil(s/2)) gives L*s - 1 samples for odd s;
         # output_padding=1 makes every decoder block an exact L -> L*s upsampler.
         for m in self.decoder.modules():
             if isinstance(m, nn.ConvTranspose1d) and m.stride[0] % 2 == 1:
                 m.output_padding = (1,)
         self.in_proj = nn.Conv1d(width, 2 * cfg.latent_dim, kernel_size=1)
+        # Start with informative latents and a tiny posterior variance: with the default init the means
+        # are ~0.05 and the sampling noise (logvar ~ 0) swamps them, so the decoder learns to ignore the
+        # latents and the posterior collapses (measured: input-independent output after 500 steps).
+        with torch.no_grad():
+            self.in_proj.weight[: cfg.latent_dim].mul_(INITIAL_MEAN_GAIN)
+            self.in_proj.bias[cfg.latent_dim :].fill_(INITIAL_LOGVAR)
         self.out_proj = nn.Conv1d(cfg.latent_dim, width, kernel_size=1)
         mean = torch.zeros(cfg.latent_dim) if cfg.latent_mean is None else torch.tensor(cfg.latent_mean)
         std = torch.ones(cfg.latent_dim) if cfg.latent_std is None else torch.tensor(cfg.latent_std)

@@ -30,6 +30,7 @@ from separation.audio import load_audio, resample, to_channels_first, validate_a
 from separation.errors import AudioError, PromptError
 from separation.flow import guided_velocity, sample
 from separation.model import Conditioning, SeparationModel
+from separation.refine import REFINE_MODES, wiener_refine
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ class Separator:
         seed: int = 0,
         ranker: str | Ranker | None = None,
         channels: str = "per_channel",
+        refine: str = "wiener",
     ) -> SeparationResult:
         """Separate one recording.
 
@@ -160,6 +162,9 @@ class Separator:
             ranker: ``"judge"``, ``"activity"``, a callable, or None (default: judge if one
                 is loaded, else activity when spans are given, else the first candidate).
             channels: ``"per_channel"`` separates each channel, ``"mono"`` averages them first.
+            refine: ``"wiener"`` soft-masks the mixture with the generated stems' magnitudes
+                (stems sum to the mixture exactly; see :mod:`separation.refine`), ``"none"``
+                returns the decoded generative stems as they are.
 
         Returns:
             :class:`SeparationResult` with stems at the input rate and length.
@@ -171,6 +176,7 @@ class Separator:
         return self.separate_batch(
             [audio], [sample_rate], [text], [spans], [video], steps=steps, method=method,
             candidates=candidates, guidance=guidance, seed=seed, ranker=ranker, channels=channels,
+            refine=refine,
         )[0]
 
     def separate_batch(
@@ -187,8 +193,11 @@ class Separator:
         seed: int = 0,
         ranker: str | Ranker | None = None,
         channels: str = "per_channel",
+        refine: str = "wiener",
     ) -> list[SeparationResult]:
         """Separate several recordings in one batch (padded to the longest; same settings for all)."""
+        if refine not in REFINE_MODES:
+            raise ValueError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
         t_start = time.perf_counter()
         n_items = len(audios)
         spans = list(spans) if spans is not None else [None] * n_items
@@ -247,6 +256,8 @@ class Separator:
         best, scores = self._rank(mix, tgt, k, owners, texts, spans, ranker, lengths)
         tgt = tgt.view(len(rows), k, 1, n_max)[torch.arange(len(rows)), best]
         res = res.view(len(rows), k, 1, n_max)[torch.arange(len(rows)), best]
+        if refine == "wiener":
+            tgt, res = wiener_refine(mix, tgt, res)
         elapsed = time.perf_counter() - t_start
 
         results = []
@@ -259,7 +270,7 @@ class Separator:
                 r_rows.append(_fit(resample(res[j, :, :n].cpu(), sr_model, sr_in), n_in))
                 j += 1
             info = {
-                "steps": steps, "method": method, "candidates": k, "seed": seed, "guidance": dict(guidance or {}),
+                "steps": steps, "method": method, "refine": refine, "candidates": k, "seed": seed, "guidance": dict(guidance or {}),
                 "seconds": elapsed / n_items, "audio_seconds": n_in / sr_in,
                 "candidate_scores": None if scores is None else scores[owners.index(i)].tolist(),
             }

@@ -231,14 +231,19 @@ def cut_segments(x: np.ndarray, sr: int, max_s: float, max_segments: int, min_s:
 # loading items
 
 
+_ZIPS: dict[str, zipfile.ZipFile] = {}
+
+
 def load_item_audio(item: Item) -> tuple[np.ndarray, int]:
     """Mono float32 audio of a file/zip/espeak item at its own rate."""
     kind = item.loader[0]
     if kind == "file":
         data, sr = sf.read(item.loader[1], dtype="float32", always_2d=True)
     elif kind == "zip":
-        with zipfile.ZipFile(item.loader[1]) as z:
-            raw = z.read(item.loader[2])
+        z = _ZIPS.get(item.loader[1])
+        if z is None:  # one open archive per worker: the central directory of public.zip is large
+            z = _ZIPS[item.loader[1]] = zipfile.ZipFile(item.loader[1])
+        raw = z.read(item.loader[2])
         data, sr = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
     elif kind == "espeak":
         voice, text = item.loader[1], item.loader[2]
@@ -581,6 +586,7 @@ def build_source(name: str, src_root: Path, out: Path, labels: dict, args: argpa
         if all((out / r["path"]).is_file() for r in rows):
             logger.info("%s: %d clips from cache", name, len(rows))
             return rows
+    t0 = time.time()
     spec = SOURCES[name]
     items = spec.scan(src_root, labels, seed=args.seed, scores=args.scores)
     unknown = sorted({it.label for it in items if it.label is not None and it.label not in labels})
@@ -612,7 +618,14 @@ def build_source(name: str, src_root: Path, out: Path, labels: dict, args: argpa
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     pfile.write_text(json.dumps(params))
+    (rows_dir / f"{name}.seconds").write_text(f"{time.time() - t0:.1f}\n")
     return rows
+
+
+def _cached_seconds(out: Path, name: str) -> float | None:
+    """Seconds the last real (uncached) build of a source took."""
+    f = out / "_rows" / f"{name}.seconds"
+    return float(f.read_text()) if f.is_file() else None
 
 
 def build(args: argparse.Namespace) -> dict:
@@ -666,6 +679,15 @@ def build(args: argparse.Namespace) -> dict:
     rows = cap_rows(rows, args.max_clips_per_label, args.seed)
     assign_splits(rows, seed=args.seed, fractions=tuple(args.split))
     write_manifest(out, rows)
+    if args.prune:
+        keep = {r["path"] for r in rows}
+        cached = set()
+        for f in (out / "_rows").glob("*.jsonl"):
+            cached |= {json.loads(line)["path"] for line in f.read_text().splitlines() if line.strip()}
+        gone = [p for p in (out / "clips").rglob("*.wav") if p.relative_to(out).as_posix() not in keep | cached]
+        for p in gone:
+            p.unlink()
+        logger.info("pruned %d clip files that no manifest or source cache references", len(gone))
     seconds = time.time() - t0
     stats = corpus_stats(rows, out)
     stats["build"] = {"seconds": round(seconds, 1), "fetch_extract_seconds": round(t_fetch, 1),
@@ -673,6 +695,7 @@ def build(args: argparse.Namespace) -> dict:
                       "max_seconds": args.max_seconds, "max_clips_per_label": args.max_clips_per_label,
                       "seed": args.seed, "split": list(args.split), "speech_band_hz": args.speech_band_hz,
                       "scores": args.scores, "dropped_labels": dropped, "version": BUILD_VERSION,
+                      "source_seconds": {n: _cached_seconds(out, n) for n in names},
                       "debs_mb": round(sum(f.stat().st_size for f in cache.glob("*.deb")) / 1e6, 1)}
     (out / "corpus_stats.json").write_text(json.dumps(stats, indent=1))
     print_summary(stats, seconds)
@@ -697,6 +720,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--cache", default=None, help="folder for downloaded .debs (default OUT/_debs)")
     p.add_argument("--force", action="store_true", help="ignore the per-source caches")
+    p.add_argument("--prune", action="store_true",
+                   help="delete clip files left over from earlier builds (not in the manifest or a source cache)")
     return p
 
 

@@ -1,10 +1,15 @@
 """Group-level train/valid/test splits of the corpus.
 
-Rule (deterministic in the set of groups, their labels and the seed):
+Rule (deterministic in the set of groups, their labels and the seed; adding or removing
+groups of a label can move other groups of that label):
 
-1. Each group gets ``u = hash(seed, group)`` in ``[0, 1)``; ``u < f_train`` -> train,
-   ``u < f_train + f_valid`` -> valid, else test. Every clip of a group inherits its split,
-   so clips cut from one source file (or stems of one score) never straddle splits.
+1. Groups are stratified by label (a group with several labels, e.g. the stems of one
+   score, goes to one shared "multi-label" stratum). Inside a stratum of ``n`` groups they
+   are ranked by ``hash(seed, group)`` and the group at rank ``i`` takes
+   ``u = (i + 0.5) / n``: ``u < f_train`` -> train, ``u < f_train + f_valid`` -> valid, else
+   test. This gives each label close to the requested proportions. Every clip of a group
+   inherits its split, so clips cut from one source file (or stems of one score) never
+   straddle splits.
 2. Every label keeps at least one train group: if hashing left a label without one, its
    valid/test group with the smallest ``hash(seed + 1, group)`` moves to train (only if
    that does not empty the split it leaves for another label).
@@ -33,7 +38,7 @@ def group_hash(group: str, seed: int = 0) -> float:
 
 
 def base_split(group: str, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
-    """Split of a group from its hash alone (step 1 of the rule)."""
+    """Split of a group from its hash alone, ignoring strata (for ad-hoc use)."""
     tr, va, _ = fractions
     u = group_hash(group, seed)
     return "train" if u < tr else ("valid" if u < tr + va else "test")
@@ -56,7 +61,18 @@ def assign_group_splits(group_labels: dict[str, Iterable[str]], seed: int = 0,
         raise ValueError(f"split fractions must be non-negative and not all zero, got {fractions}")
     fr = tuple(f / total for f in fractions)
     glabels = {g: sorted(set(ls)) for g, ls in group_labels.items()}
-    split = {g: base_split(g, seed, fr) for g in sorted(glabels)}
+    # 1. stratified by label: within each stratum groups are ranked by their hash and the
+    #    quantile of the rank picks the split (exact proportions, still hash-driven)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for g, ls in glabels.items():
+        strata[ls[0] if len(ls) == 1 else "\x00multi-label"].append(g)
+    split = {}
+    for members in strata.values():
+        members.sort(key=lambda g: (group_hash(g, seed), g))
+        n = len(members)
+        for i, g in enumerate(members):
+            u = (i + 0.5) / n
+            split[g] = "train" if u < fr[0] else ("valid" if u < fr[0] + fr[1] else "test")
     by_label: dict[str, list[str]] = defaultdict(list)
     for g, ls in glabels.items():
         for lab in ls:
