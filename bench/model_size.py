@@ -15,6 +15,7 @@ import json
 import statistics
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -78,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"| {r['size']} | {r['params']['dit'] / 1e6:.2f} M | {r['params']['codec'] / 1e6:.2f} M | "
               f"{r['seconds_per_nfe']:.3f} | {total:.2f} | {total / r['audio_seconds']:.3f} |")
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(rows, f, indent=2)
     return 0
