@@ -66,6 +66,12 @@ class CodecConfig:
         decoder_rates: upsampling strides; their product must equal the hop length.
         latent_mean: per-channel latent means ``[C]`` for normalisation, or None (0).
         latent_std: per-channel latent stds ``[C]`` for normalisation, or None (1).
+        linear_path: add a linear frame path beside the DAC stacks: an analysis conv
+            (``hop`` taps, stride ``hop``) added to the latent means and a synthesis transposed
+            conv added to the decoder output. Initialised from a PCA of training frames
+            (:meth:`DACVAE.init_linear_path`) it is a working codec before any gradient step,
+            and the DAC encoder/decoder (whose contributions start at zero) learn the
+            non-linear remainder. Makes a small codec trainable on a CPU budget.
     """
 
     sample_rate: int = 16000
@@ -76,6 +82,7 @@ class CodecConfig:
     decoder_rates: tuple[int, ...] = (8, 5, 4, 2)
     latent_mean: list[float] | None = None
     latent_std: list[float] | None = None
+    linear_path: bool = False
 
     def __post_init__(self) -> None:
         # JSON / YAML give lists; keep rates as tuples and stats as plain float lists.
@@ -149,10 +156,10 @@ class CodecConfig:
 
 
 _PRESETS: dict[str, dict[str, Any]] = {
-    # CPU-trainable 16 kHz codec: hop 320 -> 50 latent frames/s, 64 latent channels. Widths are
-    # reduced from 32/256 (186 GFLOP per forward+backward of 8 x 1 s, ~6 s on one core) to 16/128
-    # (47 GFLOP, ~2.2 s on one core; trained on 0.5 s crops) so that CPU training is practical.
-    "tiny16k": {},
+    # CPU-trainable 16 kHz codec: hop 320 -> 50 latent frames/s, 128 latent channels (SAM Audio's
+    # count), PCA-initialised linear frame path. Widths are reduced from 32/256 (186 GFLOP per
+    # forward+backward of 8 x 1 s, ~6 s on one core) to 16/128 (47 GFLOP, ~2.2 s on one core).
+    "tiny16k": dict(latent_dim=128, linear_path=True),
     # SAM Audio's layout: 48 kHz, hop 1920 -> 25 frames/s, encoder output 1024 ch, 128 latents.
     "sam48k": dict(
         sample_rate=48000,
@@ -245,6 +252,16 @@ class DACVAE(nn.Module):
             self.in_proj.weight[: cfg.latent_dim].mul_(INITIAL_MEAN_GAIN)
             self.in_proj.bias[cfg.latent_dim :].fill_(INITIAL_LOGVAR)
         self.out_proj = nn.Conv1d(cfg.latent_dim, width, kernel_size=1)
+        self.linear_path = bool(cfg.linear_path)
+        if self.linear_path:
+            hop = cfg.hop_length
+            self.lin_enc = nn.Conv1d(1, cfg.latent_dim, kernel_size=hop, stride=hop, bias=False)
+            self.lin_dec = nn.ConvTranspose1d(cfg.latent_dim, 1, kernel_size=hop, stride=hop, bias=False)
+            with torch.no_grad():  # the DAC stacks start as a zero contribution (adaLN-zero style)
+                self.in_proj.weight[: cfg.latent_dim].zero_()
+                self.in_proj.bias[: cfg.latent_dim].zero_()
+                last = [m for m in self.decoder.modules() if isinstance(m, nn.Conv1d)][-1]
+                last.parametrizations.weight.original0.zero_()
         mean = torch.zeros(cfg.latent_dim) if cfg.latent_mean is None else torch.tensor(cfg.latent_mean)
         std = torch.ones(cfg.latent_dim) if cfg.latent_std is None else torch.tensor(cfg.latent_std)
         self.register_buffer("latent_mean", mean.float())
@@ -276,6 +293,8 @@ class DACVAE(nn.Module):
     def _decode_raw(self, z: torch.Tensor) -> torch.Tensor:
         """Raw (unnormalised) latents ``[B, C, T]`` -> audio ``[B, 1, T * hop]``."""
         y = self.decoder(self.out_proj(z))
+        if self.linear_path:
+            y = y + self.lin_dec(z)
         want = z.shape[-1] * self.hop_length
         if y.shape[-1] != want:  # not expected (see __init__); keep the length contract regardless
             if not self._length_warned:
@@ -297,8 +316,11 @@ class DACVAE(nn.Module):
             to a safe range.
         """
         self._check_wav(wav)
-        h = self.encoder(self._pad(wav))
+        x = self._pad(wav)
+        h = self.encoder(x)
         mean, logvar = self.in_proj(h).chunk(2, dim=1)
+        if self.linear_path:
+            mean = mean + self.lin_enc(x)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
@@ -353,6 +375,35 @@ class DACVAE(nn.Module):
         recon = self._decode_raw(z)[..., : wav.shape[-1]]
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
         return {"recon": recon, "mean": mean, "logvar": logvar, "kl": kl}
+
+    @torch.no_grad()
+    def init_linear_path(self, frames_from: torch.Tensor) -> torch.Tensor:
+        """Set the linear frame path to the top-``C`` principal components of audio frames.
+
+        With the DAC contributions at zero this makes the codec a PCA transform coder: the
+        latents are the projections of each ``hop``-sample frame on the components and the
+        decoder overlap-adds them back.
+
+        Args:
+            frames_from: audio ``[B, 1, N]`` or ``[B, N]`` (e.g. random training crops) cut
+                into ``hop``-sample frames.
+
+        Returns:
+            the fraction of frame energy the ``C`` components keep (a scalar tensor).
+        """
+        if not self.linear_path:
+            raise ValueError("init_linear_path needs a codec built with linear_path=True")
+        wav = frames_from.reshape(frames_from.shape[0], -1).double()
+        n = wav.shape[-1] // self.hop_length * self.hop_length
+        if n == 0:
+            raise InputError(f"need at least {self.hop_length} samples per item to take frames")
+        frames = wav[:, :n].reshape(-1, self.hop_length)
+        cov = frames.T @ frames / frames.shape[0]
+        evals, evecs = torch.linalg.eigh(cov)  # ascending
+        basis = evecs.flip(1)[:, : self.latent_dim].T.float()  # [C, hop]
+        self.lin_enc.weight.copy_(basis[:, None, :])
+        self.lin_dec.weight.copy_(basis[:, None, :])
+        return evals.flip(0)[: self.latent_dim].sum() / evals.sum().clamp_min(1e-20)
 
     # ---------------------------------------------------------- normalisation
     @torch.no_grad()

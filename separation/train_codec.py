@@ -65,7 +65,12 @@ def _module_class():
 
         def configure_optimizers(self):
             o = self.cfg.optim
-            opt = torch.optim.AdamW(self.codec.parameters(), lr=o.lr, betas=tuple(o.betas))
+            lin = [p for n, p in self.codec.named_parameters() if n.startswith("lin_")]
+            rest = [p for n, p in self.codec.named_parameters() if not n.startswith("lin_")]
+            groups = [{"params": rest, "lr": o.lr}]
+            if lin:  # the PCA-initialised linear path moves slower than the DAC stacks
+                groups.append({"params": lin, "lr": o.lr * float(o.get("linear_lr_scale", 0.1))})
+            opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
             total = max(1, int(self.cfg.max_steps))
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.05, 1 - s / total))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -110,6 +115,13 @@ def train_codec(cfg) -> dict[str, Any]:
     last = out_dir / "last.ckpt"
     ckpt_path = (str(last) if last.is_file() else None) if cfg.get("resume") == "auto" else cfg.get("resume")
     start = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"]) if ckpt_path else 0
+    result: dict[str, Any] = {"out_dir": str(out_dir)}
+    if codec.linear_path and ckpt_path is None:  # fresh run: PCA of train frames (resume restores it)
+        pca_ds = ClipCropDataset(cfg.corpus, "train", 2.0, ccfg.sample_rate, 10**9, seed=int(cfg.seed) + 3)
+        crops = torch.stack([pca_ds[i] for i in range(int(cfg.pca_crops))])
+        result["pca_energy_kept"] = float(codec.init_linear_path(crops))
+        logger.info("linear path: PCA of %d crops keeps %.4f of the frame energy", len(crops),
+                    result["pca_energy_kept"])
     ds = ClipCropDataset(cfg.corpus, "train", float(cfg.segment_s), ccfg.sample_rate, 10**9, seed=int(cfg.seed))
     bs = int(cfg.batch_size)
     loader = DataLoader(ds, batch_size=bs, sampler=StepSampler(start * bs, 10**9), num_workers=int(cfg.num_workers),
@@ -125,8 +137,8 @@ def train_codec(cfg) -> dict[str, Any]:
     )
     trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
     trainer.save_checkpoint(str(last))
-    result: dict[str, Any] = {"out_dir": str(out_dir), "global_step": trainer.global_step,
-                              "loss": {k: float(v) for k, v in trainer.callback_metrics.items()}}
+    result.update(global_step=trainer.global_step,
+                  loss={k: float(v) for k, v in trainer.callback_metrics.items()})
     stats_ds = ClipCropDataset(cfg.corpus, "train", 2.0, ccfg.sample_rate, 10**9, seed=int(cfg.seed) + 7)
     mu, std = measure_latent_stats(codec, stats_ds, int(cfg.stats_batches), bs)
     codec.set_latent_stats(mu, std)

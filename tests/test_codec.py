@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -201,8 +202,8 @@ def test_discriminator_terms():
 
 def test_presets():
     tiny = codec_preset("tiny16k")
-    assert tiny == CodecConfig()
-    assert (tiny.hop_length, tiny.frame_rate, tiny.latent_dim) == (320, 50.0, 64)
+    assert tiny == CodecConfig(latent_dim=128, linear_path=True)
+    assert (tiny.hop_length, tiny.frame_rate, tiny.latent_dim, tiny.linear_path) == (320, 50.0, 128, True)
     sam = codec_preset("sam48k")
     assert (sam.hop_length, sam.frame_rate, sam.latent_dim, sam.encoder_out_dim) == (1920, 25.0, 128, 1024)
     sam.validate()
@@ -210,7 +211,7 @@ def test_presets():
     assert (m.hop_length, m.frame_rate, m.num_frames(16000), m.num_frames(16001)) == (320, 50.0, 50, 51)
     with torch.no_grad():
         z = m.eval().encode(_wav(16001, b=1))
-        assert z.shape == (1, 64, 51)
+        assert z.shape == (1, 128, 51)
         assert m.decode(z, length=16001).shape == (1, 1, 16001)
     with pytest.raises(ValueError, match="known presets"):
         codec_preset("nope")
@@ -222,3 +223,30 @@ def test_sam48k_builds():
     assert (m.in_proj.in_channels, m.in_proj.out_channels) == (1024, 256)
     assert (m.out_proj.in_channels, m.out_proj.out_channels) == (128, 1024)
     assert 50_000_000 < m.param_count() < 150_000_000
+
+
+def test_pca_linear_path_is_a_working_codec_before_training():
+    import numpy as np
+
+    from separation.metrics import si_sdr
+
+    cfg = CodecConfig(sample_rate=16000, encoder_dim=4, encoder_rates=(4, 8), latent_dim=16, decoder_dim=16,
+                      decoder_rates=(8, 4), linear_path=True)
+    codec = build_codec(cfg).eval()
+    t = torch.arange(16000) / 16000
+    rng = np.random.default_rng(0)
+
+    def tones(n):  # harmonic tones with random low fundamentals: energy in few frame components
+        f0 = torch.tensor(rng.uniform(60, 300, size=(n, 1)), dtype=torch.float32)
+        return sum(torch.sin(2 * math.pi * k * f0 * t) / k for k in (1, 2, 3))[:, None]
+
+    with torch.no_grad():
+        z = torch.randn(2, 16, 10)
+        assert codec.decoder(codec.out_proj(z)).abs().max() == 0  # the DAC decoder starts as a zero term
+        kept = codec.init_linear_path(tones(32))
+        x = tones(4)
+        after = codec.decode(codec.encode(x), length=x.shape[-1])
+    assert 0.5 < float(kept) <= 1.0
+    assert float(si_sdr(after[:, 0], x[:, 0]).mean()) > 10.0
+    with pytest.raises(ValueError, match="linear_path"):
+        build_codec(dataclasses.replace(cfg, linear_path=False)).init_linear_path(x)
