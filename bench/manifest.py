@@ -7,7 +7,8 @@ One JSON object per line::
      "target": "items_audio/test-0-00003_target.wav",    # null (or target_present=false): absent target
      "text": "dog barking", "spans": [["+", 0.4, 2.1]], "video": null,
      "category": "sfx", "prompt_kind": "text+span",
-     "label": "dog", "target_present": true, "num_sources": 3, "subset": "main"}
+     "label": "dog", "target_present": true, "num_sources": 3, "subset": "main",
+     "scene": "test-0-00003", "split": "test", "seed": 0}
 
 Paths are relative to the manifest's folder (absolute paths work too). ``prompt_kind``
 selects which prompts the separator gets: ``text``, ``span``, ``text+span`` or ``video``
@@ -19,7 +20,9 @@ selects which prompts the separator gets: ``text``, ``span``, ``text+span`` or `
 corpus test split with :class:`separation.data.mixing.MixtureDataset` and a fixed seed:
 float32 WAVs next to the manifest, the prompt kinds text / span / text+span (and video
 when asked for), and a subset of 2-source mixtures of different categories, stored as
-``sources`` stems.
+``sources`` stems and prompted with each of ``pair_kinds`` (one item per kind, same
+``scene``). Only held-out splits are allowed (``test``, ``valid``): item ``i`` of an
+eval split is a pure function of ``(corpus, split, seed, i)``.
 """
 
 from __future__ import annotations
@@ -260,19 +263,24 @@ def build_manifest(
     max_sources: int = 4,
     absent_prob: float = 0.1,
     video: bool = False,
+    pair_kinds: Sequence[str] = ("text", "span", "text+span"),
 ) -> list[dict[str, Any]]:
     """Write a benchmark manifest of corpus mixtures (and their WAVs) with a fixed seed.
 
     Args:
         corpus: corpus root (with ``manifest.jsonl``).
         out: the manifest to write; audio goes to ``<out stem>_audio/`` beside it.
-        split: corpus split (``test`` for benchmarks).
+        split: corpus split: ``test`` (benchmarks, model cards) or ``valid``; never ``train``.
         n: main items: 1..``max_sources`` sources (at least ``min_sources``), prompt kinds
             text / span / text+span (and video) in equal proportions, ``absent_prob``
             of them naming an absent sound.
         seed: item ``i`` is a pure function of ``(seed, i)``.
         n_pairs: extra 2-source mixtures whose sources have different categories
             (``subset: "pair_cross"``, written as two ``sources`` stems); default ``n // 2``.
+        pair_kinds: prompt kinds of every pair: each pair (a ``scene``) becomes one item per
+            kind (ids ``<scene>.<kind>``) sharing its stems, so kinds compare on the same
+            mixtures (the text bar, the paired gain of span prompts). A span kind is skipped
+            for a pair whose target activity gave no spans.
         segment_s: mixture length in seconds.
         min_sources / max_sources: sources per main mixture.
         absent_prob: share of main items whose prompt names an absent sound.
@@ -285,6 +293,14 @@ def build_manifest(
     from separation.data.mixing import MixConfig, MixtureDataset
 
     out = Path(out)
+    if split == "train":
+        raise InputError("benchmark manifests are built from held-out clips only (--split test or valid), "
+                         "never from the train split")
+    bad_kinds = [k for k in pair_kinds if k not in PROMPT_KINDS or k == "video"]
+    if bad_kinds:
+        raise InputError(f"pair prompt kinds must be among text, span, text+span; got {bad_kinds}")
+    if n < 0 or (n_pairs is not None and n_pairs < 0):
+        raise InputError("--n and --n-pairs must be >= 0")
     rows = read_manifest(corpus, split)
     if not rows:
         raise InputError(f"the {split!r} split of the corpus at {corpus} is empty")
@@ -307,7 +323,7 @@ def build_manifest(
         for i in tqdm(range(count), desc=f"manifest {subset}", disable=count < 20):
             ex = ds[i]
             iid = f"{split}-{seed}-{'p' if subset != 'main' else ''}{i:05d}"
-            item: dict[str, Any] = {"id": iid}
+            item: dict[str, Any] = {"id": iid, "scene": iid}
             if subset == "main":
                 _write_wav(audio_dir / f"{iid}_mix.wav", ex["mixture"], sr)
                 item["mixture"] = f"{rel}/{iid}_mix.wav"
@@ -327,15 +343,22 @@ def build_manifest(
             if ex.get("video") is not None:
                 _write_video(audio_dir / f"{iid}_video.npz", ex["video"])
                 item["video"] = f"{rel}/{iid}_video.npz"
-            kind = ex["prompt_kind"]
-            if kind in ("span", "text+span") and not item["spans"]:
-                kind = "text"  # no activity spans could be drawn: fall back to text
             item.update({
-                "category": ex["category"], "prompt_kind": kind, "label": ex["label"],
+                "category": ex["category"], "label": ex["label"],
                 "target_present": bool(ex["target_present"]), "num_sources": int(ex["num_sources"]),
                 "subset": subset, "source_labels": list(ex.get("source_labels") or []),
+                "split": split, "seed": int(seed),
             })
-            items.append(item)
+            if subset == "main":
+                kind = ex["prompt_kind"]
+                if kind in ("span", "text+span") and not item["spans"]:
+                    kind = "text"  # no activity spans could be drawn: fall back to text
+                items.append({**item, "prompt_kind": kind})
+            else:
+                for kind in pair_kinds:
+                    if kind in ("span", "text+span") and not item["spans"]:
+                        continue
+                    items.append({**item, "id": f"{iid}.{kind}", "prompt_kind": kind})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w") as f:
@@ -352,19 +375,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 description="Write a benchmark manifest of prompted mixtures from a corpus split.")
     p.add_argument("--corpus", required=True, help="corpus root (with manifest.jsonl)")
     p.add_argument("--out", required=True, help="manifest to write (audio goes to <stem>_audio/ beside it)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=200, help="main items (1..4 sources, mixed prompt kinds)")
+    p.add_argument("--split", default="test", choices=["test", "valid"],
+                   help="held-out corpus split (benchmarks never use train)")
+    p.add_argument("--n", type=int, default=200, help="main items (--min-sources..--max-sources sources, mixed prompt kinds)")
     p.add_argument("--n-pairs", type=int, default=None, help="2-source different-category items (default n/2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--segment-s", type=float, default=4.0)
     p.add_argument("--min-sources", type=int, default=2)
     p.add_argument("--max-sources", type=int, default=4)
     p.add_argument("--absent-prob", type=float, default=0.1)
-    p.add_argument("--video", action="store_true", help="also draw video prompts")
+    p.add_argument("--video", action="store_true", help="also draw video prompts (main items)")
+    p.add_argument("--pair-kinds", nargs="+", default=["text", "span", "text+span"],
+                   choices=["text", "span", "text+span"],
+                   help="prompt kinds of every 2-source pair (one item per kind, same stems)")
     args = p.parse_args(argv)
     try:
         items = build_manifest(args.corpus, args.out, args.split, args.n, args.seed, args.n_pairs, args.segment_s,
-                               args.min_sources, args.max_sources, args.absent_prob, args.video)
+                               args.min_sources, args.max_sources, args.absent_prob, args.video, args.pair_kinds)
     except (InputError, FileNotFoundError, ValueError) as exc:
         print(f"promptsep bench manifest: error: {exc}", flush=True)
         return 2

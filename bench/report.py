@@ -173,14 +173,18 @@ def write_report(summary: dict[str, Any], path: str | Path) -> Path:
     if nfe_rows:
         lines += ["", "## Quality vs steps vs speed (separator)", ""]
         lines += _table(
-            ["NFE", "SI-SDRi (dB)", "judge overall", "RTF (median)", "seconds / item (median)"],
-            [[str(r["nfe"]), _fmt(r["si_sdri"]), _fmt(r["judge_overall"]), _fmt(r["rtf"], 3, ci=False, key="median"),
-              _fmt(r["seconds"], 3, ci=False, key="median")] for r in nfe_rows],
+            ["NFE", "refine", "SI-SDRi (dB)", "judge overall", "RTF (median)", "seconds / item (median)"],
+            [[str(r["nfe"]), str(r.get("refine", "wiener")), _fmt(r["si_sdri"]), _fmt(r["judge_overall"]),
+              _fmt(r["rtf"], 3, ci=False, key="median"), _fmt(r["seconds"], 3, ci=False, key="median")]
+             for r in nfe_rows],
         )
     if summary.get("failed"):
         lines += ["", f"## Failed ({len(summary['failed'])})", ""]
         lines += _table(["item", "system", "reason"],
                         [[f["id"], f["system"], str(f["reason"]).replace("|", "/")] for f in summary["failed"][:200]])
+    if summary.get("model_card"):
+        lines += ["", "Model-card figures (per category / prompt kind, the text bar on 2-source pairs, the span gain, "
+                  "absent targets): [model_card.md](model_card.md), `model_card.json`."]
     plots = summary.get("plots") or []
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
@@ -188,8 +192,10 @@ def write_report(summary: dict[str, Any], path: str | Path) -> Path:
         "",
         "Systems: `mixture` = the mixture as the estimate (SI-SDRi 0 by definition); `oracle_irm` = ideal ratio "
         "mask on the mixture STFT (uses the true target); `oracle_codec` = the true target through the "
-        "separator's codec (the latent ceiling); `separator_nfeK` = the model with K function evaluations. "
-        "See docs/BENCH.md.",
+        "separator's codec (the latent ceiling); `oracle_codec_wiener` = the mixture Wiener-masked with the codec "
+        "round trips of the true stems (the ceiling of the refined output); `separator_nfeK` = the model with K "
+        "function evaluations and its default Wiener refinement (`refine=\"wiener\"`); `separator_raw_nfeK` = the "
+        "same generation without refinement (`refine=\"none\"`, the raw generative stems). See docs/BENCH.md.",
         "",
     ]
     p = Path(path)
@@ -212,6 +218,9 @@ def write_plots(summary: dict[str, Any], out_dir: str | Path) -> list[str]:
     paths: list[str] = []
 
     cats = [g for g in groups if g.startswith("category=") and "," not in g]
+    card_nfe = summary.get("card_nfe")
+    if card_nfe is not None:  # the bars: baselines and the separator at the model-card NFE
+        systems = [s for s in systems if not s.startswith("separator") or s.endswith(f"nfe{card_nfe}")]
     if cats:
         fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cats) + 2), 4))
         width = 0.8 / max(1, len(systems))
@@ -236,30 +245,36 @@ def write_plots(summary: dict[str, Any], out_dir: str | Path) -> list[str]:
         plt.close(fig)
         paths.append(str(p))
 
-    curve = summary.get("nfe_curve") or []
-    curve = [r for r in curve if r["si_sdri"].get("mean") is not None]
-    if curve:
+    curve_all = [r for r in (summary.get("nfe_curve") or []) if r["si_sdri"].get("mean") is not None]
+    if curve_all:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-        nfe = [r["nfe"] for r in curve]
-        q = [r["si_sdri"]["mean"] for r in curve]
-        lo = [r["si_sdri"]["mean"] - r["si_sdri"]["lo"] for r in curve]
-        hi = [r["si_sdri"]["hi"] - r["si_sdri"]["mean"] for r in curve]
-        a1.errorbar(nfe, q, yerr=[lo, hi], marker="o", capsize=3, label="separator")
-        for s, style in (("oracle_codec", "--"), ("oracle_irm", ":"), ("mixture", "-.")):
+        all_nfe = sorted({r["nfe"] for r in curve_all})
+        for refine in dict.fromkeys(r.get("refine", "wiener") for r in curve_all):
+            curve = [r for r in curve_all if r.get("refine", "wiener") == refine]
+            label = "separator (Wiener)" if refine == "wiener" else "separator (raw)"
+            nfe = [r["nfe"] for r in curve]
+            q = [r["si_sdri"]["mean"] for r in curve]
+            lo = [r["si_sdri"]["mean"] - r["si_sdri"]["lo"] for r in curve]
+            hi = [r["si_sdri"]["hi"] - r["si_sdri"]["mean"] for r in curve]
+            a1.errorbar(nfe, q, yerr=[lo, hi], marker="o", capsize=3, label=label)
+            rtf = [r["rtf"]["median"] for r in curve]
+            a2.plot(rtf, q, marker="o", label=label)
+            for k, x, y in zip(nfe, rtf, q):
+                a2.annotate(f"{k}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        rtf_all = [r["rtf"]["median"] for r in curve_all]
+        for s, style in (("oracle_codec", "--"), ("oracle_codec_wiener", (0, (5, 1))), ("oracle_irm", ":"),
+                         ("mixture", "-.")):
             st = groups.get("all", {}).get(s, {}).get("present", {}).get("si_sdri") or {}
             if st.get("mean") is not None:
                 a1.axhline(st["mean"], ls=style, color="gray", label=s)
         a1.set_xscale("log", base=2)
-        a1.set_xticks(nfe, [str(k) for k in nfe])
+        a1.set_xticks(all_nfe, [str(k) for k in all_nfe])
         a1.set_xlabel("function evaluations (NFE)")
         a1.set_ylabel("SI-SDRi (dB)")
         a1.set_title("quality vs steps")
         a1.legend(fontsize=7)
-        rtf = [r["rtf"]["median"] for r in curve]
-        a2.plot(rtf, q, marker="o")
-        for k, x, y in zip(nfe, rtf, q):
-            a2.annotate(f"{k}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        if all(x and x > 0 for x in rtf):
+        a2.legend(fontsize=7)
+        if all(x and x > 0 for x in rtf_all):
             a2.set_xscale("log")
         a2.set_xlabel(f"real-time factor (median, {summary.get('device', 'cpu')}; lower is faster)")
         a2.set_ylabel("SI-SDRi (dB)")

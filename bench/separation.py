@@ -9,7 +9,12 @@ For every manifest item (see :mod:`bench.manifest`) and every system
 - ``mixture``: the mixture itself as the estimate (SI-SDRi = 0 by definition),
 - ``oracle_irm``: the ideal ratio mask on the mixture STFT (uses the true target),
 - ``oracle_codec``: the true target through the separator's codec (the latent ceiling),
-- ``separator_nfeK``: the separator with ``K`` function evaluations (several K per run),
+- ``oracle_codec_wiener``: the mixture soft-masked (:func:`separation.refine.wiener_refine`)
+  with the codec round trips of the true target and residual (the ceiling of the refined output),
+- ``separator_nfeK``: the separator with ``K`` function evaluations (several K per run) and
+  its default Wiener refinement (``Separator(refine="wiener")``, what users get),
+- ``separator_raw_nfeK``: the same generation without refinement (``refine="none"``: the
+  decoded generative stems as they are),
 
 one row is appended to ``results.jsonl`` with SI-SDR, SI-SDRi, SDR (BSS-eval), SNR,
 multi-resolution STFT distance, mixture consistency, judge scores (with a judge
@@ -52,11 +57,28 @@ import torch
 from bench.manifest import LoadedItem, load_manifest, read_item
 from bench.oracles import codec_round_trip, ideal_ratio_mask
 from separation import metrics as M
+from separation.refine import REFINE_MODES, wiener_refine
 
 logger = logging.getLogger(__name__)
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-BASELINES = ("mixture", "oracle_irm", "oracle_codec")
+BASELINES = ("mixture", "oracle_irm", "oracle_codec", "oracle_codec_wiener")
+
+
+def separator_system(nfe: int, refine: str = "wiener") -> str:
+    """System name of the separator at ``nfe`` evaluations: ``separator_nfeK`` (Wiener-refined,
+    the default output) or ``separator_raw_nfeK`` (``refine="none"``)."""
+    if refine not in REFINE_MODES:
+        raise ValueError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
+    return f"separator_nfe{int(nfe)}" if refine == "wiener" else f"separator_raw_nfe{int(nfe)}"
+
+
+def parse_system(name: str) -> tuple[int | None, str | None]:
+    """``(nfe, refine)`` of a separator system name, ``(None, None)`` for a baseline."""
+    for prefix, refine in (("separator_raw_nfe", "none"), ("separator_nfe", "wiener")):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return int(name[len(prefix):]), refine
+    return None, None
 #: Metric fields of a row (others are bookkeeping); used to compare runs.
 METRIC_FIELDS = (
     "si_sdr", "si_sdr_mixture", "si_sdri", "sdr", "snr", "mrstft", "consistency_db", "absent_energy_db",
@@ -77,7 +99,14 @@ class BenchSettings:
         out_dir: where results, summary, report and plots go.
         judge: judge release folder, or None for no judge scores.
         nfe: separator function-evaluation counts to run.
-        baselines: baseline systems among ``mixture``, ``oracle_irm``, ``oracle_codec``.
+        refine: separator output modes, one system each per NFE: ``wiener`` (the default
+            output, ``separator_nfeK``) and/or ``none`` (raw generative stems, ``separator_raw_nfeK``).
+            Both come from one generation: the raw stems are refined with
+            :func:`separation.refine.wiener_refine` exactly as the Separator does.
+        card_nfe: NFE of the model-card figures (``model_card.json``/``.md``); None: 16 when
+            run, else the largest NFE.
+        baselines: baseline systems among ``mixture``, ``oracle_irm``, ``oracle_codec``,
+            ``oracle_codec_wiener``.
         method: ODE sampler.
         batch_size: items per :meth:`Separator.separate_batch` call.
         seed: base noise seed (batch ``b`` uses ``seed * 1_000_003 + b``).
@@ -99,6 +128,8 @@ class BenchSettings:
     out_dir: str = "runs/bench"
     judge: str | None = None
     nfe: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
+    refine: list[str] = field(default_factory=lambda: ["wiener", "none"])
+    card_nfe: int | None = None
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     method: str = "midpoint"
     batch_size: int = 8
@@ -154,6 +185,12 @@ class BenchSettings:
         s = cls(**kw)
         s.nfe = [int(k) for k in (s.nfe or [])]
         s.baselines = [str(b) for b in (s.baselines or [])]
+        s.refine = [str(r) for r in ([s.refine] if isinstance(s.refine, str) else (s.refine or []))]
+        bad_r = [r for r in s.refine if r not in REFINE_MODES]
+        if bad_r or (s.nfe and not s.refine):
+            raise ValueError(f"refine must list some of {list(REFINE_MODES)}, got {s.refine}")
+        if s.card_nfe is not None:
+            s.card_nfe = int(s.card_nfe)
         bad = [b for b in s.baselines if b not in BASELINES]
         if bad:
             raise ValueError(f"unknown baselines {bad}; choose from {list(BASELINES)}")
@@ -164,7 +201,18 @@ class BenchSettings:
     @property
     def systems(self) -> list[str]:
         """Systems in report order."""
-        return [b for b in BASELINES if b in self.baselines] + [f"separator_nfe{k}" for k in self.nfe]
+        return [b for b in BASELINES if b in self.baselines] + [
+            separator_system(k, r) for k in self.nfe for r in REFINE_MODES if r in self.refine
+        ]
+
+    @property
+    def model_card_nfe(self) -> int | None:
+        """NFE of the model-card figures."""
+        if self.card_nfe is not None:
+            return self.card_nfe
+        if not self.nfe:
+            return None
+        return 16 if 16 in self.nfe else max(self.nfe)
 
 
 # ---------------------------------------------------------------------- metrics
@@ -330,10 +378,11 @@ class BenchRunner:
         kind = item.get("prompt_kind")
         if kind is None and li is not None:
             kind = "+".join(k for k, v in (("text", li.text), ("span", li.spans)) if v) or ("video" if li.video else None)
+        nfe, refine = parse_system(system)
         return {
-            "id": item["id"], "system": system,
-            "nfe": int(system.rsplit("nfe", 1)[1]) if system.startswith("separator_nfe") else None,
+            "id": item["id"], "system": system, "nfe": nfe, "refine": refine,
             "category": item.get("category"), "prompt_kind": kind, "subset": item.get("subset"),
+            "scene": item.get("scene"),
             "label": item.get("label"), "num_sources": item.get("num_sources"),
             "target_present": None if li is None else li.present,
             "audio_seconds": None if li is None else li.seconds,
@@ -388,35 +437,44 @@ class BenchRunner:
             mix_sisdr = _num(M.si_sdr(li.mixture.reshape(-1).double(), li.target.reshape(-1).double())) if li.present else None
             loaded.append((it, li, mix_sisdr))
 
+        codec_cache: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}  # both codec oracles share one round trip
         for system in (b for b in BASELINES if b in self.s.baselines):
             for it, li, ms in loaded:
                 if system not in needs[it["id"]]:
                     continue
                 try:
                     t0 = time.perf_counter()
+                    extra = 0.0
                     if system == "mixture":
                         est, res = li.mixture, torch.zeros_like(li.mixture)
                     elif system == "oracle_irm":
                         est, res = ideal_ratio_mask(li.mixture, li.target, self.s.irm_n_fft, self.s.irm_hop)
                     else:
-                        model = self.separator.model
-                        est = codec_round_trip(model, li.target, li.sample_rate)
-                        res = codec_round_trip(model, li.residual, li.sample_rate)
-                    self._ok(it, system, li, est, res, time.perf_counter() - t0, ms)
+                        if it["id"] not in codec_cache:
+                            model = self.separator.model
+                            t_est = codec_round_trip(model, li.target, li.sample_rate)
+                            t_res = codec_round_trip(model, li.residual, li.sample_rate)
+                            codec_cache[it["id"]] = (t_est, t_res, time.perf_counter() - t0)
+                            t0 = time.perf_counter()
+                        est, res, extra = codec_cache[it["id"]]
+                        if system == "oracle_codec_wiener":
+                            est, res = wiener_refine(li.mixture, est, res)
+                    self._ok(it, system, li, est, res, extra + time.perf_counter() - t0, ms)
                 except Exception as exc:  # noqa: BLE001
                     self._fail(it, system, li, exc)
 
         seed = self.s.seed * 1_000_003 + batch_index
         for k in self.s.nfe:
-            system = f"separator_nfe{k}"
-            if not any(system in needs[it["id"]] for it, _, _ in loaded):
+            names = {r: separator_system(k, r) for r in REFINE_MODES if r in self.s.refine}
+            if not any(n in needs[it["id"]] for it, _, _ in loaded for n in names.values()):
                 continue
+            # One generation per NFE; the Wiener system refines its raw stems (as the Separator does).
             outs: list[Any]
             try:
                 outs = self.separator.separate_batch(
                     [li.mixture for _, li, _ in loaded], [li.sample_rate for _, li, _ in loaded],
                     [li.text for _, li, _ in loaded], [li.spans for _, li, _ in loaded],
-                    [li.video for _, li, _ in loaded], steps=k, method=self.s.method, seed=seed,
+                    [li.video for _, li, _ in loaded], steps=k, method=self.s.method, seed=seed, refine="none",
                 )
             except Exception as exc:  # noqa: BLE001 - find the culprit item by item
                 logger.info("batch %d failed as a batch (%s); separating item by item", batch_index, exc)
@@ -425,20 +483,27 @@ class BenchRunner:
                     try:
                         outs.append(self.separator.separate(
                             li.mixture, li.sample_rate, text=li.text, spans=li.spans, video=li.video,
-                            steps=k, method=self.s.method, seed=seed,
+                            steps=k, method=self.s.method, seed=seed, refine="none",
                         ))
                     except Exception as e:  # noqa: BLE001
                         outs.append(e)
             for (it, li, ms), out in zip(loaded, outs):
-                if system not in needs[it["id"]]:
-                    continue
-                if isinstance(out, BaseException):
-                    self._fail(it, system, li, out)
-                    continue
-                try:
-                    self._ok(it, system, li, out.target, out.residual, float(out.info["seconds"]), ms)
-                except Exception as exc:  # noqa: BLE001
-                    self._fail(it, system, li, exc)
+                for refine, system in names.items():
+                    if system not in needs[it["id"]]:
+                        continue
+                    if isinstance(out, BaseException):
+                        self._fail(it, system, li, out)
+                        continue
+                    try:
+                        seconds = float(out.info["seconds"])
+                        est, res = out.target, out.residual
+                        if refine == "wiener":
+                            t0 = time.perf_counter()
+                            est, res = wiener_refine(li.mixture, est, res)
+                            seconds += time.perf_counter() - t0
+                        self._ok(it, system, li, est, res, seconds, ms)
+                    except Exception as exc:  # noqa: BLE001
+                        self._fail(it, system, li, exc)
 
 
 def _load_judge(path: str | None, device: torch.device | str):
@@ -524,6 +589,10 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     items = load_manifest(s.manifest)
     if s.max_items:
         items = items[: int(s.max_items)]
+    from_train = [it["id"] for it in items if it.get("split") == "train"]
+    if from_train:
+        raise ValueError(f"{len(from_train)} manifest item(s) come from the corpus train split (e.g. {from_train[:3]}); "
+                         "benchmark held-out items (promptsep bench manifest --split test)")
     all_batches = _batches(items, s.batch_size)
     done = merge_rows(row for p in result_files(out_dir) for row in _read_rows(p))
     n_done = sum(1 for it in items if not BenchRunner(s, done, None).needed(it["id"]))
@@ -616,27 +685,39 @@ def finalize(s: BenchSettings, items: Sequence[dict], out_dir: Path) -> dict[str
     devices = sorted({r.get("device") for r in ok_rows if r.get("device")})
     allg = groups.get("all", {})
     nfe_curve = []
-    for k in s.nfe:
-        st = allg.get(f"separator_nfe{k}")
-        if st:
-            nfe_curve.append({"nfe": k, "si_sdri": st["present"]["si_sdri"], "judge_overall": st["present"]["judge_overall"],
-                              "rtf": st["all"]["rtf"], "seconds": st["all"]["seconds"]})
+    for refine in (r for r in REFINE_MODES if r in s.refine):
+        for k in s.nfe:
+            name = separator_system(k, refine)
+            st = allg.get(name)
+            if st:
+                nfe_curve.append({"nfe": k, "refine": refine, "system": name, "si_sdri": st["present"]["si_sdri"],
+                                  "judge_overall": st["present"]["judge_overall"], "rtf": st["all"]["rtf"],
+                                  "seconds": st["all"]["seconds"]})
     summary: dict[str, Any] = {
         "manifest": s.manifest, "checkpoint": s.checkpoint, "judge": s.judge, "command": s.command,
         "systems": systems, "n_items": len(items), "n_present": len(present_ids), "n_absent": len(absent_ids),
         "n_failed_items": len(failed_items), "failed": failed, "device": ", ".join(devices) or "cpu",
-        "bootstrap_samples": s.bootstrap_samples, "alpha": s.alpha, "nfe_curve": nfe_curve,
+        "bootstrap_samples": s.bootstrap_samples, "alpha": s.alpha, "nfe_curve": nfe_curve, "card_nfe": s.model_card_nfe,
         "settings": dataclasses.asdict(s), "groups": groups,
     }
     plots = write_plots(summary, out_dir) if s.plots else []
     summary["plots"] = plots
+    card = None
+    if s.model_card_nfe is not None:
+        from bench.card import model_card, write_card_md
+
+        card = model_card(rows, s, device=summary["device"])
+        write_json(card, out_dir / "model_card.json")
+        write_card_md(card, out_dir / "model_card.md")
+        summary["model_card"] = ["model_card.json", "model_card.md"]
     write_json(summary, out_dir / "summary.json")
     write_report(summary, out_dir / "report.md")
     overall = {name: {m: allg.get(name, {}).get("present", {}).get(m, {}).get("mean") for m in ("si_sdr", "si_sdri", "sdr")}
                for name in systems}
     logger.info("benchmark written to %s", out_dir)
     return {"out_dir": str(out_dir), "results": str(out_dir / "results.jsonl"), "summary": str(out_dir / "summary.json"),
-            "report": str(out_dir / "report.md"), "plots": plots, "overall": overall}
+            "report": str(out_dir / "report.md"), "plots": plots, "overall": overall,
+            "model_card": None if card is None else str(out_dir / "model_card.md")}
 
 
 # ---------------------------------------------------------------------- CLIs
@@ -661,11 +742,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default: conf/bench.yaml's out_dir)")
     p.add_argument("--judge", default=None, help="judge release folder (adds judge scores)")
     p.add_argument("--nfe", type=int, nargs="+", default=None, help="separator function evaluations, e.g. 4 8 16 32")
+    p.add_argument("--refine", nargs="+", choices=["wiener", "none"], default=None,
+                   help="separator output modes, one system each per NFE (default: both; wiener = "
+                        "separator_nfeK, none = separator_raw_nfeK)")
+    p.add_argument("--card-nfe", type=int, default=None, help="NFE of the model-card figures (default 16 if run, else the largest)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, -1)")
     p.add_argument("--plain", action="store_true", help="run a plain loop instead of Lightning's predict loop")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. bench=quick trainer=ddp")
-    args = p.parse_args(argv)
+    # Hydra overrides (key=value) may come anywhere, also right after a list flag such as --nfe.
+    single = {"--manifest", "--checkpoint", "--out", "--judge", "--card-nfe", "--batch-size", "--devices"}
+    flags, extra = [], []
+    for i, a in enumerate(argv):
+        if "=" in a and not a.startswith("-") and not (i and argv[i - 1] in single):
+            extra.append(a)
+        else:
+            flags.append(a)
+    args = p.parse_args(flags)
+    args.overrides = [*args.overrides, *extra]
     ov = [f"manifest={args.manifest}"]
     if args.checkpoint:
         ov.append(f"checkpoint={args.checkpoint}")
@@ -675,6 +769,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ov.append(f"judge={args.judge}")
     if args.nfe:
         ov.append("bench.nfe=[" + ",".join(str(k) for k in args.nfe) + "]")
+    if args.refine:
+        ov.append("bench.refine=[" + ",".join(args.refine) + "]")
+    if args.card_nfe:
+        ov.append(f"bench.card_nfe={args.card_nfe}")
     if args.batch_size:
         ov.append(f"bench.batch_size={args.batch_size}")
     if args.devices:
@@ -691,7 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"promptsep bench separation: error: {exc}", file=sys.stderr)
         return 2
     if "overall" in result:
-        print(json.dumps({k: result[k] for k in ("out_dir", "report", "overall")}, indent=2))
+        print(json.dumps({k: result[k] for k in ("out_dir", "report", "model_card", "overall")}, indent=2))
     return 0
 
 
@@ -706,12 +804,15 @@ def hydra_main() -> None:
         d["command"] = "python -m bench.separation " + shlex.join(sys.argv[1:])
         result = run_benchmark(d)
         if "overall" in result:
-            print(json.dumps({k: result[k] for k in ("out_dir", "report", "overall")}, indent=2))
+            print(json.dumps({k: result[k] for k in ("out_dir", "report", "model_card", "overall")}, indent=2))
 
     hydra.main(config_path=CONF_DIR, config_name="bench", version_base="1.3")(_run)()
 
 
-__all__ = ["BenchRunner", "BenchSettings", "ResultWriter", "item_metrics", "main", "merge_rows", "run_benchmark"]
+__all__ = [
+    "BenchRunner", "BenchSettings", "ResultWriter", "item_metrics", "main", "merge_rows", "parse_system",
+    "run_benchmark", "separator_system",
+]
 
 if __name__ == "__main__":
     hydra_main()

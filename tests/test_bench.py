@@ -18,7 +18,8 @@ from tests.conftest import tiny_model_config
 
 ROOT = Path(__file__).resolve().parent.parent
 NFE = ["2"]
-SYSTEMS = ["mixture", "oracle_irm", "oracle_codec", "separator_nfe2"]
+SYSTEMS = ["mixture", "oracle_irm", "oracle_codec", "oracle_codec_wiener", "separator_nfe2", "separator_raw_nfe2"]
+N_ITEMS = 4  # 2 main items + 1 two-source pair prompted with text and with text+span
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +35,13 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def manifest(tiny_corpus, tmp_path_factory):
-    """3 items from the tiny corpus's test split (2 main, 1 two-source pair), via the CLI."""
+    """4 items from the tiny corpus's test split (2 main, 1 two-source pair x 2 prompt kinds), via the CLI."""
     from bench.cli import main
 
     path = tmp_path_factory.mktemp("bench_manifest") / "items.jsonl"
     rc = main(["manifest", "--corpus", tiny_corpus, "--split", "test", "--n", "2", "--n-pairs", "1",
-               "--segment-s", "0.5", "--seed", "0", "--absent-prob", "0", "--out", str(path)])
+               "--pair-kinds", "text", "text+span", "--segment-s", "0.5", "--seed", "0", "--absent-prob", "0",
+               "--out", str(path)])
     assert rc == 0
     return str(path)
 
@@ -139,34 +141,120 @@ def test_manifest_items(manifest):
     from bench.manifest import load_manifest, read_item
 
     items = load_manifest(manifest)
-    assert [it.get("subset") for it in items] == ["main", "main", "pair_cross"]
+    assert [it.get("subset") for it in items] == ["main", "main", "pair_cross", "pair_cross"]
     pair = read_item(items[2])
     assert len(items[2]["sources"]) == 2 and pair.present
     assert items[2]["source_labels"][0] != items[2]["source_labels"][1]
+    # One pair, two prompt kinds, the same stems: a paired comparison of span prompts over text.
+    assert [it["prompt_kind"] for it in items[2:]] == ["text", "text+span"]
+    assert items[2]["scene"] == items[3]["scene"] and items[2]["sources"] == items[3]["sources"]
+    assert pair.spans is None and read_item(items[3]).spans
     for it in items:
         li = read_item(it)
         assert li.mixture.shape == li.target.shape and li.sample_rate == 16000
-        assert it["prompt_kind"] in ("text", "span", "text+span")
+        assert it["prompt_kind"] in ("text", "span", "text+span") and it["split"] == "test"
+
+
+def test_manifest_is_deterministic_and_held_out(tiny_corpus, manifest, tmp_path, monkeypatch):
+    """The same seed gives the same manifest and audio; train is refused (builder, CLI and benchmark)."""
+    from bench.cli import main
+    from bench.manifest import build_manifest
+    from separation.data import mixing
+    from separation.errors import InputError
+
+    splits = []
+    orig = mixing.MixtureDataset.__init__
+
+    def spy(self, root, split, *a, **kw):
+        splits.append(split)
+        orig(self, root, split, *a, **kw)
+
+    monkeypatch.setattr(mixing.MixtureDataset, "__init__", spy)
+    again = tmp_path / "items.jsonl"
+    build_manifest(tiny_corpus, again, "test", n=2, seed=0, n_pairs=1, segment_s=0.5, absent_prob=0.0,
+                   pair_kinds=("text", "text+span"))
+    assert set(splits) == {"test"}
+    assert again.read_text() == Path(manifest).read_text()
+    audio = sorted(p.name for p in (Path(manifest).parent / "items_audio").iterdir())
+    assert audio == sorted(p.name for p in (tmp_path / "items_audio").iterdir()) and audio
+    for name in audio:
+        assert (tmp_path / "items_audio" / name).read_bytes() == (Path(manifest).parent / "items_audio" / name).read_bytes()
+    with pytest.raises(InputError, match="never from the train split"):
+        build_manifest(tiny_corpus, tmp_path / "train.jsonl", "train", n=1)
+    with pytest.raises(SystemExit):
+        main(["manifest", "--corpus", tiny_corpus, "--split", "train", "--out", str(tmp_path / "t.jsonl")])
+    assert not (tmp_path / "train.jsonl").exists()
+    # A manifest whose items say they come from train is refused by the benchmark.
+    from bench.separation import run_benchmark
+
+    bad = tmp_path / "from_train.jsonl"
+    first = json.loads(Path(manifest).read_text().splitlines()[0])
+    base = Path(manifest).parent
+    bad.write_text(json.dumps({**first, "split": "train", "mixture": str(base / first["mixture"]),
+                               "target": str(base / first["target"])}) + "\n")
+    with pytest.raises(ValueError, match="train split"):
+        run_benchmark({"manifest": str(bad), "checkpoint": "unused", "out_dir": str(tmp_path / "o")})
 
 
 def test_run_writes_all_outputs(full_run):
     rows = _rows(full_run)
-    assert len(rows) == 3 * len(SYSTEMS) and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == N_ITEMS * len(SYSTEMS) and all(r["status"] == "ok" for r in rows)
     assert [r["system"] for r in rows[: len(SYSTEMS)]] == SYSTEMS
     for r in rows:
         for key in ("si_sdr", "si_sdri", "sdr", "snr", "mrstft", "consistency_db", "seconds", "rtf"):
             assert r[key] is not None, (r["id"], r["system"], key)
     summary = json.loads((full_run / "summary.json").read_text())
-    assert summary["n_items"] == 3 and summary["n_failed_items"] == 0 and summary["systems"] == SYSTEMS
+    assert summary["n_items"] == N_ITEMS and summary["n_failed_items"] == 0 and summary["systems"] == SYSTEMS
     assert any(g.startswith("category=") for g in summary["groups"])
     assert any(g.startswith("prompt_kind=") for g in summary["groups"])
     st = summary["groups"]["all"]["oracle_irm"]["present"]["si_sdri"]
-    assert st["n"] == 3 and st["lo"] <= st["mean"] <= st["hi"]
-    assert summary["nfe_curve"][0]["nfe"] == 2
+    assert st["n"] == N_ITEMS and st["lo"] <= st["mean"] <= st["hi"]
+    assert [(c["nfe"], c["refine"]) for c in summary["nfe_curve"]] == [(2, "wiener"), (2, "none")]
+    by = {(r["id"], r["system"]): r for r in rows}
+    for iid in {r["id"] for r in rows}:
+        # The refined output and the oracle codec + Wiener add back up to the mixture exactly.
+        assert by[(iid, "separator_nfe2")]["consistency_db"] > 60 and by[(iid, "oracle_codec_wiener")]["consistency_db"] > 60
+        assert by[(iid, "separator_nfe2")]["refine"] == "wiener" and by[(iid, "separator_raw_nfe2")]["refine"] == "none"
+        assert by[(iid, "separator_raw_nfe2")]["si_sdr"] != by[(iid, "separator_nfe2")]["si_sdr"]
     report = (full_run / "report.md").read_text()
     assert "per category" in report and "oracle_codec" in report and "promptsep bench separation" in report
     for name in ("plot_category.png", "plot_nfe.png"):
         assert (full_run / name).read_bytes()[:4] == b"\x89PNG"
+    # Model-card figures: per category / prompt kind beside the mixture and the oracle codec, the pair text bar,
+    # the paired span gain, absent targets, codec round trip.
+    card = json.loads((full_run / "model_card.json").read_text())
+    assert card["nfe"] == 2 and card["systems"]["separator"] == "separator_nfe2"
+    assert card["systems"]["separator_raw"] == "separator_raw_nfe2"
+    assert sum(c["n"] for c in card["per_category"].values()) == 2 == sum(c["n"] for c in card["per_prompt_kind"].values())
+    for cell in card["per_category"].values():
+        assert cell["mixture_si_sdr"]["mean"] is not None and cell["oracle_codec_si_sdri"]["mean"] is not None
+        assert cell["separator_si_sdri"]["mean"] is not None and cell["separator_raw_si_sdri"]["mean"] is not None
+    assert set(card["pair_cross"]) == {"text", "text+span"} and card["pair_cross"]["text"]["n"] == 1
+    gain = card["span_gain"]["separator"]["text+span - text"]
+    assert gain["n"] == 1 and gain["mean"] == pytest.approx(
+        by[(f"{card_scene(rows)}.text+span", "separator_nfe2")]["si_sdri"] - by[(f"{card_scene(rows)}.text", "separator_nfe2")]["si_sdri"])
+    assert "text_si_sdri_pair_cross" in card["bar"]["separator"] and card["codec_round_trip"]["si_sdr"]["n"] == N_ITEMS
+    md = (full_run / "model_card.md").read_text()
+    assert "Per category" in md and "oracle codec" in md and "Absent targets" in md and "promptsep bench separation" in md
+
+
+def card_scene(rows):
+    return next(r["scene"] for r in rows if r.get("subset") == "pair_cross")
+
+
+def test_bench_systems_match_the_separator(full_run, manifest, checkpoint):
+    """`separator_nfeK` is what Separator(refine="wiener") returns, `separator_raw_nfeK` refine="none"."""
+    from bench.manifest import load_manifest, read_item
+    from separation import metrics as M
+    from separation.separator import Separator
+
+    rows = {(r["id"], r["system"]): r for r in _rows(full_run)}
+    li = read_item(load_manifest(manifest)[0])
+    sep = Separator.from_pretrained(checkpoint)
+    for refine, system in (("wiener", "separator_nfe2"), ("none", "separator_raw_nfe2")):
+        out = sep.separate(li.mixture, li.sample_rate, text=li.text, spans=li.spans, steps=2, seed=0, refine=refine)
+        si = float(M.si_sdr(out.target.reshape(-1).double(), li.target.reshape(-1).double()))
+        assert rows[(li.item["id"], system)]["si_sdr"] == pytest.approx(si, abs=1e-3)
 
 
 def test_kill_and_resume_equals_uninterrupted_run(full_run, manifest, checkpoint, tmp_path):

@@ -3,7 +3,7 @@
 Usage::
 
     promptsep bench embedding [--separator DIR|oracle:LEAK|none] [--models a,b,...] [--out DIR]
-                              [--corpus DIR] [--items N] [--steps N] [--bootstrap N] [--device D]
+                              [--corpus DIR] [--items N] [--steps N] [--refine wiener|none] [--bootstrap N] [--device D]
                               [--no-long-audio] [--no-clean] [--no-cache] [hydra.key=value ...]
     promptsep bench embedding train [hydra overrides]   # train clap-tiny (conf/embedding/train_clap.yaml)
     promptsep bench embedding check MODEL [...]         # self-check registered models
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="corpus split (default test)")
     p.add_argument("--items", type=int, help="number of test mixtures")
     p.add_argument("--steps", type=int, help="separator ODE steps")
+    p.add_argument("--refine", choices=["wiener", "none"], help="Separator refine mode (default: the config's, wiener)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples (0: no CIs)")
     p.add_argument("--device", help="torch device for separator and models")
     p.add_argument("--cache-dir", help="embedding/separation cache folder")
@@ -75,6 +76,8 @@ def to_overrides(args: argparse.Namespace) -> list[str]:
         ov.append(f"items.n={args.items}")
     if args.steps is not None:
         ov.append(f"separation.steps={args.steps}")
+    if args.refine:
+        ov.append(f"separation.refine={args.refine}")
     if args.bootstrap is not None:
         ov.append(f"eval.bootstrap={args.bootstrap}")
     if args.device:

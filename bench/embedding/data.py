@@ -83,7 +83,7 @@ def label_prompts(corpus_root: str | Path, labels: Sequence[str]) -> dict[str, l
 
 def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: int = 200, seed: int = 1234,
                        mix: Mapping[str, Any] | None = None, max_tries: int | None = None,
-                       categories: Sequence[str] | None = None) -> BenchItems:
+                       categories: Sequence[str] | None = None, progress: bool = True) -> BenchItems:
     """Draw ``n_items`` mixtures with a present target from the ``split`` of the corpus.
 
     Args:
@@ -107,7 +107,7 @@ def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: in
     ref, mixture, labels, cats, texts, ids = [], [], [], [], [], []
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=n_items, desc=f"{split} mixtures", leave=False)
+    bar = tqdm(total=n_items, desc=f"{split} mixtures", leave=False, disable=not progress)
     for i in range(tries):
         item = ds[i]
         if not item["target_present"] or (keep is not None and item["category"] not in keep):
@@ -134,7 +134,8 @@ def _separator_fingerprint(path: Path) -> str:
 
 
 def separate_items(items: BenchItems, separator: str | None, steps: int = 16, batch_size: int = 8, seed: int = 0,
-                   device: str = "cpu", cache_dir: str | Path | None = None, progress: bool = True) -> BenchItems:
+                   device: str = "cpu", cache_dir: str | Path | None = None, progress: bool = True,
+                   refine: str | None = "wiener") -> BenchItems:
     """Fill ``items.separated`` by separating every mixture with its text prompt.
 
     Args:
@@ -145,6 +146,9 @@ def separate_items(items: BenchItems, separator: str | None, steps: int = 16, ba
         batch_size: mixtures per ``separate_batch`` call.
         seed: sampler noise seed.
         cache_dir: where separated stems are cached (None: no cache).
+        refine: the Separator's ``refine`` mode (``"wiener"``: mixture-consistent soft mask,
+            the Separator's default; ``"none"``: raw generated stems); None: the Separator's
+            default, for Separators without the argument.
 
     Returns:
         ``items`` (updated in place) with ``info["separator"]``.
@@ -165,8 +169,9 @@ def separate_items(items: BenchItems, separator: str | None, steps: int = 16, ba
     path = Path(sep_str)
     fp = _separator_fingerprint(path) if path.is_dir() else hashlib.sha1(sep_str.encode()).hexdigest()[:16]
     cache = Path(cache_dir) / "separated" / fp if cache_dir is not None else None
+    tag = "" if refine is None else f"|refine={refine}"
     keys = [
-        hashlib.sha1(f"{array_hash(m, items.sample_rate)}|{t}|{steps}|{seed}".encode()).hexdigest()
+        hashlib.sha1(f"{array_hash(m, items.sample_rate)}|{t}|{steps}|{seed}{tag}".encode()).hexdigest()
         for m, t in zip(items.mixture, items.texts)
     ]
     out: list[torch.Tensor | None] = [None] * len(items)
@@ -181,12 +186,13 @@ def separate_items(items: BenchItems, separator: str | None, steps: int = 16, ba
         import time
 
         sep = Separator.from_pretrained(path, device=device)
+        extra = {} if refine is None else {"refine": refine}
         bar = tqdm(total=len(todo), desc="separate", disable=not progress, leave=False)
         for s in range(0, len(todo), batch_size):
             idx = todo[s : s + batch_size]
             t0 = time.perf_counter()
             res = sep.separate_batch([items.mixture[i][None] for i in idx], [items.sample_rate] * len(idx),
-                                     [items.texts[i] for i in idx], steps=steps, seed=seed)
+                                     [items.texts[i] for i in idx], steps=steps, seed=seed, **extra)
             t_sep += time.perf_counter() - t0
             for i, r in zip(idx, res):
                 if r.sample_rate != items.sample_rate:
@@ -201,18 +207,39 @@ def separate_items(items: BenchItems, separator: str | None, steps: int = 16, ba
         bar.close()
     items.separated = [o for o in out]  # type: ignore[misc]
     items.info["separator"] = {"kind": "separator", "path": str(path), "fingerprint": fp, "steps": steps,
-                               "seed": seed, "separated_now": len(todo), "cached": len(items) - len(todo),
+                               "seed": seed, "refine": refine, "separated_now": len(todo), "cached": len(items) - len(todo),
                                "seconds_per_item": t_sep / len(todo) if todo else None}
     return items
 
 
+def read_group_list(spec: str | Path | Sequence[str] | None) -> set[str]:
+    """Group names from a list, or from a text file with one group per line (``#`` comments)."""
+    if spec is None:
+        return set()
+    if isinstance(spec, (str, Path)):
+        lines = Path(spec).read_text().splitlines()
+        return {ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")}
+    return {str(g) for g in spec}
+
+
 def load_clean_clips(corpus_root: str | Path, split: str = "test", max_seconds: float = 10.0,
-                     max_clips: int | None = None, seed: int = 0) -> BenchItems:
-    """Clean clips of a split (the first ``max_seconds`` of each), as reference-only items."""
+                     max_clips: int | None = None, seed: int = 0,
+                     exclude_groups: str | Path | Sequence[str] | None = None) -> BenchItems:
+    """Clean clips of a split (the first ``max_seconds`` of each), as reference-only items.
+
+    ``exclude_groups`` (a list or a file of group names) drops clips of those groups, e.g. the
+    groups an embedding model may have been trained on (``info["excluded"]`` counts them).
+    """
     from separation.data.clips import read_manifest
 
     root = Path(corpus_root)
     rows = read_manifest(root, split)
+    excluded = 0
+    if exclude_groups is not None:
+        drop = read_group_list(exclude_groups)
+        kept = [r for r in rows if str(r.get("group")) not in drop]
+        excluded = len(rows) - len(kept)
+        rows = kept
     if not rows:
         raise ValueError(f"the {split!r} split of {root} is empty")
     if max_clips is not None and len(rows) > max_clips:
@@ -223,6 +250,7 @@ def load_clean_clips(corpus_root: str | Path, split: str = "test", max_seconds: 
         raise ValueError(f"clips of {root} have several rates {sorted(rates)}")
     sr = rates.pop()
     wavs, labels, cats, ids = [], [], [], []
+    groups = [str(r.get("group", r["id"])) for r in rows]
     for r in rows:
         data, file_sr = sf.read(str(root / r["path"]), dtype="float32", always_2d=True, frames=int(max_seconds * sr))
         wavs.append(torch.from_numpy(np.ascontiguousarray(data.mean(1))))
@@ -231,7 +259,8 @@ def load_clean_clips(corpus_root: str | Path, split: str = "test", max_seconds: 
         ids.append(str(r["id"]))
     prompts = label_prompts(root, sorted(set(labels)))
     texts = [prompts[lab][0] for lab in labels]
-    return BenchItems(sr, wavs, wavs, labels, cats, texts, ids, info={"split": split, "clean_clips": True})
+    return BenchItems(sr, wavs, wavs, labels, cats, texts, ids,
+                      info={"split": split, "clean_clips": True, "excluded": excluded, "groups": groups})
 
 
 def make_long_recordings(corpus_root: str | Path, split: str = "test", duration_s: float = 20.0,

@@ -308,8 +308,36 @@ class ResemblyzerEmbedder(AudioEmbedder):
 
 
 # ============================================================ joint / SSL
+def _training_meta(path: str | Path) -> dict[str, Any]:
+    """``training`` block of a release folder's ``config.json`` ({} if absent)."""
+    import json
+
+    try:
+        meta = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(meta.get("training") or {})
+
+
+def _training_revision(path: str | Path) -> str | None:
+    """``training.dataset_revision`` of a release folder's ``config.json`` (None if absent)."""
+    rev = _training_meta(path).get("dataset_revision")
+    return str(rev) if rev else None
+
+
+def _training_groups(path: str | Path) -> frozenset[str] | None:
+    """``training.train_groups`` (corpus groups of the training clips) of a release, if recorded."""
+    groups = _training_meta(path).get("train_groups")
+    return frozenset(map(str, groups)) if groups is not None else None
+
+
 class _TowerEmbedder(AudioEmbedder):
     """Shared code of ``clap-tiny`` and ``mosaic-tiny`` (a model with ``embed_audio(wav, lengths)``)."""
+
+    #: SHA-1 of the corpus manifest the weights were trained on (from the release's config.json), if known.
+    training_revision: str | None = None
+    #: corpus groups of the training clips (releases exported since they are recorded), if known.
+    training_groups: frozenset[str] | None = None
 
     def __init__(self, model, fingerprint: str, device: str = "cpu", batch_size: int = 16):
         self.model = model.eval().to(device)
@@ -348,6 +376,8 @@ class ClapTinyEmbedder(_TowerEmbedder):
         else:
             fp = "untrained-" + hashlib.sha1(repr(model.cfg).encode()).hexdigest()[:8]
         super().__init__(model, fp, device, batch_size)
+        self.training_revision = _training_revision(path) if path is not None else None
+        self.training_groups = _training_groups(path) if path is not None else None
 
     def _text(self, texts):
         return self.model.embed_text(texts)
@@ -369,6 +399,8 @@ class MosaicEmbedder(_TowerEmbedder):
         else:
             fp = "untrained-" + hashlib.sha1(repr(model.cfg).encode()).hexdigest()[:8]
         super().__init__(model, fp, device, batch_size)
+        self.training_revision = _training_revision(path) if path is not None else None
+        self.training_groups = _training_groups(path) if path is not None else None
 
 
 # ===================================================================== hub

@@ -87,6 +87,17 @@ def _fmt(v: Any, ci: Sequence[float] | None = None, digits: int = 3) -> str:
     return s
 
 
+def _sep_info(info: Mapping[str, Any]) -> str:
+    """One-line description of how the separated condition was made."""
+    if info.get("kind") == "oracle":
+        return f"oracle pseudo-separation, leak {info.get('leak')}"
+    parts = [f"{k} {info[k]}" for k in ("steps", "refine", "seed") if info.get(k) is not None]
+    if info.get("seconds_per_item") is not None:
+        parts.append(f"{info['seconds_per_item']:.2f} s per item")
+    parts.append(f"{info.get('cached', 0)} from cache")
+    return ", ".join(parts)
+
+
 def write_report(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
     """Write ``report.md`` from the run summary (see :func:`bench.embedding.run.run_benchmark`)."""
     out = Path(out_dir)
@@ -94,11 +105,16 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
     meta = summary.get("meta", {})
     lines += [f"- command: `{meta.get('command', '')}`", f"- corpus: `{meta.get('corpus')}` (split `{meta.get('split')}`,"
               f" manifest sha1 `{str(meta.get('dataset_revision'))[:12]}`)",
-              f"- separator: `{meta.get('separator')}`", f"- items: {meta.get('n_items')} (per category: "
+              f"- separator: `{meta.get('separator')}`" + (f" ({_sep_info(meta.get('separation'))})" if meta.get("separation") else ""),
+              f"- items: {meta.get('n_items')} (per category: "
               f"{meta.get('category_counts')}), mixture seed {meta.get('items_seed')}",
               f"- bootstrap: {meta.get('bootstrap')} resamples, 95% percentile intervals in brackets", ""]
     lines += ["fidelity = (separated - mixture) / (reference - mixture): 1 = separated stems embed like clean "
               "references, 0 = no better than the unseparated mixture.", ""]
+    speech = [n for n, m in summary.get("models", {}).items() if (m.get("info") or {}).get("speech_only")]
+    if speech:
+        lines += [f"Speech models ({', '.join(speech)}) are meant for speech stems: read their `speech` rows in the "
+                  "per-category tables; their all-item rows are given for completeness.", ""]
 
     models = summary.get("models", {})
     if any(m.get("tasks") for m in models.values()):
@@ -142,7 +158,10 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
 
     clean_rows = [(n, m["clean"]) for n, m in models.items() if m.get("clean")]
     if clean_rows:
-        lines += ["## Clean clips (unmixed test clips)", "",
+        cc = meta.get("clean_clips") or {}
+        note = (f"{cc.get('excluded')} clips of the groups in `{cc.get('exclude_groups')}` left out"
+                if cc.get("excluded") else "")
+        lines += [f"## Clean clips (unmixed {meta.get('split')} clips)", ""] + ([note, ""] if note else []) + [
                   "| model | clips | labels | zero-shot acc (chance) | text->audio R@5 (chance) | text->audio mAP | probe acc (majority) | V-measure |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, c in clean_rows:
@@ -170,6 +189,9 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
                          f"{_fmt(r['aggregate_s'], None, 2)} | {_fmt(r['peak_mem_mb'], None, 1)} |")
         lines.append("")
 
+    warned = [(n, w) for n, m in models.items() for w in (m.get("warnings") or [])]
+    if warned:
+        lines += ["## Warnings", ""] + [f"- {n}: {w}" for n, w in warned] + [""]
     skipped = {n: m["skipped"] for n, m in models.items() if m.get("skipped")}
     if skipped:
         lines += ["## Skipped models", ""] + [f"- {n}: {why}" for n, why in skipped.items()] + [""]

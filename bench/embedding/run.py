@@ -132,6 +132,11 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     n_boot, alpha = int(ev.get("bootstrap", 200)), float(ev.get("alpha", 0.05))
     min_cat = int(ev.get("min_category_items", 10))
     tasks = list(_get(cfg, "tasks", TASKS) or TASKS)
+    if not (corpus / "manifest.jsonl").is_file():
+        raise FileNotFoundError(f"corpus manifest not found: {corpus / 'manifest.jsonl'}")
+    if split == "train" and not bool(_get(cfg, "allow_train_split", False)):
+        raise ValueError("refusing to evaluate on the train split (the models and the separator were trained on it); "
+                         "use split=test, or allow_train_split=true for a smoke test")
     revision = file_hash(corpus / "manifest.jsonl")
 
     # ---------------------------------------------------------------- items
@@ -142,10 +147,13 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     items = None
     if int(it_cfg.get("n", 200)) > 0:
         items = make_mixture_items(corpus, split, int(it_cfg.get("n", 200)), int(it_cfg.get("seed", 1234)),
-                                   it_cfg.get("mix") or {}, categories=it_cfg.get("categories"))
+                                   it_cfg.get("mix") or {}, categories=it_cfg.get("categories"),
+                                   progress=progress)
         sp = _get(cfg, "separation", {}) or {}
+        refine = sp.get("refine", "wiener")
         separate_items(items, separator, steps=int(sp.get("steps", 16)), batch_size=int(sp.get("batch_size", 8)),
-                       seed=int(sp.get("seed", 0)), device=device, cache_dir=_get(cfg, "cache_dir"), progress=progress)
+                       seed=int(sp.get("seed", 0)), device=device, cache_dir=_get(cfg, "cache_dir"), progress=progress,
+                       refine=None if refine in (None, "default") else str(refine))
     labels = sorted(set(items.labels)) if items is not None else []
     y = np.array([labels.index(lab) for lab in items.labels]) if items is not None else None
     subsets = _subsets(items.categories, min_cat) if items is not None else {}
@@ -155,7 +163,7 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     clean_items = None
     if clean_cfg.get("enabled", True):
         clean_items = load_clean_clips(corpus, split, float(clean_cfg.get("max_seconds", 10.0)),
-                                       clean_cfg.get("max_clips"), seed)
+                                       clean_cfg.get("max_clips"), seed, exclude_groups=clean_cfg.get("exclude_groups"))
         clean_prompts = label_prompts(corpus, sorted(set(clean_items.labels)))
     la_cfg = _get(cfg, "long_audio", {}) or {}
     long_data = None
@@ -178,7 +186,24 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
             entry["skipped"] = str(exc)
             continue
         entry["info"] = {"cache_key": embedder.cache_key, "dim": embedder.dim, "sample_rate": embedder.sample_rate,
-                         "text": embedder.supports_text, "frames": embedder.supports_frames}
+                         "text": embedder.supports_text, "frames": embedder.supports_frames,
+                         "speech_only": bool(getattr(embedder, "speech_only", False))}
+        trained_on = getattr(embedder, "training_revision", None)
+        if trained_on:
+            entry["info"]["training_revision"] = trained_on
+            if trained_on != revision:
+                msg = (f"{name} was trained on corpus revision {trained_on[:12]}, this run uses {revision[:12]}: "
+                       f"its training clips may overlap the {split} split (retrain it on this corpus)")
+                logger.warning(msg)
+                entry.setdefault("warnings", []).append(msg)
+        trained_groups = getattr(embedder, "training_groups", None)
+        if trained_groups and clean_items is not None:
+            overlap = sum(g in trained_groups for g in clean_items.info.get("groups", []))
+            entry["info"]["clean_clips_in_training_groups"] = int(overlap)
+            if overlap:
+                msg = f"{overlap} of the {len(clean_items)} clean {split} clips are from groups {name} was trained on"
+                logger.warning(msg)
+                entry.setdefault("warnings", []).append(msg)
         if items is not None:
             t0 = time.perf_counter()
             emb = {c: cache.embed(embedder, w, items.sample_rate, desc=f"{name} {c}", progress=progress)
@@ -213,6 +238,8 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
         "separation": items.info.get("separator") if items is not None else None,
         "n_items": len(items) if items is not None else 0, "items_seed": it_cfg.get("seed", 1234),
         "category_counts": {c: int(len(v)) for c, v in subsets.items() if c != "all"},
+        "clean_clips": ({"n": len(clean_items), "excluded": clean_items.info.get("excluded", 0),
+                         "exclude_groups": clean_cfg.get("exclude_groups")} if clean_items is not None else None),
         "labels": len(labels), "bootstrap": n_boot, "folds": folds, "cache": {"hits": cache.hits, "misses": cache.misses},
         "config": cfg,
     }

@@ -133,6 +133,48 @@ def chance_capped_recall(y: np.ndarray, k: int) -> float:
     return float(np.mean(vals))
 
 
+def v_measure(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """V-measure (beta 1) of a clustering; same value as ``sklearn.metrics.v_measure_score``,
+    without its input checks (the bootstrap calls it thousands of times)."""
+    _, li = np.unique(labels, return_inverse=True)
+    _, ci = np.unique(clusters, return_inverse=True)
+    n = len(li)
+    if n == 0 or (li.max() == 0 and ci.max() == 0):
+        return 1.0
+    cont = np.bincount(li * (ci.max() + 1) + ci, minlength=(li.max() + 1) * (ci.max() + 1))
+    cont = cont.reshape(li.max() + 1, ci.max() + 1).astype(np.float64)
+    pl, pc = cont.sum(1) / n, cont.sum(0) / n
+
+    def entropy(p):
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    h_l, h_c = entropy(pl), entropy(pc)
+    nz = cont > 0
+    pj = cont[nz] / n
+    mi = float((pj * (np.log(pj) - np.log(np.outer(pl, pc)[nz]))).sum())
+    hom = 1.0 if h_l == 0 else mi / h_l
+    com = 1.0 if h_c == 0 else mi / h_c
+    return 0.0 if hom + com == 0 else float(2 * hom * com / (hom + com))
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision of binary ``labels`` ranked by ``scores`` (ties handled as in
+    ``sklearn.metrics.average_precision_score``: one threshold per distinct score)."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # end of each block of tied scores
+    tp = np.cumsum(y)[last]
+    precision = tp / (last + 1)
+    recall_gain = np.diff(np.r_[0, tp]) / n_pos
+    return float((precision * recall_gain).sum())
+
+
 # ------------------------------------------------------------ preparation
 @dataclass
 class Prepared:
@@ -216,7 +258,6 @@ def prepare_classification(emb: Mapping[str, np.ndarray], y: np.ndarray, folds: 
 def prepare_clustering(emb: Mapping[str, np.ndarray], y: np.ndarray, seeds: Sequence[int] = (0, 1, 2)) -> Prepared:
     """MiniBatchKMeans with one cluster per label; V-measure, averaged over seeds."""
     from sklearn.cluster import MiniBatchKMeans
-    from sklearn.metrics import v_measure_score
 
     y = np.asarray(y)
     k = len(np.unique(y))
@@ -231,7 +272,7 @@ def prepare_clustering(emb: Mapping[str, np.ndarray], y: np.ndarray, seeds: Sequ
             ]
 
     def score(cond: str, idx: np.ndarray) -> dict[str, float]:
-        vals = [v_measure_score(y[idx], a[idx]) for a in assign[cond]]
+        vals = [v_measure(y[idx], a[idx]) for a in assign[cond]]
         return {"v_measure": float(np.mean(vals))}
 
     return Prepared("clustering", "v_measure", list(emb), score, None, {"k": k, "seeds": list(seeds)})
@@ -285,8 +326,6 @@ def prepare_audio_to_reference(emb: Mapping[str, np.ndarray], reference: str = "
 def prepare_pair_classification(emb: Mapping[str, np.ndarray], y: np.ndarray, reference: str = "reference",
                                 max_pairs: int = 5000, seed: int = 0) -> Prepared:
     """Pairs (condition stem i, reference stem j), i != j, labelled same-class; cosine AP."""
-    from sklearn.metrics import average_precision_score
-
     y = np.asarray(y)
     g = l2n(emb[reference])
     sims = {cond: l2n(x) @ g.T for cond, x in emb.items()}
@@ -305,7 +344,7 @@ def prepare_pair_classification(emb: Mapping[str, np.ndarray], y: np.ndarray, re
         lab = y[i] == y[j]
         if lab.all() or not lab.any():
             return {"ap": float("nan")}
-        return {"ap": float(average_precision_score(lab, sims[cond][i, j]))}
+        return {"ap": average_precision(lab, sims[cond][i, j])}
 
     same = np.mean(y[:, None] == y[None, :])
     return Prepared("pair_classification", "ap", list(emb), score, float(same), {"max_pairs": max_pairs})

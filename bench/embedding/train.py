@@ -87,6 +87,7 @@ class MelBank:
         self.mels: list[torch.Tensor] = []
         self.labels: list[str] = []
         self.categories: list[str] = []
+        self.groups: list[str] = [str(r.get("group", r.get("id", ""))) for r in rows]
         for r in tqdm(rows, desc=f"log-mel {split}", disable=not progress, leave=False):
             data, file_sr = sf.read(str(root / r["path"]), dtype="float32", always_2d=True,
                                     frames=int(max_clip_s * int(r.get("sample_rate", sr))))
@@ -386,8 +387,13 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
               f"mix augmentation p={tr.get('p_mix')}), {tr.get('wall_s', 0):.0f} s wall on CPU ({tr.get('threads')} threads)",
               f"- config: `conf/embedding/train_clap.yaml` with overrides `{tr.get('overrides')}`", "",
               "## Evaluation (clean clips, never seen in training)", ""]
+    def fmt(v):
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
     for split, m in ev.items():
-        lines.append(f"- {split}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+        lines.append(f"- {split}: " + ", ".join(f"{k}={fmt(v)}" for k, v in m.items()))
     lines += ["", "## Use", "", "```python", "from bench.embedding.models import build_embedder",
               f"emb = build_embedder(\"{kind}\")            # this folder by default",
               "a = emb.embed_audio([wav_16k])                  # [1, D]"]
@@ -496,7 +502,8 @@ def train_embedding(cfg) -> dict[str, Any]:
         n_params = sum(v.numel() for k, v in model.state_dict().items() if not k.startswith("frontend."))
         training = {
             "corpus": str(cfg.corpus), "dataset_revision": file_hash(Path(cfg.corpus) / "manifest.jsonl"),
-            "train_clips": len(bank), "train_labels": len(bank.label_names), "steps": int(trainer.global_step),
+            "train_clips": len(bank), "train_labels": len(bank.label_names),
+            "train_groups": sorted(set(bank.groups)), "steps": int(trainer.global_step),
             "batch_size": bs, "crop_s": float(d.crop_s), "p_mix": float(d.p_mix), "wall_s": wall,
             "threads": int(cfg.trainer.get("threads", 2)), "objective": objective,
             "overrides": list(cfg.get("overrides") or []), "config": OmegaConf.to_container(cfg, resolve=True),
