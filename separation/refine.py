@@ -22,6 +22,7 @@ def wiener_refine(
     hop_length: int = 256,
     power: float = 2.0,
     eps: float = 1e-8,
+    block_samples: int = 320_000,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft-mask the mixture with the generated stems' magnitudes.
 
@@ -33,6 +34,9 @@ def wiener_refine(
         hop_length: STFT hop.
         power: mask exponent (2 = Wiener-like, 1 = magnitude ratio).
         eps: keeps silent bins finite (they go to the residual).
+        block_samples: longer inputs are refined in blocks of about this many samples, each
+            with ``2 * n_fft`` samples of context on both sides, so memory stays flat in length
+            (the mask is local, so the blocks reproduce the whole-signal result).
 
     Returns:
         ``(target, residual)`` shaped like ``mixture``, with ``target + residual == mixture``.
@@ -40,8 +44,11 @@ def wiener_refine(
     if not (mixture.shape == target.shape == residual.shape):
         raise ValueError(f"shapes differ: mixture {tuple(mixture.shape)}, target {tuple(target.shape)}, "
                          f"residual {tuple(residual.shape)}")
+    n = mixture.shape[-1]
+    overlap = 2 * n_fft
+    if n > block_samples > 2 * overlap:
+        return _blockwise(mixture, target, residual, n_fft, hop_length, power, eps, block_samples, overlap)
     shape = mixture.shape
-    n = shape[-1]
     flat = torch.stack([mixture, target, residual]).reshape(3 * (mixture.numel() // n), n).float()
     window = torch.hann_window(n_fft, device=flat.device)
     pad = max(0, n_fft - n)
@@ -53,3 +60,22 @@ def wiener_refine(
     refined = torch.istft(mask * spec[0], n_fft, hop_length, window=window, length=n + pad)[..., :n]
     refined = refined.reshape(shape).to(mixture.dtype)
     return refined, mixture - refined
+
+
+def _blockwise(mixture, target, residual, n_fft, hop_length, power, eps, block, margin):
+    """Refine ``[s, s + step)`` from the context ``[s - margin, s + step + margin)``.
+
+    Block starts and margins are multiples of the hop, so the STFT frames line up with the
+    whole-signal frames and the kept samples match the whole-signal result.
+    """
+    n = mixture.shape[-1]
+    step = max(hop_length, block // hop_length * hop_length)
+    margin = -(-margin // hop_length) * hop_length
+    out = torch.empty_like(mixture)
+    for s in range(0, n, step):
+        lo, hi = max(0, s - margin), min(n, s + step + margin)
+        piece, _ = wiener_refine(mixture[..., lo:hi], target[..., lo:hi], residual[..., lo:hi], n_fft,
+                                 hop_length, power, eps, block_samples=hi - lo + 1)
+        e = min(n, s + step)
+        out[..., s:e] = piece[..., s - lo : e - lo]
+    return out, mixture - out
