@@ -72,6 +72,11 @@ class CodecConfig:
             (:meth:`DACVAE.init_linear_path`) it is a working codec before any gradient step,
             and the DAC encoder/decoder (whose contributions start at zero) learn the
             non-linear remainder. Makes a small codec trainable on a CPU budget.
+        dac_mean: with ``linear_path``, whether the DAC encoder adds to the latent means.
+            False makes the means the linear analysis alone (the DAC encoder then only gives
+            the posterior log-variance used in training), so :meth:`DACVAE.encode` skips the
+            DAC encoder: encoding costs almost nothing, which is what makes on-the-fly
+            separator training (three encodes per example) affordable on a CPU.
     """
 
     sample_rate: int = 16000
@@ -83,6 +88,7 @@ class CodecConfig:
     latent_mean: list[float] | None = None
     latent_std: list[float] | None = None
     linear_path: bool = False
+    dac_mean: bool = True
 
     def __post_init__(self) -> None:
         # JSON / YAML give lists; keep rates as tuples and stats as plain float lists.
@@ -135,6 +141,8 @@ class CodecConfig:
             v = getattr(self, name)
             if v is not None and len(v) != self.latent_dim:
                 raise ValueError(f"codec {name} has {len(v)} values, expected latent_dim = {self.latent_dim}")
+        if not self.dac_mean and not self.linear_path:
+            raise ValueError("codec dac_mean=False needs linear_path=True (the means must come from somewhere)")
         if self.latent_std is not None and any(not (s > 0) for s in self.latent_std):
             raise ValueError("codec latent_std values must all be positive")
 
@@ -159,7 +167,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # CPU-trainable 16 kHz codec: hop 320 -> 50 latent frames/s, 128 latent channels (SAM Audio's
     # count), PCA-initialised linear frame path. Widths are reduced from 32/256 (186 GFLOP per
     # forward+backward of 8 x 1 s, ~6 s on one core) to 16/128 (47 GFLOP, ~2.2 s on one core).
-    "tiny16k": dict(latent_dim=128, linear_path=True),
+    "tiny16k": dict(latent_dim=128, linear_path=True, dac_mean=False),
     # SAM Audio's layout: 48 kHz, hop 1920 -> 25 frames/s, encoder output 1024 ch, 128 latents.
     "sam48k": dict(
         sample_rate=48000,
@@ -253,6 +261,7 @@ class DACVAE(nn.Module):
             self.in_proj.bias[cfg.latent_dim :].fill_(INITIAL_LOGVAR)
         self.out_proj = nn.Conv1d(cfg.latent_dim, width, kernel_size=1)
         self.linear_path = bool(cfg.linear_path)
+        self.dac_mean = bool(cfg.dac_mean)
         if self.linear_path:
             hop = cfg.hop_length
             self.lin_enc = nn.Conv1d(1, cfg.latent_dim, kernel_size=hop, stride=hop, bias=False)
@@ -320,7 +329,7 @@ class DACVAE(nn.Module):
         h = self.encoder(x)
         mean, logvar = self.in_proj(h).chunk(2, dim=1)
         if self.linear_path:
-            mean = mean + self.lin_enc(x)
+            mean = self.lin_enc(x) + (mean if self.dac_mean else 0.0)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
@@ -332,7 +341,11 @@ class DACVAE(nn.Module):
         Returns:
             ``(mean - latent_mean) / latent_std`` shaped ``[B, C, ceil(N / hop)]``.
         """
-        mean, _ = self.encode_dist(wav)
+        if self.dac_mean:
+            mean, _ = self.encode_dist(wav)
+        else:  # the means are the linear analysis alone: no need to run the DAC encoder
+            self._check_wav(wav)
+            mean = self.lin_enc(self._pad(wav))
         return (mean - self.latent_mean[:, None]) / self.latent_std[:, None]
 
     def decode(self, z: torch.Tensor, length: int | None = None) -> torch.Tensor:

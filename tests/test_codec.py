@@ -202,7 +202,7 @@ def test_discriminator_terms():
 
 def test_presets():
     tiny = codec_preset("tiny16k")
-    assert tiny == CodecConfig(latent_dim=128, linear_path=True)
+    assert tiny == CodecConfig(latent_dim=128, linear_path=True, dac_mean=False)
     assert (tiny.hop_length, tiny.frame_rate, tiny.latent_dim, tiny.linear_path) == (320, 50.0, 128, True)
     sam = codec_preset("sam48k")
     assert (sam.hop_length, sam.frame_rate, sam.latent_dim, sam.encoder_out_dim) == (1920, 25.0, 128, 1024)
@@ -250,3 +250,16 @@ def test_pca_linear_path_is_a_working_codec_before_training():
     assert float(si_sdr(after[:, 0], x[:, 0]).mean()) > 10.0
     with pytest.raises(ValueError, match="linear_path"):
         build_codec(dataclasses.replace(cfg, linear_path=False)).init_linear_path(x)
+
+
+def test_linear_means_skip_the_dac_encoder():
+    cfg = CodecConfig(sample_rate=16000, encoder_dim=4, encoder_rates=(4, 8), latent_dim=16, decoder_dim=16,
+                      decoder_rates=(8, 4), linear_path=True, dac_mean=False)
+    codec = build_codec(cfg).eval()
+    x = _wav(1000, b=2)
+    with torch.no_grad():
+        mean, _ = codec.encode_dist(x)
+        assert torch.allclose(codec.encode(x), mean, atol=1e-6)  # stats are 0/1 here
+        assert torch.allclose(mean, codec.lin_enc(codec._pad(x)), atol=1e-6)
+    with pytest.raises(ValueError, match="linear_path"):
+        CodecConfig(dac_mean=False).validate()
