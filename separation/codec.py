@@ -49,6 +49,9 @@ WEIGHTS_NAME = "model.safetensors"
 INITIAL_LOGVAR = -20.0
 INITIAL_MEAN_GAIN = 10.0
 LOGVAR_RANGE = (-30.0, 20.0)
+# With linear-analysis means (dac_mean=False) the DAC encoder only sets the posterior variance, and
+# Adam drove it up to e^20 within 30 steps (loss 1e5); bound the noise to ~1 % of a unit latent.
+LINEAR_MEAN_LOGVAR_MAX = -9.0
 
 
 @dataclass
@@ -330,7 +333,8 @@ class DACVAE(nn.Module):
         mean, logvar = self.in_proj(h).chunk(2, dim=1)
         if self.linear_path:
             mean = self.lin_enc(x) + (mean if self.dac_mean else 0.0)
-        return mean, logvar.clamp(*LOGVAR_RANGE)
+        hi = LOGVAR_RANGE[1] if self.dac_mean else LINEAR_MEAN_LOGVAR_MAX
+        return mean, logvar.clamp(LOGVAR_RANGE[0], hi)
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
         """Deterministic, normalised latents.
