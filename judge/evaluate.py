@@ -16,7 +16,15 @@ are measured in the same run:
   lazily and only here) when that release exists; otherwise this baseline is reported as
   missing (null) and only the energy heuristic is compared.
 
-``python -m judge.evaluate --checkpoint DIR --corpus ROOT --out DIR`` (or
+It also reports the mean target and prediction per candidate kind and for silent
+candidates (target present / absent), and (:func:`silent_probe`) the scores of an all-zero
+estimate on mixtures whose target is present and on mixtures whose target is absent. With a
+separator release
+(:func:`evaluate_reranking`, ``--separator DIR``) it measures the re-ranking gain: the
+SI-SDR of ``Separator.separate(..., candidates=K, ranker="judge")`` for K = 1, 4, 8, its
+wall time, and an oracle pick among the same candidates.
+
+``python -m judge.evaluate --checkpoint DIR --corpus ROOT --out DIR [--separator DIR]`` (or
 ``promptsep judge evaluate ...``) writes ``judge_eval.json`` and ``judge_eval.md``.
 """
 
@@ -96,7 +104,8 @@ def evaluate_judge(judge, corpus_root: str | Path, split: str = "test", groups: 
 
     Returns:
         ``{"items", "groups", "split", "correlations": {axis: {score: {"pcc", "srcc"}}},
-        "per_kind": {kind: {"n", "target": [4], "judge": [4]}}, "text_audio": str | None, "seconds"}``.
+        "per_kind": {kind: {"n", "target": [4], "judge": [4]}}, "silent": {"target_present" | "target_absent":
+        {"n", "target": [4], "judge": [4]}}, "text_audio": str | None, "seconds"}``.
     """
     from tqdm import tqdm
 
@@ -142,14 +151,169 @@ def evaluate_judge(judge, corpus_root: str | Path, split: str = "test", groups: 
         idx = torch.tensor([j for j, kk in enumerate(kinds) if kk == k])
         per_kind[k] = {"n": len(idx), "target": [round(float(v), 3) for v in ref[idx].mean(0)],
                        "judge": [round(float(v), 3) for v in pred[idx].mean(0)]}
+    # silent candidates: the right answer when the target is absent, the worst one when it is present
+    silent: dict[str, dict] = {}
+    for case, flag in (("target_present", True), ("target_absent", False)):
+        idx = [j for j, (kk, pr) in enumerate(zip(kinds, present)) if kk == "silence" and pr == flag]
+        if idx:
+            ii = torch.tensor(idx)
+            silent[case] = {"n": len(idx), "target": [round(float(v), 3) for v in ref[ii].mean(0)],
+                            "judge": [round(float(v), 3) for v in pred[ii].mean(0)]}
     return {
         "split": split, "groups": groups, "items": int(pred.shape[0]), "seed": seed,
         "present_share": sum(present) / max(1, len(present)),
-        "correlations": corr, "per_kind": per_kind,
+        "correlations": corr, "per_kind": per_kind, "silent": silent,
         "mae": [round(float(v), 3) for v in (pred - ref).abs().mean(0)],
         "text_audio": None if clap is None else "clap-tiny (checkpoints/promptsep-clap-tiny)",
         "seconds": round(time.time() - t0, 1),
     }
+
+
+@torch.no_grad()
+def evaluate_reranking(judge, separator, corpus_root: str | Path, split: str = "test", groups: int = 16,
+                       ks: Sequence[int] = (1, 4, 8), steps: int = 8, seed: int = 4321, mix_cfg: Any = None,
+                       refine: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Re-ranking gain: SI-SDR of ``Separator.separate(..., candidates=K, ranker="judge")`` for each K.
+
+    On ``groups`` held-out mixtures whose target is present, the separator is run once per K
+    with the same seed (candidate 0 is the same noise for every K, so K = 1 is the plain
+    output), and the SI-SDR of the kept target against the reference target is measured,
+    with the wall time of the call (generation + judge scoring). Beside it, with the same
+    candidates, an *oracle* pick (the candidate with the best SI-SDR against the reference:
+    the most any ranker can gain) is reported for the largest K.
+
+    Args:
+        judge: the :class:`~judge.model.Judge` used as the ranker.
+        separator: a :class:`~separation.separator.Separator` (its ``judge`` is set to ``judge``
+            for the run and restored after).
+        corpus_root / split / groups / seed / mix_cfg: held-out mixtures (text prompts, target present).
+        ks: candidate counts compared (1 = no re-ranking).
+        steps: sampling steps of the separator.
+        refine: passed to ``separate`` when not None (the separator's default otherwise).
+
+    Returns:
+        ``{"split", "groups", "steps", "ks": {K: {"si_sdr", "si_sdri", "seconds"}},
+        "oracle": {"k", "si_sdr"}, "mixture_si_sdr", "per_item": [...]}`` (SI-SDR in dB, means
+        over items; ``si_sdri`` is the improvement over the unprocessed mixture).
+    """
+    from tqdm import tqdm
+
+    from separation.data.mixing import MixConfig, MixtureDataset
+    from separation.metrics import si_sdr
+
+    if mix_cfg is None:
+        mix_cfg = MixConfig(segment_s=2.0, min_sources=2, max_sources=4, p_text=1.0, p_span=0.0, p_text_span=0.0,
+                            p_video=0.0, absent_prob=0.0)
+    ks = sorted({int(k) for k in ks})
+    ds = MixtureDataset(corpus_root, split, mix_cfg, seed=seed, length=max(1, groups))
+    sr = int(mix_cfg.sample_rate)
+    kwargs = {} if refine is None else {"refine": refine}
+    old_judge = separator.judge
+    separator.judge = judge
+    per_item = []
+    try:
+        for i in tqdm(range(groups), desc=f"re-ranking ({split})", disable=not progress):
+            it = ds[i]
+            if not it["target_present"]:
+                continue
+            mix, ref = it["mixture"], it["target"]
+            row = {"text": it["text"], "mixture_si_sdr": float(si_sdr(mix, ref).mean())}
+            for k in ks:
+                t0 = time.perf_counter()
+                out = separator.separate(mix, sr, text=it["text"], steps=steps, candidates=k, seed=seed + i,
+                                         ranker="judge" if k > 1 else None, **kwargs)
+                row[f"k{k}_seconds"] = time.perf_counter() - t0
+                row[f"k{k}_si_sdr"] = float(si_sdr(out.target[..., : ref.shape[-1]], ref).mean())
+            kmax = ks[-1]
+            if kmax > 1:
+                best = []
+
+                def oracle(m, cands, rate, spans=None, text=None, _ref=ref, _best=best):
+                    v = si_sdr(cands[:, 0, : _ref.shape[-1]].float(), _ref[0, : cands.shape[-1]].float()[None])
+                    _best.append(v)
+                    return v
+
+                out = separator.separate(mix, sr, text=it["text"], steps=steps, candidates=kmax, seed=seed + i,
+                                         ranker=oracle, **kwargs)
+                row["oracle_si_sdr"] = float(si_sdr(out.target[..., : ref.shape[-1]], ref).mean())
+            per_item.append(row)
+    finally:
+        separator.judge = old_judge
+    n = max(1, len(per_item))
+
+    def mean(key):
+        return round(sum(r[key] for r in per_item) / n, 3) if per_item else float("nan")
+
+    mix_mean = mean("mixture_si_sdr")
+    res_ks = {}
+    for k in ks:
+        res_ks[k] = {"si_sdr": mean(f"k{k}_si_sdr"), "si_sdri": round(mean(f"k{k}_si_sdr") - mix_mean, 3),
+                     "seconds": mean(f"k{k}_seconds")}
+    return {"split": split, "groups": groups, "items": len(per_item), "steps": steps, "ks": res_ks,
+            "oracle": {"k": ks[-1], "si_sdr": mean("oracle_si_sdr")} if ks[-1] > 1 and per_item else None,
+            "mixture_si_sdr": mix_mean, "per_item": per_item}
+
+
+def reranking_table(r: dict[str, Any]) -> str:
+    """The re-ranking result as markdown."""
+    base = r["ks"][min(r["ks"])]
+    lines = [f"Re-ranking with the judge on {r['items']} held-out `{r['split']}` mixtures ({r['steps']} steps; "
+             f"mixture SI-SDR {r['mixture_si_sdr']:+.2f} dB):", "",
+             "| K | SI-SDR (dB) | SI-SDRi (dB) | gain over K=1 (dB) | seconds / item |", "| --- | --- | --- | --- | --- |"]
+    for k, v in r["ks"].items():
+        lines.append(f"| {k} | {v['si_sdr']:+.2f} | {v['si_sdri']:+.2f} | {v['si_sdr'] - base['si_sdr']:+.2f} | "
+                     f"{v['seconds']:.2f} |")
+    if r.get("oracle"):
+        lines.append(f"| {r['oracle']['k']} (oracle pick) | {r['oracle']['si_sdr']:+.2f} | "
+                     f"{r['oracle']['si_sdr'] - r['mixture_si_sdr']:+.2f} | "
+                     f"{r['oracle']['si_sdr'] - base['si_sdr']:+.2f} | - |")
+    return "\n".join(lines) + "\n"
+
+
+@torch.no_grad()
+def silent_probe(judge, corpus_root: str | Path, split: str = "test", groups: int = 32, seed: int = 999,
+                 mix_cfg: Any = None) -> dict[str, Any]:
+    """Scores of an all-zero estimate on ``groups`` held-out mixtures whose prompted target is
+    present and on ``groups`` whose target is absent (the prompt names a label not in the mix).
+
+    The reference targets (:mod:`judge.targets`) are 5/1/5/1 (precision, recall,
+    faithfulness, overall) when the target is present and 5/5/5/5 when it is absent.
+
+    Returns:
+        ``{"target_present" | "target_absent": {"n", "target": [4], "judge_mean": [4],
+        "judge_std": [4]}, "overall_auc"}`` where ``overall_auc`` is the probability that the
+        judge's overall for silence on an absent-target mixture exceeds that on a present one
+        (1: always told apart, 0.5: chance).
+    """
+    import dataclasses
+
+    from judge.targets import reference_targets
+    from separation.data.mixing import MixConfig, MixtureDataset
+
+    if mix_cfg is None:
+        mix_cfg = MixConfig(segment_s=2.0, min_sources=2, max_sources=4, p_text=1.0, p_span=0.0, p_text_span=0.0,
+                            p_video=0.0)
+    out: dict[str, Any] = {}
+    overall: dict[str, torch.Tensor] = {}
+    judge.eval()
+    for case, absent in (("target_present", 0.0), ("target_absent", 1.0)):
+        ds = MixtureDataset(corpus_root, split, dataclasses.replace(mix_cfg, absent_prob=absent), seed=seed,
+                            length=max(1, groups))
+        preds, refs = [], []
+        for i in range(groups):
+            it = ds[i]
+            mix = it["mixture"][None]
+            z = torch.zeros_like(mix)
+            preds.append(judge(mix, z, [it["text"]]).cpu()[0])
+            refs.append(reference_targets(z[:, 0], it["target"], it["residual"], int(mix_cfg.sample_rate))[0])
+        p, r = torch.stack(preds), torch.stack(refs)
+        overall[case] = p[:, 3]
+        out[case] = {"n": groups, "target": [round(float(v), 3) for v in r.mean(0)],
+                     "judge_mean": [round(float(v), 3) for v in p.mean(0)],
+                     "judge_std": [round(float(v), 3) for v in p.std(0)] if groups > 1 else [0.0] * 4}
+    a, b = overall["target_absent"], overall["target_present"]
+    out["overall_auc"] = round(float(((a[:, None] > b[None]).float() + 0.5 * (a[:, None] == b[None]).float()).mean()), 3)
+    return out
 
 
 def _fmt(v: dict | None, key: str) -> str:
@@ -179,6 +343,26 @@ def markdown_table(result: dict[str, Any]) -> str:
         t = " ".join(f"{x:.2f}" for x in v["target"])
         j = " ".join(f"{x:.2f}" for x in v["judge"])
         lines.append(f"| {k} | {v['n']} | {t} | {j} |")
+    if result.get("silent"):
+        lines += ["", "Silent (all-zero) candidates (target / judge; precision, recall, faithfulness, overall):", "",
+                  "| case | n | target | judge |", "| --- | --- | --- | --- |"]
+        for case, v in result["silent"].items():
+            t = " ".join(f"{x:.2f}" for x in v["target"])
+            j = " ".join(f"{x:.2f}" for x in v["judge"])
+            lines.append(f"| {case.replace('_', ' ')} | {v['n']} | {t} | {j} |")
+    if result.get("silent_probe"):
+        sp = result["silent_probe"]
+        lines += ["", "Silent-estimate probe: an all-zero estimate scored on held-out mixtures whose target is present / "
+                  "absent (precision, recall, faithfulness, overall):", "",
+                  "| case | n | target | judge mean | judge std |", "| --- | --- | --- | --- | --- |"]
+        for case in ("target_present", "target_absent"):
+            v = sp[case]
+            lines.append(f"| {case.replace('_', ' ')} | {v['n']} | {' '.join(f'{x:.2f}' for x in v['target'])} | "
+                         f"{' '.join(f'{x:.2f}' for x in v['judge_mean'])} | "
+                         f"{' '.join(f'{x:.2f}' for x in v['judge_std'])} |")
+        lines += ["", f"P(overall of silence, target absent > target present) = {sp['overall_auc']:.3f}."]
+    if result.get("reranking"):
+        lines += ["", reranking_table(result["reranking"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -209,6 +393,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--codec", default=None, help="codec release for 'codec' candidates (default: the judge's codec)")
     p.add_argument("--clap", default=None, help="joint text-audio embedding release (default: the shipped clap-tiny)")
+    p.add_argument("--silent-groups", type=int, default=32,
+                   help="mixtures per case (target present / absent) of the silent-estimate probe (0: skip)")
+    p.add_argument("--separator", default=None,
+                   help="separator release: also measure the re-ranking gain (SI-SDR with --rerank-k candidates)")
+    p.add_argument("--rerank-k", default="1,4,8", help="candidate counts for the re-ranking measurement")
+    p.add_argument("--rerank-groups", type=int, default=16)
+    p.add_argument("--rerank-steps", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/judge_eval")
     args = p.parse_args(argv)
@@ -232,6 +423,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = evaluate_judge(judge, args.corpus, args.split, args.groups, args.seed, mix_cfg, cand, codec=codec,
                             clap=args.clap or "auto")
     result["checkpoint"] = str(args.checkpoint)
+    if args.silent_groups > 0:
+        result["silent_probe"] = silent_probe(judge, args.corpus, args.split, args.silent_groups, args.seed + 2,
+                                              mix_cfg)
+    if args.separator:
+        from separation.separator import Separator
+
+        try:
+            sep = Separator.from_pretrained(args.separator)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"promptsep judge evaluate: error: {exc}", file=sys.stderr)
+            return 2
+        ks = [int(k) for k in args.rerank_k.split(",") if k.strip()]
+        result["reranking"] = evaluate_reranking(judge, sep, args.corpus, args.split, args.rerank_groups, ks,
+                                                 steps=args.rerank_steps, seed=args.seed + 1)
+        result["reranking"]["separator"] = str(args.separator)
     j, m = write_report(result, args.out)
     print(markdown_table(result))
     print(f"wrote {j} and {m}")

@@ -109,6 +109,8 @@ class FeatureCache(Dataset):
         self.folder = Path(folder)
         index = json.loads((self.folder / "index.json").read_text())
         self.meta = index["meta"]
+        if not index["chunks"]:
+            raise RuntimeError(f"the feature cache {self.folder} is empty (raise data.cache_budget_s or data.groups)")
         mix, est, hand, mask, targets, group = [], [], [], [], [], []
         self.texts: list[str] = []
         self.kinds: list[str] = []
@@ -181,10 +183,12 @@ def _fingerprint(obj: Any) -> str:
 
 @torch.no_grad()
 def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_groups: int = 16,
-                        meta: dict | None = None, progress: bool = True) -> Path:
+                        meta: dict | None = None, progress: bool = True, deadline: float | None = None) -> Path:
     """Generate ``groups`` groups of ``dataset`` and store their features under ``folder``.
 
-    Chunks already present (same ``meta``) are kept, so the build resumes after an interruption.
+    Chunks already present (same ``meta``) are kept, so the build resumes after an interruption
+    and a larger ``groups`` extends an existing cache (a smaller one keeps the chunks that start
+    below it).
 
     Args:
         judge: the :class:`~judge.model.Judge` whose frozen parts give the features.
@@ -193,6 +197,8 @@ def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_g
         groups: number of groups (items ``0 .. groups - 1``).
         chunk_groups: groups per chunk file.
         meta: anything identifying the data (a mismatch discards the old cache).
+        deadline: a ``time.time()`` after which no new chunk is started (the cache then holds
+            the chunks finished so far; a later call with more time completes it).
 
     Returns:
         The folder.
@@ -202,7 +208,8 @@ def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_g
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = dict(meta or {}, version=CACHE_VERSION, groups=int(groups), chunk_groups=int(chunk_groups))
+    # items are pure functions of their index: a larger `groups` extends a cache, a smaller one reads a prefix
+    meta = dict(meta or {}, version=CACHE_VERSION, chunk_groups=int(chunk_groups))
     index_path = folder / "index.json"
     index = {"meta": meta, "chunks": []}
     if index_path.is_file():
@@ -213,12 +220,17 @@ def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_g
             logger.info("feature cache %s was built with other settings: rebuilding", folder)
             for f in folder.glob("chunk_*.safetensors"):
                 f.unlink()
+    index["chunks"] = [c for c in index["chunks"] if c["start"] < groups]
     done = {c["start"] for c in index["chunks"]}
     judge.eval()
     starts = [s for s in range(0, groups, chunk_groups) if s not in done]
     bar = tqdm(total=groups, initial=groups - sum(min(chunk_groups, groups - s) for s in starts),
                desc=f"features {folder.name}", disable=not progress)
     for s in starts:
+        if deadline is not None and time.time() > deadline:
+            logger.warning("feature cache %s: time budget reached after %d of %d groups", folder,
+                           sum(min(chunk_groups, groups - c["start"]) for c in index["chunks"]), groups)
+            break
         items = [dataset[i] for i in range(s, min(groups, s + chunk_groups))]
         mixes, ests, hands, masks, tg, grp, kinds, present, texts = [], [], [], [], [], [], [], [], []
         for g, it in enumerate(items):
@@ -250,6 +262,9 @@ def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_g
         tmp.write_text(json.dumps(index))
         tmp.replace(index_path)
     bar.close()
+    tmp = folder / "index.json.tmp"
+    tmp.write_text(json.dumps(index))
+    tmp.replace(index_path)
     return folder
 
 
@@ -343,12 +358,41 @@ def _module_class():
 
 
 # --------------------------------------------------------------------- train
+#: Seconds kept free of a ``time_budget_s`` for the final checkpoint, validation and export.
+BUDGET_RESERVE_S = 45.0
+
+
+def _training_time_limit(cfg, elapsed_s: float):
+    """``trainer.max_time`` for Lightning, shortened so that the whole run (feature cache
+    included) fits in ``time_budget_s`` when that is set.
+
+    Raises:
+        RuntimeError: the feature cache alone used up the budget.
+    """
+    import datetime
+
+    max_time = cfg.trainer.get("max_time")
+    budget = cfg.get("time_budget_s")
+    if budget is None:
+        return max_time
+    left = float(budget) - elapsed_s - BUDGET_RESERVE_S
+    if left <= 0:
+        raise RuntimeError(f"time_budget_s={budget} is used up by the feature cache ({elapsed_s:.0f} s): lower "
+                           "data.groups or raise the budget (the cache is kept and reused)")
+    limit = datetime.timedelta(seconds=int(left))
+    if max_time:
+        d, h, m, sec = (int(x) for x in str(max_time).split(":"))
+        limit = min(limit, datetime.timedelta(days=d, hours=h, minutes=m, seconds=sec))
+    logger.info("training time limit %s (time_budget_s=%s, %.0f s spent before training)", limit, budget, elapsed_s)
+    return limit
+
+
 def train_judge(cfg) -> dict[str, Any]:
     """Train a judge from a composed ``conf/train_judge.yaml``; returns metrics and paths.
 
     Returns:
         ``{"out_dir", "last_checkpoint", "export_dir", "global_step", "train_pairs", "val": {...},
-        "cache_seconds", "train_seconds"}``.
+        "cache_seconds", "train_seconds", "wall_seconds", "val_pairs"}``.
     """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
@@ -357,6 +401,7 @@ def train_judge(cfg) -> dict[str, Any]:
     from judge.data import JudgeDataset
     from judge.model import build_judge
 
+    t_start = time.time()
     torch.set_num_threads(int(cfg.trainer.get("threads", 2)))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     out_dir = Path(cfg.out_dir)
@@ -375,19 +420,23 @@ def train_judge(cfg) -> dict[str, Any]:
             codec_for_data = build_codec(jcfg.codec).eval()
     sep = cfg.get("separator_checkpoint") or None
     meta = {"mix": dataclasses.asdict(mix_cfg), "cand": dataclasses.asdict(cand_cfg), "seed": int(cfg.seed),
-            "codec": jcfg.codec_sha256 or _fingerprint(jcfg.codec.to_dict()), "separator": str(sep),
+            # the loaded codec's weights hash (or, for a seeded random codec, its full config): a retrained
+            # codec release invalidates the cache
+            "codec": judge.cfg.codec_sha256 or _fingerprint(judge.cfg.codec.to_dict()), "separator": str(sep),
             "hand": bool(jcfg.hand_features), "bands": int(jcfg.bands), "root": str(cfg.data.root)}
     t0 = time.time()
-    train_ds = JudgeDataset(cfg.data.root, "train", mix_cfg, cand_cfg, seed=int(cfg.seed),
-                            length=int(cfg.data.groups), codec=codec_for_data, separator=sep)
-    build_feature_cache(judge, train_ds, out_dir / "cache" / "train", int(cfg.data.groups),
-                        int(cfg.data.chunk_groups), meta={**meta, "split": "train"})
     val_groups = int(cfg.val.groups)
     if val_groups > 0:
         val_ds = JudgeDataset(cfg.data.root, "valid", mix_cfg, cand_cfg, seed=int(cfg.seed) + 1, length=val_groups,
                               codec=codec_for_data, separator=sep)
         build_feature_cache(judge, val_ds, out_dir / "cache" / "valid", val_groups, int(cfg.data.chunk_groups),
                             meta={**meta, "split": "valid", "seed": int(cfg.seed) + 1})
+    train_ds = JudgeDataset(cfg.data.root, "train", mix_cfg, cand_cfg, seed=int(cfg.seed),
+                            length=int(cfg.data.groups), codec=codec_for_data, separator=sep)
+    cache_budget = cfg.data.get("cache_budget_s")
+    deadline = None if cache_budget is None else t_start + float(cache_budget)
+    build_feature_cache(judge, train_ds, out_dir / "cache" / "train", int(cfg.data.groups),
+                        int(cfg.data.chunk_groups), meta={**meta, "split": "train"}, deadline=deadline)
     cache_seconds = time.time() - t0
     train_cache = FeatureCache(out_dir / "cache" / "train", seed=int(cfg.seed))
     logger.info("feature cache: %d train pairs (%.0f s)", train_cache.num_pairs, cache_seconds)
@@ -414,10 +463,11 @@ def train_judge(cfg) -> dict[str, Any]:
     ckpt_cb = ModelCheckpoint(dirpath=str(out_dir), filename="step{step}", save_last=True, save_top_k=0,
                               every_n_train_steps=int(cfg.trainer.ckpt_every), auto_insert_metric_name=False)
     val_every = int(cfg.val.every) if val_groups > 0 else 10**9
+    max_time = _training_time_limit(cfg, time.time() - t_start)
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, max_steps=int(cfg.trainer.max_steps),
-        max_time=cfg.trainer.get("max_time"), log_every_n_steps=int(cfg.trainer.log_every),
+        max_time=max_time, log_every_n_steps=int(cfg.trainer.log_every),
         val_check_interval=min(val_every, int(cfg.trainer.max_steps)), check_val_every_n_epoch=None,
         num_sanity_val_steps=0, limit_val_batches=1 if val_groups > 0 else 0,
         gradient_clip_val=float(cfg.optim.grad_clip), callbacks=[ckpt_cb, TQDMProgressBar(refresh_rate=20)],
@@ -430,8 +480,9 @@ def train_judge(cfg) -> dict[str, Any]:
     train_seconds = time.time() - t1
 
     result: dict[str, Any] = {"out_dir": str(out_dir), "last_checkpoint": str(last), "global_step": trainer.global_step,
-                              "train_pairs": train_cache.num_pairs, "cache_seconds": round(cache_seconds, 1),
+                              "train_pairs": train_cache.num_pairs, "train_groups": int(train_cache.mix.shape[0]), "cache_seconds": round(cache_seconds, 1),
                               "train_seconds": round(train_seconds, 1)}
+    result["val_pairs"] = len(module.val_pairs or [])
     val = {}
     if module.val_pairs:
         pred = predict_cached(judge, module.val_pairs)
@@ -444,6 +495,9 @@ def train_judge(cfg) -> dict[str, Any]:
         judge.eval()
         result["export_dir"] = str(judge.save_pretrained(cfg.export_dir))
         logger.info("exported the judge to %s", result["export_dir"])
+        (Path(cfg.export_dir) / "train_result.json").write_text(json.dumps(
+            {**result, "wall_seconds": round(time.time() - t_start, 1)}, indent=2, default=str))
+    result["wall_seconds"] = round(time.time() - t_start, 1)
     return result
 
 

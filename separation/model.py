@@ -30,6 +30,7 @@ from separation.flow import (
     flow_loss,
     guided_velocity,
     interpolate,
+    prior_sample,
     sample,
     sample_timesteps,
 )
@@ -341,7 +342,7 @@ class SeparationModel(nn.Module):
         fc = self.cfg.flow
         for kind, p in (("text", fc.p_drop_text), ("span", fc.p_drop_span), ("video", fc.p_drop_video)):
             cond = self.apply_dropout(cond, kind, drop_mask(p, b, device, generator))
-        x0 = torch.randn(x1.shape, device=device, generator=generator)
+        x0 = self.initial_state(z_mix, torch.randn(x1.shape, device=device, generator=generator))
         t = sample_timesteps(fc, b, device, generator)
         xt = interpolate(x0, x1, t)
         pred = self.dit(xt, t, z_mix, cond.text, cond.text_mask, cond.anchors, cond.video, None)
@@ -349,6 +350,11 @@ class SeparationModel(nn.Module):
         return {"loss": loss, "t": t.detach()}
 
     # -------------------------------------------------------------- generation
+    def initial_state(self, z_mix: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The flow's starting point ``x_0 [B, T, 2C]`` from standard-normal ``noise [B, T, 2C]``
+        and the mixture latents ``z_mix [B, T, C]`` (see :func:`separation.flow.prior_sample`)."""
+        return prior_sample(self.cfg.flow, z_mix, noise)
+
     @torch.no_grad()
     def generate(
         self,
@@ -360,12 +366,17 @@ class SeparationModel(nn.Module):
         guidance: Mapping[str, float] | None = None,
         audio_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Integrate the flow from ``noise [B, T, 2C]`` to ``[target | residual]`` latents ``[B, T, 2C]``."""
+        """Integrate the flow to ``[target | residual]`` latents ``[B, T, 2C]``.
+
+        ``noise [B, T, 2C]`` is standard normal; it is mapped to the configured source
+        distribution by :meth:`initial_state` first.
+        """
 
         def vel(x, t, dropped):
             return self.velocity(x, t, z_mix, cond, audio_mask, dropped)
 
-        return sample(lambda x, t: guided_velocity(vel, x, t, guidance), noise, nfe, method)
+        x0 = self.initial_state(z_mix, noise)
+        return sample(lambda x, t: guided_velocity(vel, x, t, guidance), x0, nfe, method)
 
     # ------------------------------------------------------------- persistence
     def save_pretrained(self, path: str | Path) -> Path:

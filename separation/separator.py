@@ -359,6 +359,7 @@ class Separator:
         """Generate ``[B, T, 2C]`` latents chunk by chunk with pinned overlaps."""
         total = z_mix.shape[1]
         bounds = self._chunk_bounds(total, self.model.frame_rate)
+        noise = self.model.initial_state(z_mix, noise)  # x_0 of the whole sequence
         out = torch.zeros_like(noise)
         done = 0  # frames [0, done) are final
         for s, e in bounds:

@@ -103,6 +103,7 @@ def test_fidelity_formula_and_bootstrap():
         lo, hi = e["ci"]["mixture"]
         assert lo <= e["scores"]["mixture"][prep.main] + 1e-9 and e["scores"]["mixture"][prep.main] <= hi + 1e-9
         assert res["half"]["n"] == len(y) // 2
+        assert e["fidelity_stable"] is True  # mixture is far from the reference
 
 
 # ------------------------------------------------------------- models/cache
@@ -126,8 +127,9 @@ def test_registry_self_check_logmel_and_tiny_clap(tmp_path):
     rep = self_check(ClapTinyEmbedder(model=model))
     assert rep == {"name": "clap-tiny", "dim": 16, "sample_rate": 16000, "frames": True, "text": True}
     # release round trip is exact and strict
-    path = model.save_pretrained(tmp_path / "clap")
+    path = model.save_pretrained(tmp_path / "clap", extra={"training": {"dataset_revision": "abc123"}})
     loaded = ClapTinyEmbedder(path=path)
+    assert loaded.training_revision == "abc123"  # the run warns when it differs from the eval corpus
     wav = [0.1 * torch.randn(8000)]
     torch.testing.assert_close(loaded.embed_audio(wav), ClapTinyEmbedder(model=model).embed_audio(wav))
     assert ClapTiny.from_pretrained(path).cfg == model.cfg
@@ -184,11 +186,13 @@ def test_run_benchmark_end_to_end_with_oracle(tiny_corpus, tmp_path):
     from bench.embedding.run import run_benchmark
 
     cfg = {
-        "corpus": tiny_corpus, "split": "train", "separator": "oracle:0.5", "models": ["logmel-stats", "nope"],
+        "corpus": tiny_corpus, "split": "train", "allow_train_split": True, "separator": "oracle:0.5",
+        "models": ["logmel-stats", "nope"],
         "out_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "progress": False, "seed": 0,
-        "items": {"n": 16, "seed": 3, "mix": {"segment_s": 1.0, "min_sources": 2, "max_sources": 2, "absent_prob": 0.0}},
+        "items": {"n": 16, "seed": 3, "stratify": True,
+                  "mix": {"segment_s": 1.0, "min_sources": 2, "max_sources": 2, "absent_prob": 0.0}},
         "eval": {"folds": 2, "bootstrap": 3, "min_category_items": 4},
-        "clean_clips": {"enabled": True, "max_seconds": 1.0},
+        "clean_clips": {"enabled": True, "max_seconds": 1.0, "exclude_groups": ["gen:tone_0"]},
         "long_audio": {"enabled": True, "duration_s": 3.0, "per_label": 3, "max_labels": 4, "segment_s": [1.0],
                        "aggregations": ["mean", "max", "concat", "attention"], "whole": True,
                        "attention_steps": 10},
@@ -196,12 +200,14 @@ def test_run_benchmark_end_to_end_with_oracle(tiny_corpus, tmp_path):
     summary = run_benchmark(cfg)
     out = tmp_path / "out"
     assert "unknown embedding model" in summary["models"]["nope"]["skipped"]
+    assert summary["meta"]["category_counts"] == {"instrument": 6, "sfx": 5, "speech": 5}  # stratified 16 items
     m = summary["models"]["logmel-stats"]
     cos = m["tasks"]["paired_cosine"]["evaluation"]["all"]
     assert cos["scores"]["reference"]["cosine"] == pytest.approx(1.0)
     assert cos["fidelity"] is not None
     assert {"classification", "clustering", "audio_to_reference", "pair_classification"} <= set(m["tasks"])
     assert "zero_shot" not in m["tasks"]  # no text tower
+    assert summary["meta"]["clean_clips"]["excluded"] == 1 and m["clean"]["n"] == 15  # 16 train clips, one group left out
     res = json.loads((out / "results" / "logmel-stats" / "PromptSepStemPairedCosine.json").read_text())
     assert res["task_name"] == "PromptSepStemPairedCosine"
     assert {"reference", "separated", "mixture", "fidelity"} <= set(res["scores"])
@@ -213,6 +219,9 @@ def test_run_benchmark_end_to_end_with_oracle(tiny_corpus, tmp_path):
     cfg["long_audio"]["enabled"] = False
     summary2 = run_benchmark(cfg)
     assert summary2["meta"]["cache"]["misses"] == 0 and summary2["meta"]["cache"]["hits"] > 0
+    # the train split is refused unless explicitly allowed
+    with pytest.raises(ValueError, match="train split"):
+        run_benchmark({**cfg, "allow_train_split": False})
 
 
 def test_separate_items_with_a_real_tiny_separator(tiny_corpus, tmp_path):
@@ -230,6 +239,24 @@ def test_separate_items_with_a_real_tiny_separator(tiny_corpus, tmp_path):
                            str(ckpt), steps=2, batch_size=2, cache_dir=tmp_path / "c", progress=False)
     assert again.info["separator"]["cached"] == 3
     torch.testing.assert_close(again.separated[0], items.separated[0])
+    # the refine mode is part of the cache key
+    raw = separate_items(make_mixture_items(tiny_corpus, "train", 3, seed=1, mix={"segment_s": 0.5, "absent_prob": 0.0}),
+                         str(ckpt), steps=2, batch_size=2, cache_dir=tmp_path / "c", progress=False, refine="none")
+    assert raw.info["separator"]["cached"] == 0 and raw.info["separator"]["refine"] == "none"
+    assert not torch.allclose(raw.separated[0], items.separated[0])
+
+
+def test_category_filter_keeps_the_streams_items(tiny_corpus):
+    from bench.embedding.data import make_mixture_items
+
+    mix = {"segment_s": 0.5, "absent_prob": 0.0}
+    every = make_mixture_items(tiny_corpus, "train", 24, seed=2, mix=mix, progress=False)
+    speech = make_mixture_items(tiny_corpus, "train", 3, seed=2, mix=mix, categories=["speech"], progress=False)
+    assert set(speech.categories) == {"speech"}
+    first = [i for i, c in zip(every.ids, every.categories) if c == "speech"][:3]
+    assert speech.ids == first  # the cheap label peek skips nothing it should keep
+    k = every.ids.index(first[0])
+    torch.testing.assert_close(speech.mixture[0], every.mixture[k])
 
 
 def test_cli_errors_and_list(tiny_corpus, tmp_path, capsys):
@@ -265,4 +292,19 @@ def test_train_clap_tiny_steps_and_export(tiny_corpus, tmp_path):
     assert (export / "MODEL_CARD.md").is_file()
     meta = json.loads((export / "config.json").read_text())
     assert meta["kind"] == "promptsep_clap" and meta["training"]["steps"] == 2
-    assert self_check(ClapTinyEmbedder(path=export))["text"]
+    assert len(meta["training"]["train_groups"]) == 16  # tiny corpus: 4 labels x 4 train clips, one group each
+    emb = ClapTinyEmbedder(path=export)
+    assert self_check(emb)["text"] and emb.training_groups == frozenset(meta["training"]["train_groups"])
+
+
+def test_fast_v_measure_and_ap_match_sklearn():
+    from sklearn.metrics import average_precision_score, v_measure_score
+
+    rng = np.random.default_rng(0)
+    for n, k in ((50, 3), (200, 7), (30, 1)):
+        a, b = rng.integers(0, k, n), rng.integers(0, max(k, 2), n)
+        assert T.v_measure(a, b) == pytest.approx(v_measure_score(a, b), abs=1e-10)
+        lab = rng.random(n) < 0.3
+        lab[0] = True
+        sc = np.round(rng.standard_normal(n), 1)  # with ties
+        assert T.average_precision(lab, sc) == pytest.approx(average_precision_score(lab, sc), abs=1e-10)

@@ -84,3 +84,22 @@ def test_sample_rejects_bad_arguments():
         sample(lambda x, t: x, torch.zeros(1, 1, 1), 2, "rk45")
     with pytest.raises(ValueError, match=">= 1"):
         sample(lambda x, t: x, torch.zeros(1, 1, 1), 0)
+
+
+def test_prior_sample_noise_and_mixture():
+    from separation.flow import FlowConfig, prior_sample
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 5, 3, generator=g)
+    eps = torch.randn(2, 5, 6, generator=g)
+    torch.testing.assert_close(prior_sample(FlowConfig(), z, eps), eps)
+    x0 = prior_sample(FlowConfig(prior="mixture", prior_std=0.5), z, eps)
+    torch.testing.assert_close(x0, torch.cat([z / 2, z / 2], -1) + 0.5 * eps)
+    # the two halves sum to the mixture plus noise: exact mixture consistency at the start of the flow
+    torch.testing.assert_close(x0[..., :3] + x0[..., 3:], z + 0.5 * (eps[..., :3] + eps[..., 3:]))
+    with pytest.raises(ValueError, match="prior"):
+        FlowConfig(prior="zeros")
+    with pytest.raises(ValueError, match="prior_std"):
+        FlowConfig(prior_std=0.0)
+    with pytest.raises(ValueError, match="does not fit"):
+        prior_sample(FlowConfig(), z, eps[..., :4])

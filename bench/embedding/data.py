@@ -81,9 +81,33 @@ def label_prompts(corpus_root: str | Path, labels: Sequence[str]) -> dict[str, l
     return {lab: list((info.get(lab) or {}).get("prompts") or [lab.replace("_", " ")]) for lab in labels}
 
 
+def _peek_label(ds, i: int) -> str | None:
+    """The target label item ``i`` of a MixtureDataset will have, from its first random draws
+    (mirrors ``MixtureDataset.__getitem__``); only a hint to skip items cheaply - every kept
+    item is checked after it is built."""
+    try:
+        c = ds.cfg
+        rng = ds.item_rng(i)
+        n_labels = len(ds.labels)
+        present = not (rng.random() < c.absent_prob)
+        cap = n_labels if present else n_labels - 1
+        rng.integers(min(c.min_sources, cap), min(c.max_sources, cap) + 1)
+        return ds.labels[int(rng.integers(n_labels))]
+    except Exception:  # pragma: no cover - internals changed: build every item
+        return None
+
+
+def split_categories(corpus_root: str | Path, split: str) -> list[str]:
+    """Sorted categories of the labels of a split (manifest ``category`` field)."""
+    from separation.data.clips import read_manifest
+
+    return sorted({str(r.get("category", "unknown")) for r in read_manifest(Path(corpus_root), split)})
+
+
 def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: int = 200, seed: int = 1234,
                        mix: Mapping[str, Any] | None = None, max_tries: int | None = None,
-                       categories: Sequence[str] | None = None, progress: bool = True) -> BenchItems:
+                       categories: Sequence[str] | None = None, progress: bool = True,
+                       stratify: bool = False) -> BenchItems:
     """Draw ``n_items`` mixtures with a present target from the ``split`` of the corpus.
 
     Args:
@@ -92,23 +116,48 @@ def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: in
         n_items: items to keep.
         seed: dataset seed; item ``i`` is a pure function of ``(seed, i)``.
         mix: :class:`~separation.data.mixing.MixConfig` fields (others are ignored).
-        max_tries: dataset indices to try at most (default ``4 * n_items``, ``40 *`` with ``categories``).
+        max_tries: dataset indices to try at most (default ``4 * n_items``, ``200 *`` with ``categories``).
         categories: keep only items whose target is of these categories (e.g. ``["speech"]``).
+        stratify: split ``n_items`` evenly over the target categories (those of ``categories``,
+            else every category of the split): the dataset draws target labels uniformly, so a
+            category with few labels (speech, music) would otherwise get a handful of items.
+            Each category's items are the first of the seed's stream whose target is of it.
     """
+    if stratify:
+        cats_all = list(categories) if categories else split_categories(corpus_root, split)
+        parts = []
+        for j, cat in enumerate(cats_all):
+            n_c = n_items // len(cats_all) + (1 if j < n_items % len(cats_all) else 0)
+            if n_c > 0:
+                parts.append(make_mixture_items(corpus_root, split, n_c, seed, mix, max_tries, [cat], progress))
+        first = parts[0]
+        out = BenchItems(first.sample_rate, [], [], [], [], [], [], info=dict(first.info))
+        for p in parts:
+            for name in ("reference", "mixture", "labels", "categories", "texts", "ids"):
+                getattr(out, name).extend(getattr(p, name))
+        out.info["categories"] = cats_all
+        out.info["stratified"] = True
+        return out
+
     from separation.data.mixing import MixConfig, MixtureDataset
 
     names = {f.name for f in dataclasses.fields(MixConfig)}
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(mix or {}).items() if k in names}
     kw["video"] = False
     cfg = MixConfig(**kw)
-    tries = int(max_tries or (40 if categories else 4) * n_items)
+    tries = int(max_tries or (200 if categories else 4) * n_items)
     keep = set(categories) if categories else None
     ds = MixtureDataset(corpus_root, split, cfg, seed=seed, length=tries)
     ref, mixture, labels, cats, texts, ids = [], [], [], [], [], []
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=n_items, desc=f"{split} mixtures", leave=False, disable=not progress)
+    desc = f"{split} mixtures" + (f" ({', '.join(sorted(keep))})" if keep else "")
+    bar = tqdm(total=n_items, desc=desc, leave=False, disable=not progress)
     for i in range(tries):
+        if keep is not None:
+            peek = _peek_label(ds, i)
+            if peek is not None and ds.category[peek] not in keep:
+                continue
         item = ds[i]
         if not item["target_present"] or (keep is not None and item["category"] not in keep):
             continue

@@ -129,8 +129,15 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
                 sc, ci = e["scores"], e["ci"]
                 main = t["main"]
                 cells = [_fmt(sc[c][main], ci.get(c)) if c in sc else "-" for c in ("reference", "separated", "mixture")]
-                lines.append(f"| {name} | {task} | {main} | {' | '.join(cells)} | {_fmt(e.get('fidelity'), e.get('fidelity_ci'))} |")
+                fid = _fmt(e.get("fidelity"), e.get("fidelity_ci"))
+                if e.get("fidelity") is not None and e.get("fidelity_stable") is False:
+                    fid += " (unstable)"
+                lines.append(f"| {name} | {task} | {main} | {' | '.join(cells)} | {fid} |")
         lines.append("")
+        if any(t["evaluation"].get("all", {}).get("fidelity_stable") is False
+               for m in models.values() for t in (m.get("tasks") or {}).values()):
+            lines += ["(unstable): the bootstrap interval of reference - mixture includes 0, so the fidelity ratio "
+                      "divides by noise; compare the separated and mixture scores directly.", ""]
         cats = sorted({s for m in models.values() for t in (m.get("tasks") or {}).values()
                        for s in t["evaluation"] if s != "all"})
         if cats:
@@ -138,9 +145,15 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
                       "| --- | --- | " + " | ".join("---" for _ in cats) + " |"]
             for name, m in models.items():
                 for task, t in (m.get("tasks") or {}).items():
-                    row = [_fmt((t["evaluation"].get(c) or {}).get("fidelity"), None, 2) for c in cats]
+                    row = []
+                    for c in cats:
+                        e = t["evaluation"].get(c) or {}
+                        cell = _fmt(e.get("fidelity"), None, 2)
+                        row.append(cell + "*" if e.get("fidelity") is not None and e.get("fidelity_stable") is False
+                                   else cell)
                     lines.append(f"| {name} | {task} | " + " | ".join(row) + " |")
             lines.append("")
+            lines += ["\\* unstable (reference - mixture interval includes 0).", ""]
             lines += ["Scores per category (reference / separated / mixture, main metric):", "",
                       "| model | task | " + " | ".join(cats) + " |", "| --- | --- | " + " | ".join("---" for _ in cats) + " |"]
             for name, m in models.items():

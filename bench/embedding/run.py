@@ -148,7 +148,7 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     if int(it_cfg.get("n", 200)) > 0:
         items = make_mixture_items(corpus, split, int(it_cfg.get("n", 200)), int(it_cfg.get("seed", 1234)),
                                    it_cfg.get("mix") or {}, categories=it_cfg.get("categories"),
-                                   progress=progress)
+                                   progress=progress, stratify=bool(it_cfg.get("stratify", False)))
         sp = _get(cfg, "separation", {}) or {}
         refine = sp.get("refine", "wiener")
         separate_items(items, separator, steps=int(sp.get("steps", 16)), batch_size=int(sp.get("batch_size", 8)),

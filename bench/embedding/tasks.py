@@ -195,6 +195,8 @@ class Prepared:
     score: ScoreFn
     chance: float | None = None
     info: dict = field(default_factory=dict)
+    #: re-centre the bootstrap distribution on the estimate (scores biased by repeated items, e.g. V-measure)
+    recenter: bool = False
 
 
 def _probe(seed: int):
@@ -275,7 +277,9 @@ def prepare_clustering(emb: Mapping[str, np.ndarray], y: np.ndarray, seeds: Sequ
         vals = [v_measure(y[idx], a[idx]) for a in assign[cond]]
         return {"v_measure": float(np.mean(vals))}
 
-    return Prepared("clustering", "v_measure", list(emb), score, None, {"k": k, "seeds": list(seeds)})
+    # V-measure of a resample with repeated items is biased upward (fewer distinct items per
+    # cluster): the bootstrap gives the spread, re-centred on the all-item estimate.
+    return Prepared("clustering", "v_measure", list(emb), score, None, {"k": k, "seeds": list(seeds)}, recenter=True)
 
 
 def prepare_zero_shot(emb: Mapping[str, np.ndarray], y: np.ndarray, text_emb: np.ndarray) -> Prepared:
@@ -405,7 +409,9 @@ def evaluate(prep: Prepared, subsets: Mapping[str, np.ndarray], n_boot: int = 20
 
     Returns:
         ``{subset: {"n": int, "scores": {cond: {metric: value}}, "ci": {cond: [lo, hi]}
-        (main score), "fidelity": float | None, "fidelity_ci": [lo, hi] | None}}``.
+        (main score), "fidelity": float | None, "fidelity_ci": [lo, hi] | None,
+        "fidelity_stable": bool}}`` (``fidelity_stable``, with a bootstrap: the interval of
+        reference - mixture excludes 0; otherwise the ratio's denominator is noise).
     """
     conds = prep.conditions
     has_fid = all(c in conds for c in ("reference", "separated", "mixture"))
@@ -422,19 +428,27 @@ def evaluate(prep: Prepared, subsets: Mapping[str, np.ndarray], n_boot: int = 20
         if n_boot > 0:
             rng = np.random.default_rng([seed, len(idx), n_boot])
             boot = {c: np.empty(n_boot) for c in conds}
-            fid = np.empty(n_boot)
             for b in range(n_boot):
                 sel = idx[rng.integers(0, len(idx), size=len(idx))]
-                vals = {c: prep.score(c, sel)[prep.main] for c in conds}
                 for c in conds:
-                    boot[c][b] = vals[c]
-                fid[b] = fidelity(vals["separated"], vals["reference"], vals["mixture"]) if has_fid else np.nan
+                    boot[c][b] = prep.score(c, sel)[prep.main]
             q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                if prep.recenter:
+                    for c in conds:
+                        if np.isfinite(boot[c]).any() and np.isfinite(main[c]):
+                            boot[c] = boot[c] + (main[c] - np.nanmedian(boot[c]))
+                fid = np.array([fidelity(boot["separated"][b], boot["reference"][b], boot["mixture"][b])
+                                for b in range(n_boot)]) if has_fid else np.full(n_boot, np.nan)
                 for c in conds:
                     entry["ci"][c] = [float(v) for v in np.nanpercentile(boot[c], q)] if np.isfinite(boot[c]).any() else None
                 if has_fid and np.isfinite(fid).any():
                     entry["fidelity_ci"] = [float(v) for v in np.nanpercentile(fid, q)]
+                if has_fid:
+                    # the ratio is only meaningful when reference and mixture differ reliably
+                    gap = boot["reference"] - boot["mixture"]
+                    lo, hi = np.nanpercentile(gap, q) if np.isfinite(gap).any() else (np.nan, np.nan)
+                    entry["fidelity_stable"] = bool(np.isfinite(lo) and (lo > 0 or hi < 0))
         out[name] = entry
     return out
