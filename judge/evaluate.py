@@ -12,7 +12,7 @@ are measured in the same run:
   [-60, 10] dB), one score for every axis;
 - ``text_audio``: cosine similarity between the joint-embedding vectors of the prompt and
   of the estimate, one score for every axis, from the project's ``clap-tiny`` text-audio
-  embedding (``checkpoints/promptsep-clap-tiny``, :mod:`bench.embedding.clap`, imported
+  embedding (``checkpoints/promptsep-clap-tiny``, :mod:`prompts.clap`, imported
   lazily and only here) when that release exists; otherwise this baseline is reported as
   missing (null) and only the energy heuristic is compared.
 
@@ -66,7 +66,7 @@ def load_text_audio(path: str | Path | None = None):
     if not (p / "model.safetensors").is_file():
         return None
     try:
-        from bench.embedding.clap import ClapTiny
+        from prompts.clap import ClapTiny
     except ImportError as exc:  # bench is optional for the judge
         logger.warning("text-audio baseline unavailable: %s", exc)
         return None

@@ -10,15 +10,20 @@ Architecture (see ``docs/JUDGE.md``)::
     text prompt -> frozen TextEncoder memory [B, L, Dt] -> Linear -> cross-attention in every
         layer of the second transformer (``fusion="cross_attention"``), or the pooled sentence
         embedding -> FiLM (``fusion="film"``)
-    second transformer (``depth_fusion`` layers) -> masked mean over frames -> MLP -> [B, 4]
+    second transformer (``depth_fusion`` layers) -> masked mean over frames [B, D]
+    optional text grounding (``clap_path``): the frozen audio-text embedding (prompts.clap) of
+        the estimate, of the rest (mixture - estimate) and of the mixture, each against the
+        prompt's text embedding (and against each other) -> 5 cosines [B, 5] beside the pool
+    -> MLP -> [B, 4]
     raw outputs are normalised scores u = (score - 3) / 2; :meth:`Judge.forward` returns
     3 + 2 clamp(u, -1, 1), i.e. 1..5, in the order precision, recall, faithfulness, overall.
 
-The codec is frozen. A judge built from a codec release folder (``codec_path``) does not
+The codec (and the audio-text embedding, when used) is frozen. A judge built from a codec release folder (``codec_path``) does not
 copy the codec weights into its own release: ``config.json`` keeps the path (relative to
 the judge folder when saved) and the SHA-256 of the codec weights, checked on load. A
 judge built from a bare :class:`~separation.codec.CodecConfig` (tests) gets a seeded random
-codec whose encoder weights are saved with the judge.
+codec whose encoder weights are saved with the judge. The audio-text embedding is referenced
+the same way (``clap_path`` + ``clap_sha256``).
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ LENGTH_TOLERANCE = 0.01
 REF_DB = -20.0
 #: Largest gain applied by that normalisation (keeps near-silent mixtures from blowing up).
 MAX_GAIN_DB = 40.0
+#: Number of text-grounding cosines (see :meth:`Judge.grounding`) and their scale into the head.
+GROUND_DIM = 5
+GROUND_SCALE = 4.0
 
 
 @dataclass
@@ -82,6 +90,9 @@ class JudgeConfig:
         max_frames: longest input in codec frames (longer inputs are scored in windows).
         frame_pool: average this many codec frames (mask-aware) before the transformers
             (2 halves the cost: 25 frames/s for ``tiny16k``).
+        clap_path: a :class:`prompts.clap.ClapTiny` release folder for text grounding (does
+            the estimate, or the rest of the mixture, sound like the prompt?); None: no grounding.
+        clap_sha256: SHA-256 of its weights file (set when built; checked on load).
     """
 
     codec: CodecConfig = field(default_factory=CodecConfig)
@@ -99,6 +110,8 @@ class JudgeConfig:
     bands: int = 16
     max_frames: int = 1000
     frame_pool: int = 1
+    clap_path: str | None = None
+    clap_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -282,6 +295,16 @@ class Judge(nn.Module):
         self.codec.decoder = None
         self.codec.out_proj = None
         self.text_encoder = build_text_encoder(cfg.text)
+        self.clap = None
+        if cfg.clap_path:
+            self.clap, digest = load_clap(cfg.clap_path)
+            if cfg.clap_sha256 and digest != cfg.clap_sha256:
+                raise ValueError(
+                    f"the audio-text embedding at {cfg.clap_path} is not the one this judge was trained with "
+                    f"(sha256 {digest[:12]}..., expected {cfg.clap_sha256[:12]}...)")
+            cfg.clap_sha256 = digest
+            self.clap.requires_grad_(False).eval()
+        self.ground_dim = GROUND_DIM if self.clap is not None else 0
         d = int(cfg.width)
         c = self.codec.latent_dim
         self.hand_dim = (6 + 2 * int(cfg.bands)) if cfg.hand_features else 0
@@ -309,7 +332,7 @@ class Judge(nn.Module):
             nn.init.zeros_(self.film.weight)
             nn.init.zeros_(self.film.bias)
         self.norm = nn.LayerNorm(d)
-        self.head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 4))
+        self.head = nn.Sequential(nn.Linear(d + self.ground_dim, d), nn.GELU(), nn.Linear(d, 4))
 
     # ------------------------------------------------------------------ basics
     @property
@@ -329,6 +352,8 @@ class Judge(nn.Module):
         super().train(mode)
         self.codec.eval()
         self.text_encoder.eval()
+        if self.clap is not None:
+            self.clap.eval()
         return self
 
     def saved_state_keys(self) -> list[str]:
@@ -337,6 +362,8 @@ class Judge(nn.Module):
         skip = []
         if self.cfg.codec_path:
             skip.append("codec.")
+        if self.cfg.clap_path:
+            skip.append("clap.")
         if self.cfg.text.kind in ("minilm", "t5"):
             skip.append("text_encoder.")
         return [k for k in self.state_dict() if not any(k.startswith(s) for s in skip)]
@@ -363,8 +390,10 @@ class Judge(nn.Module):
             lengths: real samples per row (default: all ``N``).
 
         Returns:
-            ``mix [B, T, C]``, ``est [B, T, C]`` codec latents, ``hand [B, T, H]`` and
-            ``mask [B, T]`` bool (True on real frames).
+            ``mix [B, T, C]``, ``est [B, T, C]`` codec latents, ``hand [B, T, H]``,
+            ``mask [B, T]`` bool (True on real frames) and, with grounding, ``clap [B, 3, E]``:
+            unit-norm audio-text embeddings of the estimate, the rest (mixture - estimate) and
+            the mixture.
         """
         b, _, n = mixture.shape
         lengths = self._lengths(lengths, b, n, mixture.device)
@@ -375,7 +404,32 @@ class Judge(nn.Module):
         out = {"mix": z[:b], "est": z[b:], "mask": mask}
         if self.hand_dim:
             out["hand"] = hand_features(mixture, estimate, self.hop_length, t, int(self.cfg.bands))
+        if self.clap is not None:
+            out["clap"] = self._clap_audio(mixture, estimate, lengths)
         return out
+
+    @torch.no_grad()
+    def _clap_audio(self, mixture: torch.Tensor, estimate: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, E]`` embeddings of estimate, rest and mixture (``[B, 1, N]`` inputs at the codec rate)."""
+        from separation.audio import resample
+
+        b = mixture.shape[0]
+        wav = torch.cat([estimate, mixture - estimate, mixture], dim=0)[:, 0]
+        sr = int(self.clap.cfg.audio.mel.sample_rate)
+        lens = lengths.repeat(3)
+        if sr != self.sample_rate:
+            wav = resample(wav, self.sample_rate, sr)
+            lens = (lens.float() * sr / self.sample_rate).round().long()
+        e = self.clap.embed_audio(wav.float(), lens)  # [3B, E]
+        return torch.stack([e[:b], e[b : 2 * b], e[2 * b :]], dim=1)
+
+    def grounding(self, clap: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        """The 5 grounding cosines ``[B, 5]`` from ``clap [B, 3, E]`` and the prompts: estimate,
+        rest and mixture against the text, estimate against mixture and against rest."""
+        t = self.clap.embed_text(list(texts)).to(clap.device)  # [B, E], unit norm
+        est, rest, mix = clap[:, 0], clap[:, 1], clap[:, 2]
+        return torch.stack([(est * t).sum(-1), (rest * t).sum(-1), (mix * t).sum(-1),
+                            (est * mix).sum(-1), (est * rest).sum(-1)], dim=-1)
 
     @torch.no_grad()
     def _encode_unique(self, wav: torch.Tensor) -> torch.Tensor:
@@ -440,6 +494,11 @@ class Judge(nn.Module):
         h = self.norm(h)
         w = mask.unsqueeze(-1).float()
         pooled = (h * w).sum(1) / w.sum(1).clamp_min(1.0)
+        if self.clap is not None:
+            if "clap" not in feats:
+                raise ValueError("this judge grounds the prompt with an audio-text embedding: its features "
+                                 "need 'clap' (rebuild the feature cache)")
+            pooled = torch.cat([pooled, GROUND_SCALE * self.grounding(feats["clap"].to(self.device).float(), texts)], -1)
         return self.head(pooled)
 
     @staticmethod
@@ -594,11 +653,9 @@ class Judge(nn.Module):
         os.replace(tmp, out / "model.safetensors")
         cfg = dataclasses.replace(self.cfg)
         if cfg.codec_path:
-            cp = Path(cfg.codec_path).resolve()
-            try:
-                cfg.codec_path = os.path.relpath(cp, out.resolve())
-            except ValueError:  # another drive (Windows)
-                cfg.codec_path = str(cp)
+            cfg.codec_path = _relative_to(cfg.codec_path, out)
+        if cfg.clap_path:
+            cfg.clap_path = _relative_to(cfg.clap_path, out)
         meta = {"format_version": FORMAT_VERSION, "kind": MODEL_KIND, "axes": list(AXES), "config": cfg.to_dict()}
         tmp = out / "config.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
@@ -634,14 +691,9 @@ class Judge(nn.Module):
         if codec_path is not None:
             cfg.codec_path = str(codec_path)
         elif cfg.codec_path:
-            cands = [Path(cfg.codec_path)] if Path(cfg.codec_path).is_absolute() else \
-                [root / cfg.codec_path, Path(cfg.codec_path), Path(__file__).resolve().parent.parent / cfg.codec_path]
-            found = next((c for c in cands if (c / "model.safetensors").is_file()), None)
-            if found is None:
-                raise FileNotFoundError(
-                    f"the judge in {root} needs its codec release {cfg.codec_path!r} (looked in "
-                    f"{[str(c) for c in cands]}); pass codec_path=...")
-            cfg.codec_path = str(found)
+            cfg.codec_path = _find_release(root, cfg.codec_path, "codec", "codec_path")
+        if cfg.clap_path:
+            cfg.clap_path = _find_release(root, cfg.clap_path, "audio-text embedding", "clap_path")
         model = cls(cfg)
         tensors = load_file(str(root / "model.safetensors"), device="cpu")
         expected = set(model.saved_state_keys())
@@ -651,6 +703,37 @@ class Judge(nn.Module):
                              f"unexpected {sorted(unexpected)[:5]}")
         model.load_state_dict(tensors, strict=False)
         return model.eval().to(map_location)
+
+
+def _relative_to(path: str, folder: Path) -> str:
+    """``path`` relative to ``folder`` (absolute when that is impossible, e.g. another drive)."""
+    p = Path(path).resolve()
+    try:
+        return os.path.relpath(p, folder.resolve())
+    except ValueError:
+        return str(p)
+
+
+def _find_release(root: Path, stored: str, what: str, arg: str) -> str:
+    """Resolve a release folder stored in a judge config: absolute, else relative to the judge
+    folder, the working directory or the repository."""
+    cands = [Path(stored)] if Path(stored).is_absolute() else \
+        [root / stored, Path(stored), Path(__file__).resolve().parent.parent / stored]
+    found = next((c for c in cands if (c / "model.safetensors").is_file()), None)
+    if found is None:
+        raise FileNotFoundError(f"the judge in {root} needs its {what} release {stored!r} (looked in "
+                                f"{[str(c) for c in cands]}); pass {arg}=... or fix config.json")
+    return str(found)
+
+
+def load_clap(path: str | os.PathLike):
+    """A :class:`prompts.clap.ClapTiny` release and the SHA-256 of its weights file."""
+    from prompts.clap import ClapTiny
+
+    root = Path(path)
+    if root.is_file():
+        root = root.parent
+    return ClapTiny.from_pretrained(root), _sha256(root / "model.safetensors")
 
 
 def load_codec(path: str | os.PathLike) -> tuple[DACVAE, str]:

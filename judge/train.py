@@ -96,7 +96,8 @@ class FeatureCache(Dataset):
     """Frozen features of judge pairs, stored as safetensors chunks under a folder.
 
     Each chunk holds, for ``P`` pairs of ``G`` groups: ``mix [G, T, C]`` (one per group),
-    ``est [P, T, C]``, ``hand [P, T, H]``, ``mask [P, T]``, ``targets [P, 4]``,
+    ``est [P, T, C]``, ``hand [P, T, H]``, ``mask [P, T]``, ``targets [P, 4]``, for a
+    grounded judge ``clap [P, 3, E]``,
     ``group [P]`` (row of ``mix``); ``index.json`` holds texts, kinds and presence flags.
 
     Item ``i`` is pair ``perm_e[i % P]`` with ``e = i // P`` and ``perm_e`` a permutation
@@ -111,7 +112,7 @@ class FeatureCache(Dataset):
         self.meta = index["meta"]
         if not index["chunks"]:
             raise RuntimeError(f"the feature cache {self.folder} is empty (raise data.cache_budget_s or data.groups)")
-        mix, est, hand, mask, targets, group = [], [], [], [], [], []
+        mix, est, hand, mask, targets, group, clap = [], [], [], [], [], [], []
         self.texts: list[str] = []
         self.kinds: list[str] = []
         self.present: list[bool] = []
@@ -125,6 +126,8 @@ class FeatureCache(Dataset):
             group.append(t["group"] + offset)
             if "hand" in t:
                 hand.append(t["hand"])
+            if "clap" in t:
+                clap.append(t["clap"])
             offset += t["mix"].shape[0]
             self.kinds += ch["kinds"]
             self.present += ch["present"]
@@ -135,6 +138,7 @@ class FeatureCache(Dataset):
         self.targets = torch.cat(targets)
         self.group = torch.cat(group)
         self.hand = torch.cat(hand) if hand else None
+        self.clap = torch.cat(clap) if clap else None
         self.seed = int(seed)
         self._perm_epoch = -1
         self._perm: np.ndarray | None = None
@@ -151,6 +155,8 @@ class FeatureCache(Dataset):
                "text": self.texts[j], "kind": self.kinds[j], "present": self.present[j]}
         if self.hand is not None:
             out["hand"] = self.hand[j]
+        if self.clap is not None:
+            out["clap"] = self.clap[j]
         return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -168,7 +174,7 @@ class FeatureCache(Dataset):
 def collate_features(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack cached pairs into a batch for :meth:`judge.model.Judge.forward_features`."""
     out: dict[str, Any] = {}
-    for k in ("mix", "est", "mask", "targets", "hand"):
+    for k in ("mix", "est", "mask", "targets", "hand", "clap"):
         if k in items[0]:
             out[k] = torch.stack([it[k] for it in items])
     out["text"] = [it["text"] for it in items]
@@ -232,7 +238,7 @@ def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_g
                            sum(min(chunk_groups, groups - c["start"]) for c in index["chunks"]), groups)
             break
         items = [dataset[i] for i in range(s, min(groups, s + chunk_groups))]
-        mixes, ests, hands, masks, tg, grp, kinds, present, texts = [], [], [], [], [], [], [], [], []
+        mixes, ests, hands, masks, tg, grp, kinds, present, texts, claps = [], [], [], [], [], [], [], [], [], []
         for g, it in enumerate(items):
             m = it["estimates"].shape[0]
             f = judge.audio_features(it["mixture"][None].expand(m, -1, -1), it["estimates"])
@@ -241,6 +247,8 @@ def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_g
             masks.append(f["mask"])
             if "hand" in f:
                 hands.append(f["hand"])
+            if "clap" in f:
+                claps.append(f["clap"])
             tg.append(it["targets"])
             grp += [g] * m
             kinds += list(it["kinds"])
@@ -252,6 +260,8 @@ def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_g
                    "group": torch.tensor(grp, dtype=torch.long)}
         if hands:
             tensors["hand"] = torch.cat(hands).float().contiguous()
+        if claps:
+            tensors["clap"] = torch.cat(claps).float().contiguous()
         name = f"chunk_{s:06d}.safetensors"
         tmp = folder / (name + ".tmp")
         save_file(tensors, str(tmp))
@@ -423,7 +433,8 @@ def train_judge(cfg) -> dict[str, Any]:
             # the loaded codec's weights hash (or, for a seeded random codec, its full config): a retrained
             # codec release invalidates the cache
             "codec": judge.cfg.codec_sha256 or _fingerprint(judge.cfg.codec.to_dict()), "separator": str(sep),
-            "hand": bool(jcfg.hand_features), "bands": int(jcfg.bands), "root": str(cfg.data.root)}
+            "hand": bool(jcfg.hand_features), "bands": int(jcfg.bands), "root": str(cfg.data.root),
+            "clap": judge.cfg.clap_sha256}
     t0 = time.time()
     val_groups = int(cfg.val.groups)
     if val_groups > 0:

@@ -108,7 +108,7 @@ def test_fidelity_formula_and_bootstrap():
 
 # ------------------------------------------------------------- models/cache
 def tiny_clap():
-    from bench.embedding.clap import AudioTowerConfig, ClapTiny, ClapTinyConfig
+    from prompts.clap import AudioTowerConfig, ClapTiny, ClapTinyConfig
 
     cfg = ClapTinyConfig(audio=AudioTowerConfig(channels=(4, 8), width=16, depth=1, heads=2), embed_dim=16,
                          text_kind="tiny_t5", text_dim=32, text_hidden=32)
@@ -117,8 +117,8 @@ def tiny_clap():
 
 
 def test_registry_self_check_logmel_and_tiny_clap(tmp_path):
-    from bench.embedding.clap import ClapTiny
     from bench.embedding.models import EMBEDDERS, ClapTinyEmbedder, LogMelStats, build_embedder, self_check
+    from prompts.clap import ClapTiny
 
     assert {"clap-tiny", "resemblyzer", "codec-mean", "logmel-stats", "mosaic-tiny", "clap-hub"} <= set(EMBEDDERS)
     rep = self_check(build_embedder("logmel-stats"))
@@ -142,9 +142,9 @@ def test_registry_self_check_logmel_and_tiny_clap(tmp_path):
 
 
 def test_mosaic_model_self_check_and_loss():
-    from bench.embedding.clap import AudioTowerConfig
     from bench.embedding.models import MosaicEmbedder, self_check
     from bench.embedding.mosaic import MosaicConfig, MosaicTiny
+    from prompts.clap import AudioTowerConfig
 
     torch.manual_seed(0)
     m = MosaicTiny(MosaicConfig(audio=AudioTowerConfig(channels=(4, 8), width=16, depth=1, heads=2), head_dim=8))
@@ -308,3 +308,19 @@ def test_fast_v_measure_and_ap_match_sklearn():
         lab[0] = True
         sc = np.round(rng.standard_normal(n), 1)  # with ties
         assert T.average_precision(lab, sc) == pytest.approx(average_precision_score(lab, sc), abs=1e-10)
+
+
+def test_resemblyzer_speaker_encoder_ships_its_weights():
+    pytest.importorskip("resemblyzer")
+    from bench.embedding.models import build_embedder, self_check
+
+    emb = build_embedder("resemblyzer")
+    rep = self_check(emb)
+    assert rep["name"] == "resemblyzer" and rep["dim"] == 256 and not rep["text"]
+    # speaker embeddings are unit-norm and the same voice is closer to itself than to noise
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(32000) / 16000
+    voiced = 0.2 * torch.sin(2 * torch.pi * 140 * t) * (1 + torch.sin(2 * torch.pi * 3 * t))
+    e = emb.embed_audio([voiced, voiced * 0.5, 0.1 * torch.randn(32000, generator=g)])
+    torch.testing.assert_close(e.norm(dim=-1), torch.ones(3), atol=1e-4, rtol=0)
+    assert float(e[0] @ e[1]) > float(e[0] @ e[2])

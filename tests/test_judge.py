@@ -384,3 +384,63 @@ def test_silent_probe_and_report(judge, tiny_corpus, tmp_path):
     res = {"split": "test", "groups": 0, "items": 0, "present_share": 1.0, "correlations": {}, "per_kind": {},
            "silent_probe": sp}
     assert "Silent-estimate probe" in markdown_table(res)
+
+
+def _tiny_clap_release(path):
+    from prompts.clap import AudioTowerConfig, ClapTiny, ClapTinyConfig
+
+    cfg = ClapTinyConfig(audio=AudioTowerConfig(channels=(4, 8), width=16, depth=1, heads=2), embed_dim=16,
+                         text_kind="tiny_t5", text_dim=32, text_hidden=32)
+    torch.manual_seed(1)
+    return ClapTiny(cfg).eval().save_pretrained(path)
+
+
+def test_grounded_judge_features_release_and_tamper_check(tmp_path):
+    from judge.model import GROUND_DIM, Judge, build_judge
+
+    clap_dir = _tiny_clap_release(tmp_path / "clap")
+    torch.manual_seed(0)
+    j = build_judge(tiny_judge_config(clap_path=str(clap_dir))).eval()
+    assert j.cfg.clap_sha256 and j.ground_dim == GROUND_DIM
+    tgt, other = _signals()
+    mix = tgt + other
+    feats = j.audio_features(mix[None], tgt[None])
+    assert feats["clap"].shape == (1, 3, 16)
+    torch.testing.assert_close(feats["clap"].norm(dim=-1), torch.ones(1, 3))
+    g = j.grounding(feats["clap"], ["tone"])
+    assert g.shape == (1, GROUND_DIM) and bool((g.abs() <= 1 + 1e-5).all())
+    # the prompt reaches the scores through the grounding too (here: different texts, different scores)
+    out = j(mix[None].expand(2, -1, -1), tgt[None].expand(2, -1, -1), ["tone", "noise"])
+    assert out.shape == (2, 4)
+    # release: the embedding is referenced (path + sha256), not copied
+    path = j.save_pretrained(tmp_path / "judge")
+    meta = json.loads((path / "config.json").read_text())
+    assert meta["config"]["clap_path"] == "../clap" and meta["config"]["clap_sha256"] == j.cfg.clap_sha256
+    from safetensors.torch import load_file, save_file
+
+    assert not any(k.startswith("clap.") for k in load_file(str(path / "model.safetensors")))
+    loaded = Judge.from_pretrained(path)
+    torch.testing.assert_close(loaded(mix[None], tgt[None], ["tone"]), j(mix[None], tgt[None], ["tone"]))
+    # a different embedding under the same path is refused
+    w = load_file(str(clap_dir / "model.safetensors"))
+    k0 = next(iter(w))
+    w[k0] = w[k0] + 1.0
+    save_file(w, str(clap_dir / "model.safetensors"))
+    with pytest.raises(ValueError, match="not the one this judge was trained with"):
+        Judge.from_pretrained(path)
+
+
+def test_grounded_judge_trains_from_its_feature_cache(tiny_corpus, tmp_path):
+    from judge.model import Judge
+    from judge.train import FeatureCache, train_judge
+
+    clap_dir = _tiny_clap_release(tmp_path / "clap")
+    cfg = _train_cfg(tiny_corpus, tmp_path, steps=2)
+    cfg.judge.clap_path = str(clap_dir)
+    result = train_judge(cfg)
+    assert result["global_step"] == 2
+    cache = FeatureCache(tmp_path / "run" / "cache" / "train")
+    assert cache.clap is not None and cache.clap.shape == (cache.num_pairs, 3, 16)
+    j = Judge.from_pretrained(result["export_dir"])
+    assert j.clap is not None
+    assert 1.0 <= j.score(torch.randn(1, 4000) * 0.1, torch.randn(1, 4000) * 0.1, "tone", SR).overall <= 5.0

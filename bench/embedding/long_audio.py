@@ -196,8 +196,8 @@ def run_segment_study(embedder, wavs: Sequence[torch.Tensor], labels: Sequence[s
     """
     from tqdm.auto import tqdm
 
-    from bench.embedding.features import resample_list
     from bench.embedding.tasks import prepare_classification
+    from prompts.logmel import resample_list
 
     y = np.asarray(labels)
     wavs = resample_list(list(wavs), sample_rate, embedder.sample_rate)

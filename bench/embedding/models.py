@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.embedding.features import AudioBatch, LogMel, MelConfig, as_wav_list, pad_batch, resample_list
+from prompts.logmel import AudioBatch, LogMel, MelConfig, as_wav_list, pad_batch, resample_list
 
 logger = logging.getLogger(__name__)
 
@@ -367,7 +367,7 @@ class ClapTinyEmbedder(_TowerEmbedder):
 
     def __init__(self, path: str | Path | None = None, model: Any | None = None, device: str = "cpu",
                  batch_size: int = 16):
-        from bench.embedding.clap import DEFAULT_CLAP_DIR, ClapTiny
+        from prompts.clap import DEFAULT_CLAP_DIR, ClapTiny
 
         if model is None:
             path = Path(path) if path is not None else DEFAULT_CLAP_DIR

@@ -8,7 +8,7 @@ InfoNCE) loss pulls the two views together against the other clips of the batch.
 labels are used. Downstream embeddings are the tower's CLS output *before* the
 projection head (the SimCLR recipe), L2-normalised.
 
-The audio tower is the one of :mod:`bench.embedding.clap`, so both models share the
+The audio tower is the one of :mod:`prompts.clap`, so both models share the
 front-end, the frame layout and the trainer (``objective: mosaic`` in
 ``conf/embedding/train_clap.yaml``). Release folders are ``kind: promptsep_mosaic``.
 """
@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.embedding.clap import (
+from prompts.clap import (
     AudioTower,
     AudioTowerConfig,
     load_release,
     load_strict,
     save_release,
 )
-from bench.embedding.features import LogMel, MelConfig, normalise_logmel
+from prompts.logmel import LogMel, MelConfig, normalise_logmel
 
 MOSAIC_KIND = "promptsep_mosaic"
 DEFAULT_MOSAIC_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "promptsep-mosaic-tiny"
@@ -116,7 +116,7 @@ class MosaicTiny(nn.Module):
     def loss(self, view_a: torch.Tensor, view_b: torch.Tensor, generator: torch.Generator | None = None
              ) -> dict[str, torch.Tensor]:
         """NT-Xent between two masked views of standardised log-mel ``[B, M, F]`` crops."""
-        from bench.embedding.clap import contrastive_loss
+        from prompts.clap import contrastive_loss
 
         c = self.cfg
         a = mask_patches(view_a, c.patch_mels, c.patch_frames, c.mask_ratio, generator)

@@ -40,10 +40,10 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf" / "embedding")
 
 # ----------------------------------------------------------------- configs
 def clap_config_from(cfg) -> Any:
-    """:class:`~bench.embedding.clap.ClapTinyConfig` from the ``model`` node."""
+    """:class:`~prompts.clap.ClapTinyConfig` from the ``model`` node."""
     from omegaconf import OmegaConf
 
-    from bench.embedding.clap import ClapTinyConfig
+    from prompts.clap import ClapTinyConfig
 
     return ClapTinyConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
 
@@ -72,7 +72,7 @@ class MelBank:
         import soundfile as sf
         from tqdm.auto import tqdm
 
-        from bench.embedding.features import LogMel
+        from prompts.logmel import LogMel
         from separation.data.clips import read_manifest
 
         root = Path(corpus_root)
@@ -148,7 +148,7 @@ class ContrastiveClips(Dataset):
         return self.length
 
     def _view(self, clip: int, rng: np.random.Generator) -> torch.Tensor:
-        from bench.embedding.features import normalise_logmel
+        from prompts.logmel import normalise_logmel
 
         x = _crop(self.bank.mels[clip], self.frames, rng)
         if self.p_mix > 0 and rng.random() < self.p_mix and len(self.labels) > 1:
@@ -190,7 +190,7 @@ class ContrastiveClips(Dataset):
 @torch.no_grad()
 def embed_bank(model, bank: MelBank, batch_size: int = 32, max_frames: int = 1001) -> np.ndarray:
     """Clip embeddings ``[N, D]`` of a :class:`MelBank` (each clip's first ``max_frames`` frames)."""
-    from bench.embedding.features import normalise_logmel
+    from prompts.logmel import normalise_logmel
 
     was = model.training
     model.eval()
@@ -264,7 +264,7 @@ def _module_class():
             self.val_history: list[dict] = []
 
         def training_step(self, batch, batch_idx):
-            from bench.embedding.clap import contrastive_loss
+            from prompts.clap import contrastive_loss
 
             if self.objective == "mosaic":
                 gen = torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + self.global_step)
@@ -416,9 +416,9 @@ def train_embedding(cfg) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from bench.embedding.cache import file_hash
-    from bench.embedding.clap import ClapTiny
     from bench.embedding.data import label_prompts
     from bench.embedding.mosaic import MosaicTiny
+    from prompts.clap import ClapTiny
     from separation.train import StepSampler, _atomic_checkpoint_io
 
     t_start = time.perf_counter()

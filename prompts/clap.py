@@ -34,14 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.embedding.features import LogMel, MelConfig, normalise_logmel
+from prompts.logmel import LogMel, MelConfig, normalise_logmel
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CLAP_KIND = "promptsep_clap"
 #: Where the shipped joint embedding lives in a checkout.
-DEFAULT_CLAP_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "promptsep-clap-tiny"
+DEFAULT_CLAP_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "promptsep-clap-tiny"
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Shared audio front-end of the embedding benchmark: batching, resampling, log-mel.
+"""Shared audio front-end of the audio-text embeddings (prompts.clap) and the embedding benchmark: batching, resampling, log-mel.
 
 Everything here works on mono waveforms at a known rate. A batch of waveforms of
 different lengths is padded to the longest with zeros and carries its lengths, so
