@@ -6,7 +6,7 @@ sampling lives here, out of the backbone.
 
 The source distribution ``x_0`` is either standard Gaussian noise (``prior="noise"``, SAM
 Audio's choice) or a Gaussian centred on the mixture split evenly between the two stems
-(``prior="mixture"``: ``x_0 = [z_mix / 2 | z_mix / 2] + prior_std * eps``). The second makes
+(``prior="mixture"``: ``x_0 = [z_mix / 2 | z_mix / 2] + prior_std * rms(z_mix) * eps``). The second makes
 the flow a short transport from the mixture to its stems: an untrained or weak model returns
 the mixture (0 dB SI-SDRi) instead of noise, which is what small models trained on a CPU
 budget need (the codec latents are linear in the audio, so the split is exact in latent space).
@@ -41,7 +41,8 @@ class FlowConfig:
         p_drop_video: probability to replace the video features by the learned null embedding.
         prior: source distribution ``"noise"`` (standard Gaussian) or ``"mixture"`` (Gaussian
             centred on the evenly split mixture latents), see :func:`prior_sample`.
-        prior_std: standard deviation of the source distribution around its centre.
+        prior_std: standard deviation of the source distribution around its centre (for
+            ``"mixture"`` relative to each item's mixture-latent RMS).
     """
 
     timestep_sampler: str = "logit_normal"
@@ -62,6 +63,8 @@ class FlowConfig:
 
 #: Source distributions of the flow (see the module docstring).
 PRIORS = ("noise", "mixture")
+#: Smallest per-item latent RMS the mixture prior scales its noise by.
+PRIOR_RMS_FLOOR = 1e-2
 
 
 def prior_sample(cfg: FlowConfig, z_mix: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -74,15 +77,20 @@ def prior_sample(cfg: FlowConfig, z_mix: torch.Tensor, noise: torch.Tensor) -> t
 
     Returns:
         ``x_0`` ``[B, T, 2C]``: ``prior_std * noise`` for ``"noise"``, and
-        ``[z_mix / 2 | z_mix / 2] + prior_std * noise`` for ``"mixture"``.
+        ``[z_mix / 2 | z_mix / 2] + prior_std * rms(z_mix) * noise`` for ``"mixture"``, with
+        ``rms`` the root mean square of each item's mixture latents (at least
+        :data:`PRIOR_RMS_FLOOR`), so the noise sits at a fixed level below the mixture.
     """
     if noise.shape[-1] != 2 * z_mix.shape[-1] or noise.shape[:-1] != z_mix.shape[:-1]:
         raise ValueError(f"noise {tuple(noise.shape)} does not fit mixture latents {tuple(z_mix.shape)}")
-    x0 = cfg.prior_std * noise
-    if cfg.prior == "mixture":
-        half = 0.5 * z_mix.to(noise.dtype)
-        x0 = x0 + torch.cat([half, half], dim=-1)
-    return x0
+    if cfg.prior == "noise":
+        return cfg.prior_std * noise
+    zm = z_mix.to(noise.dtype)
+    # the noise is relative to each item's latent RMS: mixture levels span tens of dB, and a fixed
+    # noise level would drown quiet mixtures and vanish under loud ones
+    rms = zm.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(PRIOR_RMS_FLOOR)
+    half = 0.5 * zm
+    return torch.cat([half, half], dim=-1) + cfg.prior_std * rms * noise
 
 
 def sample_timesteps(cfg: FlowConfig, batch: int, device=None, generator: torch.Generator | None = None):

@@ -32,6 +32,9 @@ from separation.flow import guided_velocity, sample
 from separation.model import Conditioning, SeparationModel
 from separation.refine import REFINE_MODES, wiener_refine
 
+#: Largest gain (dB, either way) of the input level normalisation (:class:`Separator` ``input_level_db``).
+MAX_LEVEL_GAIN_DB = 40.0
+
 logger = logging.getLogger(__name__)
 
 
@@ -102,6 +105,10 @@ class Separator:
         overlap_s: overlap between neighbouring chunks, in seconds.
         judge: optional judge (an object with ``score(mixture, estimate, text, sample_rate)``
             returning scores with an ``overall`` field) used by ``ranker="judge"``.
+        input_level_db: each input row is brought to this RMS level (dBFS; the median level of
+            the training mixtures is about -20) before encoding, and the stems are scaled back,
+            so the result does not depend on the recording's level (gain at most
+            :data:`MAX_LEVEL_GAIN_DB` either way). None separates the audio at its own level.
     """
 
     def __init__(
@@ -111,6 +118,7 @@ class Separator:
         chunk_s: float = 10.0,
         overlap_s: float = 2.0,
         judge: Any | None = None,
+        input_level_db: float | None = -20.0,
     ):
         if overlap_s < 0 or chunk_s <= overlap_s:
             raise ValueError(f"need 0 <= overlap_s < chunk_s, got overlap {overlap_s}, chunk {chunk_s}")
@@ -119,6 +127,7 @@ class Separator:
         self.chunk_s = chunk_s
         self.overlap_s = overlap_s
         self.judge = judge
+        self.input_level_db = input_level_db
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", **kwargs) -> Separator:
@@ -231,6 +240,8 @@ class Separator:
             mix[j, 0, : r.shape[-1]] = r
         mix = mix.to(self.device)
 
+        gain = self._level_gain(mix, lengths)  # [R, 1, 1]
+        mix = mix * gain  # everything below works at the normalised level; the stems are scaled back at the end
         z_mix = self._encode(mix)  # [R, T, C]
         num_frames = z_mix.shape[1]
         frame_valid = torch.tensor(
@@ -258,6 +269,7 @@ class Separator:
         res = res.view(len(rows), k, 1, n_max)[torch.arange(len(rows)), best]
         if refine == "wiener":
             tgt, res = wiener_refine(mix, tgt, res)
+        tgt, res = tgt / gain, res / gain  # back to the input's level
         elapsed = time.perf_counter() - t_start
 
         results = []
@@ -278,6 +290,17 @@ class Separator:
         return results
 
     # --------------------------------------------------------------- internals
+    def _level_gain(self, mix: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+        """Per-row gains ``[R, 1, 1]`` that bring the RMS of ``mix [R, 1, N]`` (over each row's
+        real samples) to :attr:`input_level_db`; ones when that is None."""
+        if self.input_level_db is None:
+            return torch.ones(mix.shape[0], 1, 1, device=mix.device)
+        n = torch.as_tensor(lengths, device=mix.device).clamp_min(1)
+        ms = mix[:, 0].pow(2).sum(-1) / n
+        db = (float(self.input_level_db) - 10 * torch.log10(ms.clamp_min(1e-20)))
+        db = db.clamp(-MAX_LEVEL_GAIN_DB, MAX_LEVEL_GAIN_DB)
+        return (10 ** (db / 20)).view(-1, 1, 1).to(mix.dtype)
+
     def _read(self, audio, sample_rate, name) -> tuple[torch.Tensor, int]:
         if isinstance(audio, (str, Path)):
             wav, sr = load_audio(audio)

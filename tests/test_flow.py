@@ -94,9 +94,12 @@ def test_prior_sample_noise_and_mixture():
     eps = torch.randn(2, 5, 6, generator=g)
     torch.testing.assert_close(prior_sample(FlowConfig(), z, eps), eps)
     x0 = prior_sample(FlowConfig(prior="mixture", prior_std=0.5), z, eps)
-    torch.testing.assert_close(x0, torch.cat([z / 2, z / 2], -1) + 0.5 * eps)
-    # the two halves sum to the mixture plus noise: exact mixture consistency at the start of the flow
-    torch.testing.assert_close(x0[..., :3] + x0[..., 3:], z + 0.5 * (eps[..., :3] + eps[..., 3:]))
+    rms = z.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
+    torch.testing.assert_close(x0, torch.cat([z / 2, z / 2], -1) + 0.5 * rms * eps)
+    # the two halves sum to the mixture plus noise: mixture consistency at the start of the flow
+    torch.testing.assert_close(x0[..., :3] + x0[..., 3:], z + 0.5 * rms * (eps[..., :3] + eps[..., 3:]))
+    # the noise follows the mixture's level: a 20 dB quieter mixture gets 20 dB less noise
+    torch.testing.assert_close(prior_sample(FlowConfig(prior="mixture", prior_std=0.5), 0.1 * z, eps), 0.1 * x0)
     with pytest.raises(ValueError, match="prior"):
         FlowConfig(prior="zeros")
     with pytest.raises(ValueError, match="prior_std"):

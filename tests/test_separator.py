@@ -199,3 +199,19 @@ def test_wiener_refine_blockwise_matches_whole_signal():
     blocks, res = wiener_refine(mix, t, r, block_samples=12_000)
     assert torch.allclose(blocks + res, mix, atol=1e-6)
     assert torch.allclose(blocks, whole, atol=1e-4)
+
+
+@pytest.mark.parametrize("refine", ["none", "wiener"])
+def test_result_follows_the_input_level(model, refine):
+    from separation.separator import Separator
+
+    sep = Separator(model)
+    x = wav(0.6, seed=3)
+    loud = sep.separate(x, SR, text="tone", steps=2, refine=refine)
+    quiet = sep.separate(0.01 * x, SR, text="tone", steps=2, refine=refine)  # 40 dB quieter
+    torch.testing.assert_close(quiet.target, 0.01 * loud.target, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(quiet.residual, 0.01 * loud.residual, rtol=1e-4, atol=1e-7)
+    # without the normalisation the model sees the raw level, and the result is not the same
+    raw = Separator(model, input_level_db=None)
+    assert not torch.allclose(raw.separate(0.01 * x, SR, text="tone", steps=2, refine=refine).target,
+                              quiet.target, atol=1e-6)
