@@ -43,6 +43,11 @@ class FlowConfig:
             centred on the evenly split mixture latents), see :func:`prior_sample`.
         prior_std: standard deviation of the source distribution around its centre (for
             ``"mixture"`` relative to each item's mixture-latent RMS).
+        prediction: what the backbone's ``2C`` outputs mean. ``"velocity"``: the velocity
+            itself (SAM Audio). ``"mask"``: per latent frame and channel, logits of a soft
+            split of the mixture latents between target and residual (:func:`mask_split`);
+            the estimate ``x1_hat`` gives the velocity ``(x1_hat - x_t) / (1 - t)`` and the
+            loss is the mean squared error of ``x1_hat`` (:func:`velocity_from_data`).
     """
 
     timestep_sampler: str = "logit_normal"
@@ -53,8 +58,11 @@ class FlowConfig:
     p_drop_video: float = 0.1
     prior: str = "noise"
     prior_std: float = 1.0
+    prediction: str = "velocity"
 
     def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"unknown flow prediction {self.prediction!r}; use one of {PREDICTIONS}")
         if self.prior not in PRIORS:
             raise ValueError(f"unknown flow prior {self.prior!r}; use one of {PRIORS}")
         if not self.prior_std > 0:
@@ -63,6 +71,10 @@ class FlowConfig:
 
 #: Source distributions of the flow (see the module docstring).
 PRIORS = ("noise", "mixture")
+#: Meanings of the backbone output (see :class:`FlowConfig`).
+PREDICTIONS = ("velocity", "mask")
+#: Smallest ``1 - t`` the data-to-velocity conversion divides by.
+MIN_REMAINING_T = 1e-3
 #: Smallest per-item latent RMS the mixture prior scales its noise by.
 PRIOR_RMS_FLOOR = 1e-2
 
@@ -91,6 +103,36 @@ def prior_sample(cfg: FlowConfig, z_mix: torch.Tensor, noise: torch.Tensor) -> t
     rms = zm.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(PRIOR_RMS_FLOOR)
     half = 0.5 * zm
     return torch.cat([half, half], dim=-1) + cfg.prior_std * rms * noise
+
+
+def mask_split(logits: torch.Tensor, z_mix: torch.Tensor, offset: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Split the mixture latents with soft masks: the data estimate of ``prediction="mask"``.
+
+    Args:
+        logits: backbone output ``[B, T, 2C]``: target and residual logits per frame and channel;
+            a softmax over the pair gives masks ``m`` and ``1 - m``.
+        z_mix: normalised mixture latents ``[B, T, C]``.
+        offset: ``latent_mean / latent_std`` ``[C]`` of the codec: the masks act on the raw
+            (unnormalised) latents, which are linear in the audio.
+
+    Returns:
+        ``x1_hat = [target | residual]`` ``[B, T, 2C]`` in normalised latent units; the two
+        stems' raw latents sum to the mixture's exactly. Zero logits give half the mixture each.
+    """
+    c = z_mix.shape[-1]
+    if logits.shape[-1] != 2 * c or logits.shape[:-1] != z_mix.shape[:-1]:
+        raise ValueError(f"mask logits {tuple(logits.shape)} do not fit mixture latents {tuple(z_mix.shape)}")
+    m = torch.softmax(torch.stack([logits[..., :c], logits[..., c:]], dim=-1), dim=-1)  # [B, T, C, 2]
+    raw = (z_mix + offset).unsqueeze(-1)
+    stems = m * raw - torch.as_tensor(offset, dtype=z_mix.dtype, device=z_mix.device)[..., None]
+    return torch.cat([stems[..., 0], stems[..., 1]], dim=-1)
+
+
+def velocity_from_data(x1_hat: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The velocity of the straight path through ``x_t`` that ends at ``x1_hat``:
+    ``(x1_hat - x_t) / (1 - t)`` (``1 - t`` at least :data:`MIN_REMAINING_T`); ``t [B]``."""
+    rem = (1.0 - t).clamp_min(MIN_REMAINING_T).view(-1, *([1] * (xt.dim() - 1)))
+    return (x1_hat - xt) / rem
 
 
 def sample_timesteps(cfg: FlowConfig, batch: int, device=None, generator: torch.Generator | None = None):

@@ -30,9 +30,11 @@ from separation.flow import (
     flow_loss,
     guided_velocity,
     interpolate,
+    mask_split,
     prior_sample,
     sample,
     sample_timesteps,
+    velocity_from_data,
 )
 
 logger = logging.getLogger(__name__)
@@ -305,11 +307,24 @@ class SeparationModel(nn.Module):
         audio_mask: torch.Tensor | None = None,
         dropped: frozenset = frozenset(),
     ) -> torch.Tensor:
-        """Backbone velocity ``[B, T, 2C]`` with prompt kinds in ``dropped`` nulled for every row."""
+        """Velocity ``[B, T, 2C]`` with prompt kinds in ``dropped`` nulled for every row.
+
+        With ``flow.prediction="mask"`` the backbone's output is turned into the data estimate
+        (:meth:`predict_data`) and from there into the velocity towards it.
+        """
         all_rows = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         for kind in dropped:
             cond = self.apply_dropout(cond, kind, all_rows)
-        return self.dit(x, t, z_mix, cond.text, cond.text_mask, cond.anchors, cond.video, audio_mask)
+        out = self.dit(x, t, z_mix, cond.text, cond.text_mask, cond.anchors, cond.video, audio_mask)
+        if self.cfg.flow.prediction == "velocity":
+            return out
+        return velocity_from_data(self.predict_data(out, z_mix), x, t)
+
+    def predict_data(self, out: torch.Tensor, z_mix: torch.Tensor) -> torch.Tensor:
+        """``[target | residual]`` latents ``[B, T, 2C]`` from the backbone output of a
+        ``prediction="mask"`` model (soft masks of the mixture, :func:`separation.flow.mask_split`)."""
+        offset = (self.codec.latent_mean / self.codec.latent_std).to(z_mix.dtype)
+        return mask_split(out, z_mix, offset)
 
     # ---------------------------------------------------------------- training
     def training_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -346,7 +361,10 @@ class SeparationModel(nn.Module):
         t = sample_timesteps(fc, b, device, generator)
         xt = interpolate(x0, x1, t)
         pred = self.dit(xt, t, z_mix, cond.text, cond.text_mask, cond.anchors, cond.video, None)
-        loss = flow_loss(pred, x1 - x0)
+        if fc.prediction == "velocity":
+            loss = flow_loss(pred, x1 - x0)
+        else:  # data prediction: the error of the stems themselves (the velocity error weighted by (1 - t)^2)
+            loss = flow_loss(self.predict_data(pred, z_mix), x1)
         return {"loss": loss, "t": t.detach()}
 
     # -------------------------------------------------------------- generation

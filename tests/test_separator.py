@@ -215,3 +215,28 @@ def test_result_follows_the_input_level(model, refine):
     raw = Separator(model, input_level_db=None)
     assert not torch.allclose(raw.separate(0.01 * x, SR, text="tone", steps=2, refine=refine).target,
                               quiet.target, atol=1e-6)
+
+
+def test_untrained_mask_model_returns_half_the_mixture():
+    import dataclasses
+
+    from separation.model import build_separation_model
+
+    cfg = tiny_model_config()
+    cfg = dataclasses.replace(cfg, flow=dataclasses.replace(cfg.flow, prior="mixture", prior_std=0.2, prediction="mask"))
+    torch.manual_seed(0)
+    m = build_separation_model(cfg).eval()  # the backbone's output projection starts at zero
+    x = wav(0.5, seed=4)
+    z = m.encode_audio(x[None])
+    cond = m.encode_prompts(["tone"], [None], [None], z.shape[1], [0.5])
+    noise = torch.randn(1, z.shape[1], 2 * m.latent_dim)
+    for method in ("euler", "midpoint"):
+        x1 = m.generate(z, cond, noise, nfe=4, method=method)
+        off = m.codec.latent_mean / m.codec.latent_std
+        torch.testing.assert_close(x1[..., : m.latent_dim], 0.5 * (z + off) - off, rtol=1e-4, atol=1e-5)
+    # a training step runs and gives a finite loss in data space
+    batch = {"mixture": x[None], "target": 0.5 * x[None], "residual": 0.5 * x[None], "text": ["tone"],
+             "spans": [None], "use_text": [True], "use_span": [False]}
+    loss = m.training_loss(batch)["loss"]
+    wrong = m.training_loss({**batch, "target": x[None], "residual": 0 * x[None]})["loss"]
+    assert torch.isfinite(loss) and float(loss) < 0.5 * float(wrong)  # half the mixture is right here (up to the test codec's non-linearity)
