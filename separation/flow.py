@@ -47,7 +47,12 @@ class FlowConfig:
             itself (SAM Audio). ``"mask"``: per latent frame and channel, logits of a soft
             split of the mixture latents between target and residual (:func:`mask_split`);
             the estimate ``x1_hat`` gives the velocity ``(x1_hat - x_t) / (1 - t)`` and the
-            loss is the mean squared error of ``x1_hat`` (:func:`velocity_from_data`).
+            loss is the error of ``x1_hat`` (:func:`velocity_from_data`, :func:`data_loss`).
+        data_loss: the loss of a data prediction. ``"relative"``: squared error of the raw
+            (unnormalised) latents over each item's raw mixture-latent energy, an SNR-like loss
+            that weighs channels by their energy (the raw latents of the linear codec path
+            are an orthonormal frame transform, so this is the waveform error of that path);
+            ``"normalised"``: plain MSE of the normalised latents (every channel equal).
     """
 
     timestep_sampler: str = "logit_normal"
@@ -59,8 +64,11 @@ class FlowConfig:
     prior: str = "noise"
     prior_std: float = 1.0
     prediction: str = "velocity"
+    data_loss: str = "relative"
 
     def __post_init__(self) -> None:
+        if self.data_loss not in DATA_LOSSES:
+            raise ValueError(f"unknown flow data_loss {self.data_loss!r}; use one of {DATA_LOSSES}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"unknown flow prediction {self.prediction!r}; use one of {PREDICTIONS}")
         if self.prior not in PRIORS:
@@ -73,6 +81,8 @@ class FlowConfig:
 PRIORS = ("noise", "mixture")
 #: Meanings of the backbone output (see :class:`FlowConfig`).
 PREDICTIONS = ("velocity", "mask")
+#: Losses of a data prediction (see :class:`FlowConfig`).
+DATA_LOSSES = ("relative", "normalised")
 #: Smallest ``1 - t`` the data-to-velocity conversion divides by.
 MIN_REMAINING_T = 1e-3
 #: Smallest per-item latent RMS the mixture prior scales its noise by.
@@ -126,6 +136,29 @@ def mask_split(logits: torch.Tensor, z_mix: torch.Tensor, offset: torch.Tensor |
     raw = (z_mix + offset).unsqueeze(-1)
     stems = m * raw - torch.as_tensor(offset, dtype=z_mix.dtype, device=z_mix.device)[..., None]
     return torch.cat([stems[..., 0], stems[..., 1]], dim=-1)
+
+
+def data_loss(kind: str, x1_hat: torch.Tensor, x1: torch.Tensor, z_mix: torch.Tensor,
+              latent_std: torch.Tensor, offset: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Loss of a data estimate ``x1_hat`` against ``x1`` (both ``[B, T, 2C]``, normalised latents).
+
+    Args:
+        kind: ``"relative"`` or ``"normalised"`` (see :class:`FlowConfig`).
+        z_mix: normalised mixture latents ``[B, T, C]``.
+        latent_std: the codec's per-channel latent std ``[C]`` (raw = normalised * std + mean).
+        offset: ``latent_mean / latent_std`` ``[C]``.
+
+    Returns:
+        the scalar loss.
+    """
+    if kind == "normalised":
+        return flow_loss(x1_hat, x1)
+    if kind != "relative":
+        raise ValueError(f"unknown data loss {kind!r}; use one of {DATA_LOSSES}")
+    var = latent_std.to(x1.dtype).pow(2)
+    err = ((x1_hat - x1).pow(2) * torch.cat([var, var])).mean(dim=(1, 2))  # raw squared error per item
+    ref = ((z_mix + offset).pow(2) * var).mean(dim=(1, 2))  # raw mixture energy per item
+    return (err / ref.clamp_min(1e-8)).mean()
 
 
 def velocity_from_data(x1_hat: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

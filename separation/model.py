@@ -30,6 +30,7 @@ from separation.flow import (
     flow_loss,
     guided_velocity,
     interpolate,
+    data_loss,
     mask_split,
     prior_sample,
     sample,
@@ -364,7 +365,8 @@ class SeparationModel(nn.Module):
         if fc.prediction == "velocity":
             loss = flow_loss(pred, x1 - x0)
         else:  # data prediction: the error of the stems themselves (the velocity error weighted by (1 - t)^2)
-            loss = flow_loss(self.predict_data(pred, z_mix), x1)
+            std = self.codec.latent_std
+            loss = data_loss(fc.data_loss, self.predict_data(pred, z_mix), x1, z_mix, std, self.codec.latent_mean / std)
         return {"loss": loss, "t": t.detach()}
 
     # -------------------------------------------------------------- generation

@@ -141,3 +141,25 @@ def test_velocity_from_data_lands_on_the_estimate():
     v = velocity_from_data(x1_hat, x0, t)
     torch.testing.assert_close(v[0], (x1_hat[0] - x0[0]) / 0.75)
     assert torch.isfinite(v).all()  # t = 1 is clamped
+
+
+def test_data_loss_relative_is_scale_free_and_energy_weighted():
+    from separation.flow import FlowConfig, data_loss
+
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(3, 4, 2, generator=g)
+    x1 = torch.randn(3, 4, 4, generator=g)
+    x1_hat = x1 + 0.1 * torch.randn(3, 4, 4, generator=g)
+    std = torch.tensor([1.0, 0.1])
+    rel = data_loss("relative", x1_hat, x1, z, std)
+    # scaling every latent (a louder recording) leaves the relative loss unchanged
+    torch.testing.assert_close(data_loss("relative", 10 * x1_hat, 10 * x1, 10 * z, std), rel)
+    # an error in the low-energy channel costs 100x less than the same error in the loud one
+    e_loud, e_quiet = x1.clone(), x1.clone()
+    e_loud[..., 0] += 1.0
+    e_quiet[..., 1] += 1.0
+    ratio = data_loss("relative", e_loud, x1, z, std) / data_loss("relative", e_quiet, x1, z, std)
+    assert float(ratio) == pytest.approx(100.0, rel=1e-4)
+    torch.testing.assert_close(data_loss("normalised", x1_hat, x1, z, std), (x1_hat - x1).pow(2).mean())
+    with pytest.raises(ValueError, match="data_loss"):
+        FlowConfig(data_loss="l1")
