@@ -26,11 +26,11 @@ from separation.codec import DACVAE, CodecConfig, build_codec
 from separation.dit import DiT, DiTConfig
 from separation.flow import (
     FlowConfig,
+    data_loss,
     drop_mask,
     flow_loss,
     guided_velocity,
     interpolate,
-    data_loss,
     mask_split,
     prior_sample,
     sample,
