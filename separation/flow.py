@@ -53,6 +53,10 @@ class FlowConfig:
             that weighs channels by their energy (the raw latents of the linear codec path
             are an orthonormal frame transform, so this is the waveform error of that path);
             ``"normalised"``: plain MSE of the normalised latents (every channel equal).
+        t0_prob: share of training times set to exactly 0. With a mixture prior the state at
+            ``t > 0`` already holds part of the answer, which the backbone learns to read off
+            long before it learns the split itself; the first sampler step (``t = 0``) is
+            where the split is decided, and this trains it directly.
     """
 
     timestep_sampler: str = "logit_normal"
@@ -65,8 +69,11 @@ class FlowConfig:
     prior_std: float = 1.0
     prediction: str = "velocity"
     data_loss: str = "relative"
+    t0_prob: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.t0_prob < 1.0:
+            raise ValueError(f"flow t0_prob must be in [0, 1), got {self.t0_prob}")
         if self.data_loss not in DATA_LOSSES:
             raise ValueError(f"unknown flow data_loss {self.data_loss!r}; use one of {DATA_LOSSES}")
         if self.prediction not in PREDICTIONS:
@@ -169,13 +176,18 @@ def velocity_from_data(x1_hat: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) 
 
 
 def sample_timesteps(cfg: FlowConfig, batch: int, device=None, generator: torch.Generator | None = None):
-    """Draw training times ``[B]`` in (0, 1) from the configured sampler."""
+    """Draw training times ``[B]`` in [0, 1) from the configured sampler (a share ``t0_prob`` of
+    them exactly 0)."""
     if cfg.timestep_sampler == "uniform":
-        return torch.rand(batch, device=device, generator=generator)
-    if cfg.timestep_sampler == "logit_normal":
+        t = torch.rand(batch, device=device, generator=generator)
+    elif cfg.timestep_sampler == "logit_normal":
         z = torch.randn(batch, device=device, generator=generator) * cfg.logit_std + cfg.logit_mean
-        return torch.sigmoid(z)
-    raise ValueError(f"unknown timestep sampler {cfg.timestep_sampler!r}; use 'uniform' or 'logit_normal'")
+        t = torch.sigmoid(z)
+    else:
+        raise ValueError(f"unknown timestep sampler {cfg.timestep_sampler!r}; use 'uniform' or 'logit_normal'")
+    if cfg.t0_prob > 0:
+        t = torch.where(torch.rand(batch, device=device, generator=generator) < cfg.t0_prob, torch.zeros_like(t), t)
+    return t
 
 
 def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -163,3 +163,11 @@ def test_data_loss_relative_is_scale_free_and_energy_weighted():
     torch.testing.assert_close(data_loss("normalised", x1_hat, x1, z, std), (x1_hat - x1).pow(2).mean())
     with pytest.raises(ValueError, match="data_loss"):
         FlowConfig(data_loss="l1")
+
+
+def test_t0_prob_puts_a_share_of_training_times_at_zero():
+    g = torch.Generator().manual_seed(3)
+    t = sample_timesteps(FlowConfig(t0_prob=0.5), 8000, generator=g)
+    assert abs(float((t == 0).float().mean()) - 0.5) < 0.03 and bool((t < 1).all())
+    with pytest.raises(ValueError, match="t0_prob"):
+        FlowConfig(t0_prob=1.0)
