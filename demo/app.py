@@ -14,6 +14,7 @@ The UI is a thin layer over :mod:`demo.core` (checks, separation, scoring, files
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import logging
@@ -174,6 +175,9 @@ def build_demo(
     from demo import core, plots
 
     cfg = config or DemoConfig()
+    rec_steps, rec_method = (separator.sampling() if hasattr(separator, "sampling") else (16, "midpoint"))
+    if cfg.default_steps is None:
+        cfg = dataclasses.replace(cfg, default_steps=min(int(rec_steps), cfg.max_steps))
     ws = Workspace(keep_s=cfg.keep_outputs_s)
     examples = load_examples(examples_dir)
 
@@ -329,7 +333,7 @@ def build_demo(
                         candidates = gr.Slider(1, cfg.max_candidates, value=1, step=1,
                                                label="candidates (draw K results, keep the best by the judge)")
                         with gr.Row():
-                            method = gr.Dropdown(list(core.METHODS), value="midpoint", label="sampler")
+                            method = gr.Dropdown(list(core.METHODS), value=rec_method, label="sampler")
                             seed = gr.Number(value=0, precision=0, minimum=0, label="seed")
                     run = gr.Button("Separate", variant="primary", elem_id="ps-run")
                 with gr.Column(scale=1):
@@ -444,7 +448,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duration", type=float, default=d.max_duration_s, help="longest audio in seconds")
     p.add_argument("--concurrency", type=int, default=d.concurrency_limit, help="separations running at once")
     p.add_argument("--queue-size", type=int, default=d.queue_max_size, help="requests allowed to wait")
-    p.add_argument("--steps", type=int, default=d.default_steps, help="default ODE evaluations")
+    p.add_argument("--steps", type=int, default=d.default_steps,
+                   help="default ODE evaluations (default: the separator release's recommended)")
     return p
 
 

@@ -45,7 +45,8 @@ class DemoConfig:
         max_batch_files: most files in one batch request.
         concurrency_limit: separations running at once (the rest wait in the queue).
         queue_max_size: requests allowed to wait in the queue.
-        default_steps / max_steps: ODE function evaluations.
+        default_steps / max_steps: ODE function evaluations (default None: the separator
+            release's recommended ``sampling.steps``).
         default_guidance: classifier-free guidance scale (1 = none).
         max_candidates: largest number of candidates a user may ask for.
         keep_outputs_s: request folders older than this are deleted on the next request.
@@ -59,7 +60,7 @@ class DemoConfig:
     max_batch_files: int = 16
     concurrency_limit: int = 2
     queue_max_size: int = 32
-    default_steps: int = 16
+    default_steps: int | None = None
     max_steps: int = 64
     default_guidance: float = 1.0
     max_candidates: int = 8

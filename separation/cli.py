@@ -60,8 +60,9 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--box", type=_parse_box, help="x0,y0,x1,y1 box around the target object in the video (pixels)")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="release folder or hub id (default: the shipped promptsep-tiny)")
     p.add_argument("--out-dir", default="separated", help="output folder")
-    p.add_argument("--steps", type=int, default=16, help="ODE function evaluations")
-    p.add_argument("--method", default="midpoint", choices=["midpoint", "euler", "diffusers"])
+    p.add_argument("--steps", type=int, default=None, help="ODE function evaluations (default: the release's recommended)")
+    p.add_argument("--method", default=None, choices=["midpoint", "euler", "diffusers"],
+                   help="ODE sampler (default: the release's recommended)")
     p.add_argument("--candidates", type=int, default=1, help="draw K results and keep the best")
     p.add_argument("--ranker", choices=["judge", "activity"], default=None)
     p.add_argument("--judge", default=None, help="judge checkpoint folder, for --ranker judge")

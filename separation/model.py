@@ -46,6 +46,19 @@ MODEL_KIND = "promptsep_separator"
 
 
 @dataclass
+class SamplingDefaults:
+    """The sampler settings a release recommends (chosen on the valid split when it is made).
+
+    Attributes:
+        steps: function evaluations of the ODE sampler.
+        method: ``midpoint``, ``euler`` or ``diffusers``.
+    """
+
+    steps: int = 16
+    method: str = "midpoint"
+
+
+@dataclass
 class SeparationModelConfig:
     """Everything needed to rebuild a separation model.
 
@@ -56,6 +69,8 @@ class SeparationModelConfig:
         flow: objective and prompt dropout.
         text: text encoder (frozen).
         video: video encoder (frozen) or None for a model without video prompts.
+        sampling: the recommended sampler settings (what ``Separator.separate`` uses when
+            ``steps`` / ``method`` are not given).
     """
 
     codec: CodecConfig = field(default_factory=CodecConfig)
@@ -63,6 +78,7 @@ class SeparationModelConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     video: VideoEncoderConfig | None = field(default_factory=VideoEncoderConfig)
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -88,6 +104,7 @@ class SeparationModelConfig:
             flow=make(FlowConfig, d.get("flow", {})),
             text=make(TextEncoderConfig, d.get("text", {})),
             video=make(VideoEncoderConfig, d.get("video")),
+            sampling=make(SamplingDefaults, d.get("sampling", {})),
         )
 
 

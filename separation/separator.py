@@ -138,6 +138,11 @@ class Separator:
     def sample_rate(self) -> int:
         return self.model.sample_rate
 
+    def sampling(self, steps: int | None = None, method: str | None = None) -> tuple[int, str]:
+        """``(steps, method)`` with the release's recommended settings filling what is None."""
+        rec = self.model.cfg.sampling
+        return (int(rec.steps) if steps is None else int(steps)), (rec.method if method is None else method)
+
     # ----------------------------------------------------------------- public
     def separate(
         self,
@@ -146,8 +151,8 @@ class Separator:
         text: str | None = None,
         spans: Sequence[tuple[str, float, float] | str] | None = None,
         video: Any | None = None,
-        steps: int = 16,
-        method: str = "midpoint",
+        steps: int | None = None,
+        method: str | None = None,
         candidates: int = 1,
         guidance: Mapping[str, float] | None = None,
         seed: int = 0,
@@ -163,8 +168,9 @@ class Separator:
             text: what to isolate, e.g. ``"dog barking"``.
             spans: ``('+' | '-', start_s, end_s)`` tuples or strings like ``"+1.0:2.5"``.
             video: a :class:`prompts.types.VideoPrompt` (frames + masks or box), or None.
-            steps: function evaluations of the ODE sampler.
-            method: ``midpoint``, ``euler`` or ``diffusers``.
+            steps: function evaluations of the ODE sampler (None: the release's recommended
+                ``sampling.steps``).
+            method: ``midpoint``, ``euler`` or ``diffusers`` (None: the release's ``sampling.method``).
             candidates: draw this many results and keep the best by ``ranker``.
             guidance: classifier-free guidance scale per prompt kind (1 = none).
             seed: noise seed (results are deterministic given the seed).
@@ -195,8 +201,8 @@ class Separator:
         texts: Sequence[str | None],
         spans: Sequence[Any] | None = None,
         videos: Sequence[Any] | None = None,
-        steps: int = 16,
-        method: str = "midpoint",
+        steps: int | None = None,
+        method: str | None = None,
         candidates: int = 1,
         guidance: Mapping[str, float] | None = None,
         seed: int = 0,
@@ -207,6 +213,7 @@ class Separator:
         """Separate several recordings in one batch (padded to the longest; same settings for all)."""
         if refine not in REFINE_MODES:
             raise ValueError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
+        steps, method = self.sampling(steps, method)
         t_start = time.perf_counter()
         n_items = len(audios)
         spans = list(spans) if spans is not None else [None] * n_items

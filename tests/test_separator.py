@@ -240,3 +240,21 @@ def test_untrained_mask_model_returns_half_the_mixture():
     loss = m.training_loss(batch)["loss"]
     wrong = m.training_loss({**batch, "target": x[None], "residual": 0 * x[None]})["loss"]
     assert torch.isfinite(loss) and float(loss) < 0.5 * float(wrong)  # half the mixture is right here (up to the test codec's non-linearity)
+
+
+def test_release_recommended_sampling_is_the_default(model, tmp_path):
+    import copy
+
+    from separation.model import SamplingDefaults
+    from separation.separator import Separator
+
+    m = copy.deepcopy(model)
+    m.cfg.sampling = SamplingDefaults(steps=2, method="euler")
+    path = m.save_pretrained(tmp_path / "rel")
+    assert json.loads((path / "config.json").read_text())["config"]["sampling"] == {"steps": 2, "method": "euler"}
+    sep = Separator.from_pretrained(path)
+    res = sep.separate(wav(0.4), SR, text="tone")
+    assert res.info["steps"] == 2 and res.info["method"] == "euler"
+    explicit = sep.separate(wav(0.4), SR, text="tone", steps=4, method="midpoint")
+    assert explicit.info["steps"] == 4 and explicit.info["method"] == "midpoint"
+    torch.testing.assert_close(res.target, sep.separate(wav(0.4), SR, text="tone", steps=2, method="euler").target)
