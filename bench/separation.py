@@ -175,6 +175,8 @@ class BenchSettings:
             if isinstance(node, dict):
                 flat.update(node)
         flat.update({k: v for k, v in cfg.items() if not isinstance(v, dict)})
+        if flat.get("judge_checkpoint") is not None:  # conf/bench.yaml's name (``judge`` is a config group)
+            flat["judge"] = flat["judge_checkpoint"]
         if isinstance(flat.get("bootstrap"), dict):
             flat.update({f"bootstrap_{k}": v for k, v in flat["bootstrap"].items()})
         names = {f.name for f in dataclasses.fields(cls)}
@@ -766,7 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         ov.append(f"out_dir={args.out}")
     if args.judge:
-        ov.append(f"judge={args.judge}")
+        ov.append(f"judge_checkpoint={args.judge}")
     if args.nfe:
         ov.append("bench.nfe=[" + ",".join(str(k) for k in args.nfe) + "]")
     if args.refine:
