@@ -179,7 +179,12 @@ def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: in
 
 
 def _separator_fingerprint(path: Path) -> str:
-    return file_hash(path / "model.safetensors")[:16]
+    """Weights and config (the config holds the release's recommended sampler, which the
+    separation uses when ``steps`` or the method are not given)."""
+    h = hashlib.sha1(file_hash(path / "model.safetensors").encode())
+    if (path / "config.json").is_file():
+        h.update(file_hash(path / "config.json").encode())
+    return h.hexdigest()[:16]
 
 
 def separate_items(items: BenchItems, separator: str | None, steps: int = 16, batch_size: int = 8, seed: int = 0,
