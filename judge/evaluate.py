@@ -339,17 +339,11 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines += ["", f"Text-audio baseline: {ta or 'not available (no joint text-audio embedding release found)'}.",
               "", "Mean scores per candidate kind (target / judge; precision, recall, faithfulness, overall):", "",
               "| kind | n | target | judge |", "| --- | --- | --- | --- |"]
-    for k, v in result["per_kind"].items():
-        t = " ".join(f"{x:.2f}" for x in v["target"])
-        j = " ".join(f"{x:.2f}" for x in v["judge"])
-        lines.append(f"| {k} | {v['n']} | {t} | {j} |")
+    lines += _target_judge_rows(result["per_kind"].items())
     if result.get("silent"):
         lines += ["", "Silent (all-zero) candidates (target / judge; precision, recall, faithfulness, overall):", "",
                   "| case | n | target | judge |", "| --- | --- | --- | --- |"]
-        for case, v in result["silent"].items():
-            t = " ".join(f"{x:.2f}" for x in v["target"])
-            j = " ".join(f"{x:.2f}" for x in v["judge"])
-            lines.append(f"| {case.replace('_', ' ')} | {v['n']} | {t} | {j} |")
+        lines += _target_judge_rows((case.replace("_", " "), v) for case, v in result["silent"].items())
     if result.get("silent_probe"):
         sp = result["silent_probe"]
         lines += ["", "Silent-estimate probe: an all-zero estimate scored on held-out mixtures whose target is present / "
@@ -364,6 +358,16 @@ def markdown_table(result: dict[str, Any]) -> str:
     if result.get("reranking"):
         lines += ["", reranking_table(result["reranking"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+def _target_judge_rows(groups) -> list[str]:
+    """Markdown rows ``| name | n | target | judge |`` (four axes each) of ``(name, stats)`` pairs."""
+    rows = []
+    for name, v in groups:
+        t = " ".join(f"{x:.2f}" for x in v["target"])
+        j = " ".join(f"{x:.2f}" for x in v["judge"])
+        rows.append(f"| {name} | {v['n']} | {t} | {j} |")
+    return rows
 
 
 def write_report(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:

@@ -341,8 +341,11 @@ class SeparationModel(nn.Module):
     def predict_data(self, out: torch.Tensor, z_mix: torch.Tensor) -> torch.Tensor:
         """``[target | residual]`` latents ``[B, T, 2C]`` from the backbone output of a
         ``prediction="mask"`` model (soft masks of the mixture, :func:`separation.flow.mask_split`)."""
-        offset = (self.codec.latent_mean / self.codec.latent_std).to(z_mix.dtype)
-        return mask_split(out, z_mix, offset)
+        return mask_split(out, z_mix, self._latent_offset().to(z_mix.dtype))
+
+    def _latent_offset(self) -> torch.Tensor:
+        """``latent_mean / latent_std`` ``[C]``: raw latents are ``(z + offset) * latent_std``."""
+        return self.codec.latent_mean / self.codec.latent_std
 
     # ---------------------------------------------------------------- training
     def training_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -382,8 +385,8 @@ class SeparationModel(nn.Module):
         if fc.prediction == "velocity":
             loss = flow_loss(pred, x1 - x0)
         else:  # data prediction: the error of the stems themselves (the velocity error weighted by (1 - t)^2)
-            std = self.codec.latent_std
-            loss = data_loss(fc.data_loss, self.predict_data(pred, z_mix), x1, z_mix, std, self.codec.latent_mean / std)
+            loss = data_loss(fc.data_loss, self.predict_data(pred, z_mix), x1, z_mix, self.codec.latent_std,
+                             self._latent_offset())
         return {"loss": loss, "t": t.detach()}
 
     # -------------------------------------------------------------- generation
