@@ -85,6 +85,17 @@ def _user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def _pictures(out_dir: Path, pictures: dict[str, Any]) -> list[str]:
+    """Write each ``[H, W, 3]`` picture as ``<name>.png`` in the request folder; their paths.
+
+    Each PNG carries the request id, so no two responses hand Gradio byte-identical files.
+    """
+    from demo import plots
+
+    meta = {"Software": "promptsep", "Comment": f"promptsep request {Path(out_dir).name}"}
+    return [plots.save_png(pic, Path(out_dir) / f"{name}.png", meta) for name, pic in pictures.items()]
+
+
 def _quiet(n_outputs: int = 1) -> Callable[[Callable], Callable]:
     """For live previews: never raise; show a warning and leave the ``n_outputs`` outputs as they are."""
     import gradio as gr
@@ -203,10 +214,12 @@ def build_demo(
         return (
             str(out.target_path), str(out.residual_path), [str(out.target_path), str(out.residual_path)],
             scores, core.timing_text(out),
-            plots.spectrogram_picture(out.mixture, sr, "mixture"),
-            plots.spectrogram_picture(out.target, sr, "target"),
-            plots.spectrogram_picture(out.residual, sr, "residual"),
-            plots.waveform_picture(out.mixture, sr, out.spans),
+            *_pictures(out_dir, {
+                "mixture_spectrogram": plots.spectrogram_picture(out.mixture, sr, "mixture"),
+                "target_spectrogram": plots.spectrogram_picture(out.target, sr, "target"),
+                "residual_spectrogram": plots.spectrogram_picture(out.residual, sr, "residual"),
+                "waveform": plots.waveform_picture(out.mixture, sr, out.spans),
+            }),
         )
 
     @_user_errors

@@ -160,3 +160,30 @@ def point_picture(frame, point: Sequence[float]) -> np.ndarray:
 
 
 __all__ = ["waveform_picture", "spectrogram_picture", "box_picture", "point_picture"]
+
+
+def save_png(picture: np.ndarray, path, text: dict[str, str] | None = None) -> str:
+    """Write an RGB picture ``[H, W, 3]`` as a PNG with optional ``tEXt`` metadata.
+
+    The demo returns its pictures as files written into the request's own folder, with the
+    request id in the metadata. Gradio caches outputs by content hash and rewrites the cached
+    file for each response, so two concurrent requests that drew byte-identical pictures (same
+    mixture) would share one cache file and one could be served while the other truncates it;
+    per-request metadata keeps every response's files distinct.
+
+    Args:
+        picture: ``uint8`` RGB array ``[H, W, 3]``.
+        path: Output ``.png`` path.
+        text: ``tEXt`` key/value pairs to store.
+
+    Returns:
+        The written path as a string.
+    """
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for k, v in (text or {}).items():
+        info.add_text(str(k), str(v))
+    Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8), mode="RGB").save(str(path), pnginfo=info)
+    return str(path)

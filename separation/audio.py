@@ -102,14 +102,31 @@ def to_mono(wav: torch.Tensor) -> torch.Tensor:
     return wav.mean(dim=0, keepdim=True) if wav.shape[0] > 1 else wav
 
 
-def save_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) -> Path:
-    """Write ``[C, N]`` (or ``[N]``) float audio as 16-bit PCM WAV (or by extension), atomically."""
+def save_audio(
+    path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, comment: str | None = None
+) -> Path:
+    """Write float audio as 16-bit PCM WAV (or by extension), atomically.
+
+    Args:
+        path: Output file; its extension picks the container (``.wav`` -> PCM 16).
+        wav: ``[C, N]`` or ``[N]`` float audio in [-1, 1] (clamped).
+        sample_rate: Sample rate in Hz.
+        comment: Optional text stored in the file's metadata (WAV ``LIST/INFO`` comment), e.g.
+            the prompt and request that produced it.
+
+    Returns:
+        The written path.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     data = to_channels_first(wav).detach().cpu().clamp(-1.0, 1.0).numpy().T
     tmp = p.with_name(p.name + ".tmp")
     fmt = p.suffix.lstrip(".").upper() or "WAV"
     subtype = "PCM_16" if fmt == "WAV" else None
-    sf.write(str(tmp), data, int(sample_rate), format=fmt, subtype=subtype)
+    with sf.SoundFile(str(tmp), "w", int(sample_rate), data.shape[1], subtype=subtype, format=fmt) as f:
+        f.software = "promptsep"
+        if comment:
+            f.comment = comment
+        f.write(data)
     os.replace(tmp, p)
     return p

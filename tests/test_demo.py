@@ -242,6 +242,15 @@ def test_concurrent_requests_all_complete(app, files):
     assert len(results) == 3
     for out in results:
         _check_result(out, files / "mono.wav", scored=True)
+    # Same mixture, so the same mixture picture: the files still differ (request id in the
+    # metadata), else Gradio's content-addressed cache serves one file to all three.
+    import hashlib
+
+    digests = {hashlib.sha1(open(out[5], "rb").read()).hexdigest() for out in results}
+    assert len(digests) == 3
+    comments = sorted(sf.SoundFile(out[0]).copy_metadata().get("comment", "") for out in results)
+    assert [c.startswith("target; promptsep request ") for c in comments] == [True] * 3
+    assert all(any(f"text='sound {i}'" in c for c in comments) for i in range(3)), comments
 
 
 def test_batch_zip_and_csv(client, files):
