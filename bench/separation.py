@@ -9,7 +9,7 @@ For every manifest item (see :mod:`bench.manifest`) and every system
 - ``mixture``: the mixture itself as the estimate (SI-SDRi = 0 by definition),
 - ``oracle_irm``: the ideal ratio mask on the mixture STFT (uses the true target),
 - ``oracle_codec``: the true target through the separator's codec (the latent ceiling),
-- ``oracle_codec_wiener``: the mixture soft-masked (:func:`separation.refine.wiener_refine`)
+- ``oracle_codec_wiener``: the mixture soft-masked (:meth:`Separator.wiener`, the release's settings)
   with the codec round trips of the true target and residual (the ceiling of the refined output),
 - ``separator_nfeK``: the separator with ``K`` function evaluations (several K per run) and
   its default Wiener refinement (``Separator(refine="wiener")``, what users get),
@@ -57,7 +57,7 @@ import torch
 from bench.manifest import LoadedItem, load_manifest, read_item
 from bench.oracles import codec_round_trip, ideal_ratio_mask
 from separation import metrics as M
-from separation.refine import REFINE_MODES, wiener_refine
+from separation.refine import REFINE_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ class BenchSettings:
         refine: separator output modes, one system each per NFE: ``wiener`` (the default
             output, ``separator_nfeK``) and/or ``none`` (raw generative stems, ``separator_raw_nfeK``).
             Both come from one generation: the raw stems are refined with
-            :func:`separation.refine.wiener_refine` exactly as the Separator does.
+            :meth:`separation.separator.Separator.wiener` exactly as the Separator does (the release's
+            mask exponent and STFT size).
         card_nfe: NFE of the model-card figures (``model_card.json``/``.md``); None: 16 when
             run, else the largest NFE.
         baselines: baseline systems among ``mixture``, ``oracle_irm``, ``oracle_codec``,
@@ -460,7 +461,7 @@ class BenchRunner:
                             t0 = time.perf_counter()
                         est, res, extra = codec_cache[it["id"]]
                         if system == "oracle_codec_wiener":
-                            est, res = wiener_refine(li.mixture, est, res)
+                            est, res = self.separator.wiener(li.mixture, est, res)
                     self._ok(it, system, li, est, res, extra + time.perf_counter() - t0, ms)
                 except Exception as exc:  # noqa: BLE001
                     self._fail(it, system, li, exc)
@@ -501,7 +502,7 @@ class BenchRunner:
                         est, res = out.target, out.residual
                         if refine == "wiener":
                             t0 = time.perf_counter()
-                            est, res = wiener_refine(li.mixture, est, res)
+                            est, res = self.separator.wiener(li.mixture, est, res)
                             seconds += time.perf_counter() - t0
                         self._ok(it, system, li, est, res, seconds, ms)
                     except Exception as exc:  # noqa: BLE001

@@ -52,10 +52,15 @@ class SamplingDefaults:
     Attributes:
         steps: function evaluations of the ODE sampler.
         method: ``midpoint``, ``euler`` or ``diffusers``.
+        refine_power: mask exponent of the Wiener refinement (2 = Wiener-like power ratio,
+            1 = magnitude ratio; see :func:`separation.refine.wiener_refine`).
+        refine_n_fft: STFT size of the Wiener refinement (hop = ``refine_n_fft // 4``).
     """
 
     steps: int = 16
     method: str = "midpoint"
+    refine_power: float = 2.0
+    refine_n_fft: int = 1024
 
 
 @dataclass

@@ -143,6 +143,23 @@ class Separator:
         rec = self.model.cfg.sampling
         return (int(rec.steps) if steps is None else int(steps)), (rec.method if method is None else method)
 
+    def wiener(
+        self, mixture: torch.Tensor, target: torch.Tensor, residual: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The release's Wiener refinement (its ``sampling.refine_power`` and ``refine_n_fft``).
+
+        Args:
+            mixture: ``[..., N]`` waveform.
+            target: generated target ``[..., N]``.
+            residual: generated residual ``[..., N]``.
+
+        Returns:
+            ``(target, residual)`` with ``target + residual == mixture``.
+        """
+        rec = self.model.cfg.sampling
+        n_fft = int(rec.refine_n_fft)
+        return wiener_refine(mixture, target, residual, n_fft=n_fft, hop_length=n_fft // 4, power=float(rec.refine_power))
+
     # ----------------------------------------------------------------- public
     def separate(
         self,
@@ -178,7 +195,8 @@ class Separator:
                 is loaded, else activity when spans are given, else the first candidate).
             channels: ``"per_channel"`` separates each channel, ``"mono"`` averages them first.
             refine: ``"wiener"`` soft-masks the mixture with the generated stems' magnitudes
-                (stems sum to the mixture exactly; see :mod:`separation.refine`), ``"none"``
+                (stems sum to the mixture exactly; see :mod:`separation.refine`; the mask exponent
+                and STFT size are the release's ``sampling.refine_power`` / ``refine_n_fft``), ``"none"``
                 returns the decoded generative stems as they are.
 
         Returns:
@@ -275,7 +293,7 @@ class Separator:
         tgt = tgt.view(len(rows), k, 1, n_max)[torch.arange(len(rows)), best]
         res = res.view(len(rows), k, 1, n_max)[torch.arange(len(rows)), best]
         if refine == "wiener":
-            tgt, res = wiener_refine(mix, tgt, res)
+            tgt, res = self.wiener(mix, tgt, res)
         tgt, res = tgt / gain, res / gain  # back to the input's level
         elapsed = time.perf_counter() - t_start
 

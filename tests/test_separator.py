@@ -249,12 +249,21 @@ def test_release_recommended_sampling_is_the_default(model, tmp_path):
     from separation.separator import Separator
 
     m = copy.deepcopy(model)
-    m.cfg.sampling = SamplingDefaults(steps=2, method="euler")
+    m.cfg.sampling = SamplingDefaults(steps=2, method="euler", refine_power=1.0, refine_n_fft=512)
     path = m.save_pretrained(tmp_path / "rel")
-    assert json.loads((path / "config.json").read_text())["config"]["sampling"] == {"steps": 2, "method": "euler"}
+    assert json.loads((path / "config.json").read_text())["config"]["sampling"] == {
+        "steps": 2, "method": "euler", "refine_power": 1.0, "refine_n_fft": 512}
     sep = Separator.from_pretrained(path)
     res = sep.separate(wav(0.4), SR, text="tone")
     assert res.info["steps"] == 2 and res.info["method"] == "euler"
     explicit = sep.separate(wav(0.4), SR, text="tone", steps=4, method="midpoint")
     assert explicit.info["steps"] == 4 and explicit.info["method"] == "midpoint"
     torch.testing.assert_close(res.target, sep.separate(wav(0.4), SR, text="tone", steps=2, method="euler").target)
+    # The default output is the raw stems refined with the release's Wiener settings.
+    from separation.refine import wiener_refine
+
+    raw = sep.separate(wav(0.4), SR, text="tone", refine="none")
+    expected, _ = wiener_refine(wav(0.4), raw.target, raw.residual, n_fft=512, hop_length=128, power=1.0)
+    torch.testing.assert_close(res.target, expected, atol=1e-4, rtol=1e-3)
+    other, _ = wiener_refine(wav(0.4), raw.target, raw.residual)
+    assert float((other - res.target).abs().max()) > 1e-3
