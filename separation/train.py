@@ -175,7 +175,8 @@ def _lightning_module_class():
         def on_validation_epoch_end(self):
             if self.val_batches is None or self.trainer.sanity_checking:
                 return
-            metrics = evaluate_si_sdri(self.ema_model(), self.val_batches, nfe=int(self.cfg.val.nfe))
+            metrics = evaluate_si_sdri(self.ema_model(), self.val_batches, nfe=int(self.cfg.val.nfe),
+                                       method=str(self.cfg.val.get("method", "midpoint")))
             for k, v in metrics.items():
                 self.log(f"val/{k}", v, prog_bar=k == "si_sdri")
 
@@ -184,13 +185,15 @@ def _lightning_module_class():
 
 
 @torch.no_grad()
-def evaluate_si_sdri(model, batches, nfe: int = 8, seed: int = 0) -> dict[str, float]:
+def evaluate_si_sdri(model, batches, nfe: int = 8, seed: int = 0, method: str = "midpoint") -> dict[str, float]:
     """Mean SI-SDR of the generated target and its improvement over the mixture, on present targets.
 
     Args:
         model: a :class:`~separation.model.SeparationModel` (EMA weights) in eval mode.
         batches: collated batches from :class:`~separation.data.mixing.MixtureDataset`.
         nfe: sampler function evaluations.
+        seed: noise seed.
+        method: ODE sampler (``midpoint``, ``euler``, ...).
 
     Returns:
         ``{"si_sdr": ..., "si_sdri": ..., "si_sdri_wiener": ..., "absent_energy_db": ...}`` (means
@@ -213,7 +216,7 @@ def evaluate_si_sdri(model, batches, nfe: int = 8, seed: int = 0) -> dict[str, f
             videos = [None] * b
         cond = model.encode_prompts(texts, spans, videos, z.shape[1], [n / model.sample_rate] * b)
         noise = torch.randn(b, z.shape[1], 2 * model.latent_dim, generator=gen).to(device)
-        x1 = model.generate(z, cond, noise, nfe=nfe)
+        x1 = model.generate(z, cond, noise, nfe=nfe, method=method)
         est = model.decode_latents(x1[..., : model.latent_dim], n)[:, 0].cpu()
         est_res = model.decode_latents(x1[..., model.latent_dim :], n)[:, 0].cpu()
         ref = batch["target"][:, 0]
