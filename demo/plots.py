@@ -159,9 +159,6 @@ def point_picture(frame, point: Sequence[float]) -> np.ndarray:
     return np.asarray(img)
 
 
-__all__ = ["waveform_picture", "spectrogram_picture", "box_picture", "point_picture"]
-
-
 def save_png(picture: np.ndarray, path, text: dict[str, str] | None = None) -> str:
     """Write an RGB picture ``[H, W, 3]`` as a PNG with optional ``tEXt`` metadata.
 
@@ -187,3 +184,6 @@ def save_png(picture: np.ndarray, path, text: dict[str, str] | None = None) -> s
         info.add_text(str(k), str(v))
     Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8), mode="RGB").save(str(path), pnginfo=info)
     return str(path)
+
+
+__all__ = ["waveform_picture", "spectrogram_picture", "box_picture", "point_picture", "save_png"]
