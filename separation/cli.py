@@ -105,8 +105,16 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
         print(f"promptsep separate: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out_dir)
-    save_audio(out / "target.wav", res.target, res.sample_rate)
-    save_audio(out / "residual.wav", res.residual, res.sample_rate)
+    # What made the stems, in their metadata (WAV LIST/INFO comment).
+    made = "; ".join(
+        [f"promptsep {Path(args.input).name}", f"checkpoint={Path(args.checkpoint).name}"]
+        + ([f"text={args.text!r}"] if args.text else [])
+        + ([f"spans={','.join(args.span)}"] if args.span else [])
+        + (["video"] if args.video else [])
+        + [f"steps={res.info['steps']}", f"method={res.info['method']}", f"refine={res.info['refine']}"]
+    )
+    save_audio(out / "target.wav", res.target, res.sample_rate, comment=f"target; {made}")
+    save_audio(out / "residual.wav", res.residual, res.sample_rate, comment=f"residual; {made}")
     print(json.dumps({"target": str(out / "target.wav"), "residual": str(out / "residual.wav"),
                       "seconds": round(res.info["seconds"], 3), "audio_seconds": round(res.info["audio_seconds"], 3)}))
     return 0
