@@ -406,7 +406,7 @@ def run_separation(
     Raises:
         InputError: anything wrong with the audio, prompts or settings (message names it).
     """
-    from separation.audio import save_audio
+    from separation.audio import provenance, save_audio
 
     t0 = time.perf_counter()
     wav, sr = read_audio(audio, cfg)
@@ -436,24 +436,12 @@ def run_separation(
     prefix = f"{stem}_" if stem else ""
     # The comment names the prompt and the request folder: it documents the file, and it keeps
     # the bytes of every request's stems distinct for Gradio's content-addressed output cache.
-    note = provenance(out_dir, text, spans, vid is not None)
+    note = provenance(f"request {Path(out_dir).name}", text, spans, vid is not None)
     tpath = save_audio(out_dir / f"{prefix}target.wav", res.target, res.sample_rate, comment=f"target; {note}")
     rpath = save_audio(out_dir / f"{prefix}residual.wav", res.residual, res.sample_rate,
                        comment=f"residual; {note}")
     return SeparationOutput(tpath, rpath, wav, res.target, res.residual, res.sample_rate, spans, scores,
                             time.perf_counter() - t0, dur, dict(res.info))
-
-
-def provenance(out_dir: Path, text: str | None, spans: list | None, video: bool) -> str:
-    """One line for output metadata: the prompts used and the request folder's id."""
-    parts = [f"promptsep request {Path(out_dir).name}"]
-    if text:
-        parts.append(f"text={text[:200]!r}")
-    if spans:
-        parts.append("spans=" + ",".join(f"{s[0]}{s[1]:.2f}-{s[2]:.2f}" for s in spans))
-    if video:
-        parts.append("video")
-    return "; ".join(parts)
 
 
 def timing_text(out: SeparationOutput) -> str:

@@ -102,6 +102,32 @@ def to_mono(wav: torch.Tensor) -> torch.Tensor:
     return wav.mean(dim=0, keepdim=True) if wav.shape[0] > 1 else wav
 
 
+def provenance(
+    source: str, text: str | None = None, spans=None, video: bool = False, **settings: object
+) -> str:
+    """One line saying what made a stem, for :func:`save_audio`'s ``comment``.
+
+    Args:
+        source: where it came from (an input file name, a request id).
+        text: the text prompt, if any.
+        spans: span prompts as ``"+START:END"`` strings or ``(sign, start_s, end_s)`` tuples.
+        video: whether a video prompt was used.
+        **settings: further ``key=value`` pairs (checkpoint, steps, sampler, ...).
+
+    Returns:
+        e.g. ``"promptsep in.wav; text='dog barking'; spans=+0.10:0.50; steps=1"``.
+    """
+    parts = [f"promptsep {source}"]
+    if text:
+        parts.append(f"text={text[:200]!r}")
+    if spans:
+        parts.append("spans=" + ",".join(s if isinstance(s, str) else f"{s[0]}{s[1]:.2f}:{s[2]:.2f}" for s in spans))
+    if video:
+        parts.append("video")
+    parts += [f"{k}={v}" for k, v in settings.items()]
+    return "; ".join(parts)
+
+
 def save_audio(
     path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, comment: str | None = None
 ) -> Path:

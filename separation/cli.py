@@ -74,7 +74,7 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
-    from separation.audio import load_audio, save_audio
+    from separation.audio import load_audio, provenance, save_audio
     from separation.separator import Separator
 
     try:
@@ -106,13 +106,9 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
         return 2
     out = Path(args.out_dir)
     # What made the stems, in their metadata (WAV LIST/INFO comment).
-    made = "; ".join(
-        [f"promptsep {Path(args.input).name}", f"checkpoint={Path(args.checkpoint).name}"]
-        + ([f"text={args.text!r}"] if args.text else [])
-        + ([f"spans={','.join(args.span)}"] if args.span else [])
-        + (["video"] if args.video else [])
-        + [f"steps={res.info['steps']}", f"method={res.info['method']}", f"refine={res.info['refine']}"]
-    )
+    made = provenance(Path(args.input).name, args.text, args.span, bool(args.video),
+                      checkpoint=Path(args.checkpoint).name, steps=res.info["steps"], method=res.info["method"],
+                      refine=res.info["refine"])
     save_audio(out / "target.wav", res.target, res.sample_rate, comment=f"target; {made}")
     save_audio(out / "residual.wav", res.residual, res.sample_rate, comment=f"residual; {made}")
     print(json.dumps({"target": str(out / "target.wav"), "residual": str(out / "residual.wav"),
