@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +17,16 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from separation.errors import AudioError
+from separation.errors import AudioError, OutputExistsError
 
 logger = logging.getLogger(__name__)
 
 #: Default cap on the size of an audio file a user hands in (bytes).
 MAX_FILE_BYTES = 200 * 1024 * 1024
+#: libsndfile subtypes that hold samples above full scale.
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
 
 
 def load_audio(path: str | os.PathLike, max_bytes: int | None = MAX_FILE_BYTES) -> tuple[torch.Tensor, int]:
@@ -129,30 +135,85 @@ def provenance(
 
 
 def save_audio(
-    path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, comment: str | None = None
+    path: str | os.PathLike,
+    wav: torch.Tensor,
+    sample_rate: int,
+    comment: str | None = None,
+    *,
+    subtype: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write float audio as 16-bit PCM WAV (or by extension), atomically.
+    """Write audio atomically and safely: 16-bit PCM WAV by default, 32-bit float when it exceeds full scale.
+
+    The data goes to a fresh temporary file made with :func:`tempfile.mkstemp` in the destination
+    folder (an unpredictable name opened with ``O_EXCL``, so a planted symlink is never followed),
+    then takes the final name in one step. An existing file (or link) at ``path`` is only replaced
+    with ``overwrite=True``; a link there is replaced itself, never its target.
 
     Args:
-        path: Output file; its extension picks the container (``.wav`` -> PCM 16).
-        wav: ``[C, N]`` or ``[N]`` float audio in [-1, 1] (clamped).
+        path: Output file; its extension picks the container (``.wav``, ``.flac``, ...).
+        wav: ``[C, N]`` or ``[N]`` float audio, nominally in [-1, 1].
         sample_rate: Sample rate in Hz.
         comment: Optional text stored in the file's metadata (WAV ``LIST/INFO`` comment), e.g.
             the prompt and request that produced it.
+        subtype: libsndfile subtype, e.g. ``"PCM_16"`` or ``"FLOAT"`` (pass ``"FLOAT"`` to keep a float
+            input float). None: ``PCM_16`` for WAV within full scale, ``FLOAT`` for WAV above it (with a
+            warning), the format's default otherwise.
+        overwrite: replace an existing file at ``path``.
 
     Returns:
         The written path.
+
+    Raises:
+        AudioError: the audio has NaN/Inf samples or is empty (nothing is written).
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+
+    Warns:
+        UserWarning: audio above full scale written as float instead of PCM, or clipped because the
+            chosen format cannot hold it.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    data = to_channels_first(wav).detach().cpu().clamp(-1.0, 1.0).numpy().T
-    tmp = p.with_name(p.name + ".tmp")
+    t = to_channels_first(wav).detach().cpu()
+    validate_audio(t, sample_rate, name=f"audio for {p.name}")
+    if not overwrite and os.path.lexists(p):
+        raise OutputExistsError(f"{p} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     fmt = p.suffix.lstrip(".").upper() or "WAV"
-    subtype = "PCM_16" if fmt == "WAV" else None
-    with sf.SoundFile(str(tmp), "w", int(sample_rate), data.shape[1], subtype=subtype, format=fmt) as f:
-        f.software = "promptsep"
-        if comment:
-            f.comment = comment
-        f.write(data)
-    os.replace(tmp, p)
+    peak = float(t.abs().max())
+    if subtype is None and fmt == "WAV":
+        subtype = "PCM_16"
+        if peak > 1.0:
+            subtype = "FLOAT"
+            warnings.warn(f"{p.name}: peak {peak:.3f} is above full scale; written as 32-bit float WAV "
+                          "instead of clipping", UserWarning, stacklevel=2)
+    if peak > 1.0 and (subtype or "").upper() not in FLOAT_SUBTYPES:
+        warnings.warn(f"{p.name}: peak {peak:.3f} is above full scale and {fmt} {subtype or ''} has no float "
+                      "samples: it is clipped to [-1, 1] (write .wav to keep it)", UserWarning, stacklevel=2)
+        t = t.clamp(-1.0, 1.0)
+    data = t.numpy().T
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w+b") as fh:
+            with sf.SoundFile(fh, "w", int(sample_rate), data.shape[1], subtype=subtype, format=fmt) as f:
+                f.software = "promptsep"
+                if comment:
+                    f.comment = comment
+                f.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+        if overwrite:
+            os.replace(tmp, p)  # replaces a link at p itself, never what it points to
+        else:
+            try:
+                os.link(tmp, p, follow_symlinks=False)  # fails if p appeared meanwhile: no clobbering
+            except FileExistsError:
+                raise OutputExistsError(f"{p} already exists; pass overwrite=True (CLI: --overwrite) to replace it") from None
+            except OSError:  # a filesystem without hard links
+                if os.path.lexists(p):
+                    raise OutputExistsError(f"{p} already exists; pass overwrite=True to replace it") from None
+                os.replace(tmp, p)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
     return p

@@ -22,3 +22,16 @@ class PromptError(InputError):
 
 class VideoError(PromptError):
     """A video prompt that cannot be used: unreadable, shorter than the audio, no box or mask."""
+
+
+class OptionError(InputError):
+    """A setting out of range or not a finite number: steps, candidates, guidance, seed, device, ..."""
+
+
+class NonFiniteOutputError(InputError):
+    """The model produced NaN/Inf samples (a corrupted checkpoint or an extreme setting); nothing
+    is returned or written."""
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """The output file exists and overwriting was not asked for (``overwrite=True``)."""

@@ -16,7 +16,10 @@
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +30,15 @@ import torch
 
 from prompts.span import parse_span
 from separation.audio import load_audio, resample, to_channels_first, validate_audio
-from separation.errors import AudioError, PromptError
-from separation.flow import guided_velocity, sample
+from separation.errors import AudioError, NonFiniteOutputError, OptionError, PromptError
+from separation.flow import PROMPT_KINDS, SAMPLERS, guided_velocity, sample
 from separation.model import Conditioning, SeparationModel
 from separation.refine import REFINE_MODES, wiener_refine
 
 #: Largest gain (dB, either way) of the input level normalisation (:class:`Separator` ``input_level_db``).
 MAX_LEVEL_GAIN_DB = 40.0
+#: Largest classifier-free guidance scale accepted (0 removes a prompt kind's effect, 1 = no guidance).
+MAX_GUIDANCE = 20.0
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +52,16 @@ class SeparationResult:
         residual: everything else ``[C, N]``.
         sample_rate: rate of both stems (the input's rate).
         info: timings, candidate scores and settings.
+        raw: with ``keep_raw=True``, the generated ``(target, residual)`` ``[C, N]`` at the input's rate
+            and level, before refinement and before the residual is made ``input - target``
+            (these two do not add up to the input); else None.
     """
 
     target: torch.Tensor
     residual: torch.Tensor
     sample_rate: int
     info: dict[str, Any] = field(default_factory=dict)
+    raw: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 Ranker = Callable[..., torch.Tensor]
@@ -120,10 +129,16 @@ class Separator:
         judge: Any | None = None,
         input_level_db: float | None = -20.0,
     ):
+        device = check_device(device)
+        chunk_s, overlap_s = _finite("chunk_s", chunk_s), _finite("overlap_s", overlap_s)
         if overlap_s < 0 or chunk_s <= overlap_s:
-            raise ValueError(f"need 0 <= overlap_s < chunk_s, got overlap {overlap_s}, chunk {chunk_s}")
+            raise OptionError(f"need 0 <= overlap_s < chunk_s, got overlap_s {overlap_s}, chunk_s {chunk_s}")
+        if input_level_db is not None:
+            input_level_db = _finite("input_level_db", input_level_db)
+            if not -100.0 <= input_level_db <= 0.0:
+                raise OptionError(f"input_level_db must be between -100 and 0 dBFS, got {input_level_db}")
         self.model = model.eval().to(device)
-        self.device = torch.device(device)
+        self.device = device
         self.chunk_s = chunk_s
         self.overlap_s = overlap_s
         self.judge = judge
@@ -132,6 +147,7 @@ class Separator:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", **kwargs) -> Separator:
         """Load a release folder (``config.json`` + ``model.safetensors``) or a hub id."""
+        device = check_device(device)
         return cls(SeparationModel.from_pretrained(path, map_location=device), device=device, **kwargs)
 
     @property
@@ -141,7 +157,11 @@ class Separator:
     def sampling(self, steps: int | None = None, method: str | None = None) -> tuple[int, str]:
         """``(steps, method)`` with the release's recommended settings filling what is None."""
         rec = self.model.cfg.sampling
-        return (int(rec.steps) if steps is None else int(steps)), (rec.method if method is None else method)
+        steps = _count("steps", rec.steps if steps is None else steps, 1)
+        method = rec.method if method is None else method
+        if method not in SAMPLERS:
+            raise OptionError(f"unknown sampler method {method!r}; choose from {sorted(SAMPLERS)}")
+        return steps, method
 
     def wiener(
         self, mixture: torch.Tensor, target: torch.Tensor, residual: torch.Tensor
@@ -176,6 +196,7 @@ class Separator:
         ranker: str | Ranker | None = None,
         channels: str = "per_channel",
         refine: str = "wiener",
+        keep_raw: bool = False,
     ) -> SeparationResult:
         """Separate one recording.
 
@@ -195,9 +216,15 @@ class Separator:
                 is loaded, else activity when spans are given, else the first candidate).
             channels: ``"per_channel"`` separates each channel, ``"mono"`` averages them first.
             refine: ``"wiener"`` soft-masks the mixture with the generated stems' magnitudes
-                (stems sum to the mixture exactly; see :mod:`separation.refine`; the mask exponent
-                and STFT size are the release's ``sampling.refine_power`` / ``refine_n_fft``), ``"none"``
-                returns the decoded generative stems as they are.
+                (see :mod:`separation.refine`; the mask exponent and STFT size are the release's
+                ``sampling.refine_power`` / ``refine_n_fft``), ``"none"`` keeps the decoded generated
+                target as it is.
+            keep_raw: also return the generated stems before refinement (``result.raw``).
+
+        Both modes return ``residual = input - target`` at the input's rate and channels, so the
+        stems add up to the input exactly (to float rounding). The model works at
+        :attr:`sample_rate` (16 kHz): the target holds at most the band below half that rate
+        (8 kHz); everything above it is in the residual.
 
         Returns:
             :class:`SeparationResult` with stems at the input rate and length.
@@ -205,11 +232,16 @@ class Separator:
         Raises:
             AudioError: unreadable, empty, non-finite or silent audio.
             PromptError: no prompt, bad spans, a video that does not cover the audio.
+            OptionError: steps, candidates, guidance, seed or method out of range or not finite.
+            NonFiniteOutputError: the model produced NaN/Inf (e.g. corrupted weights).
+
+        Warns:
+            UserWarning: a text prompt longer than the text encoder's token limit (it is cut).
         """
         return self.separate_batch(
             [audio], [sample_rate], [text], [spans], [video], steps=steps, method=method,
             candidates=candidates, guidance=guidance, seed=seed, ranker=ranker, channels=channels,
-            refine=refine,
+            refine=refine, keep_raw=keep_raw,
         )[0]
 
     def separate_batch(
@@ -227,19 +259,21 @@ class Separator:
         ranker: str | Ranker | None = None,
         channels: str = "per_channel",
         refine: str = "wiener",
+        keep_raw: bool = False,
     ) -> list[SeparationResult]:
         """Separate several recordings in one batch (padded to the longest; same settings for all)."""
         if refine not in REFINE_MODES:
-            raise ValueError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
+            raise OptionError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
         steps, method = self.sampling(steps, method)
+        candidates = _count("candidates", candidates, 1)
+        seed = _count("seed", seed, 0)
+        guidance = check_guidance(guidance)
         t_start = time.perf_counter()
         n_items = len(audios)
         spans = list(spans) if spans is not None else [None] * n_items
         videos = list(videos) if videos is not None else [None] * n_items
         if not (len(sample_rates) == len(texts) == len(spans) == len(videos) == n_items):
             raise ValueError("audios, sample_rates, texts, spans and videos need one entry per item")
-        if candidates < 1:
-            raise ValueError(f"candidates must be >= 1, got {candidates}")
         sr_model = self.sample_rate
         rows: list[torch.Tensor] = []  # model-rate mono rows
         owners: list[int] = []
@@ -248,13 +282,14 @@ class Separator:
             wav, sr_in = self._read(a, sr, name=f"input {i}" if n_items > 1 else "input audio")
             norm_spans = self._check_prompts(texts[i], spans[i], videos[i], wav.shape[-1] / sr_in)
             spans[i] = norm_spans
+            self._warn_long_text(texts[i])
             if channels == "mono":
                 wav_rows = [wav.mean(0, keepdim=True)]
             elif channels == "per_channel":
                 wav_rows = [wav[c : c + 1] for c in range(wav.shape[0])]
             else:
                 raise ValueError(f"channels must be 'per_channel' or 'mono', got {channels!r}")
-            metas.append((sr_in, wav.shape[-1], len(wav_rows)))
+            metas.append((sr_in, wav.shape[-1], len(wav_rows), wav))
             for r in wav_rows:
                 rows.append(resample(r, sr_in, sr_model)[0])
                 owners.append(i)
@@ -292,29 +327,54 @@ class Separator:
         best, scores = self._rank(mix, tgt, k, owners, texts, spans, ranker, lengths)
         tgt = tgt.view(len(rows), k, 1, n_max)[torch.arange(len(rows)), best]
         res = res.view(len(rows), k, 1, n_max)[torch.arange(len(rows)), best]
+        _check_finite(tgt, res, "generated stems")
+        raw = (tgt / gain, res / gain) if keep_raw else None
+        t_refine = time.perf_counter()
         if refine == "wiener":
             tgt, res = self.wiener(mix, tgt, res)
-        tgt, res = tgt / gain, res / gain  # back to the input's level
+        t_refine = time.perf_counter() - t_refine
+        tgt = tgt / gain  # back to the input's level
         elapsed = time.perf_counter() - t_start
 
         results = []
         j = 0
-        for i, (sr_in, n_in, n_rows) in enumerate(metas):
-            t_rows, r_rows = [], []
+        for i, (sr_in, n_in, n_rows, wav) in enumerate(metas):
+            t_rows, raw_rows = [], []
             for _ in range(n_rows):
                 n = lengths[j]
                 t_rows.append(_fit(resample(tgt[j, :, :n].cpu(), sr_model, sr_in), n_in))
-                r_rows.append(_fit(resample(res[j, :, :n].cpu(), sr_model, sr_in), n_in))
+                if raw is not None:
+                    raw_rows.append(tuple(_fit(resample(x[j, :, :n].cpu(), sr_model, sr_in), n_in) for x in raw))
                 j += 1
+            # residual = input - target at the input's rate and channels (``mono``: the channel average)
+            target, residual = _complement(wav if channels == "per_channel" else wav.mean(0, keepdim=True), torch.cat(t_rows))
+            _check_finite(target, residual, "output stems")
             info = {
                 "steps": steps, "method": method, "refine": refine, "candidates": k, "seed": seed, "guidance": dict(guidance or {}),
-                "seconds": elapsed / n_items, "audio_seconds": n_in / sr_in,
+                "seconds": elapsed / n_items, "refine_seconds": t_refine / n_items, "audio_seconds": n_in / sr_in,
                 "candidate_scores": None if scores is None else scores[owners.index(i)].tolist(),
+                "model_band_hz": [0.0, sr_model / 2],
             }
-            results.append(SeparationResult(torch.cat(t_rows), torch.cat(r_rows), sr_in, info))
+            raw_i = None
+            if raw is not None:
+                raw_i = (torch.cat([r[0] for r in raw_rows]), torch.cat([r[1] for r in raw_rows]))
+            results.append(SeparationResult(target, residual, sr_in, info, raw_i))
         return results
 
     # --------------------------------------------------------------- internals
+    def _warn_long_text(self, text: str | None) -> None:
+        """Warn when a text prompt has more tokens than the text encoder keeps (it is cut)."""
+        enc = getattr(self.model, "text_encoder", None)
+        tok, limit = getattr(enc, "tokenizer", None), getattr(getattr(enc, "cfg", None), "max_length", None)
+        if not text or tok is None or limit is None:
+            return
+        n = len(tok(str(text), truncation=False)["input_ids"])
+        if n > int(limit):
+            warnings.warn(
+                f"the text prompt ({len(str(text))} characters, {n} tokens) is cut to {int(limit)} tokens: "
+                "only its beginning is used", UserWarning, stacklevel=4,
+            )
+
     def _level_gain(self, mix: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
         """Per-row gains ``[R, 1, 1]`` that bring the RMS of ``mix [R, 1, N]`` (over each row's
         real samples) to :attr:`input_level_db`; ones when that is None."""
@@ -461,6 +521,87 @@ class Separator:
             else:
                 raise ValueError(f"unknown ranker {ranker!r}; use 'judge', 'activity' or a callable")
         return scores.argmax(dim=1), scores
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """A usable torch device, or :class:`OptionError` naming the problem (unknown name, CUDA/MPS absent)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise OptionError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps ({exc})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OptionError(f"device {device!r}: CUDA is not available on this machine (use cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise OptionError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise OptionError(f"device {device!r}: MPS is not available on this machine (use cpu)")
+    elif dev.type != "cpu":
+        raise OptionError(f"device {device!r} is not supported: use cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def check_guidance(guidance: Mapping[str, float] | None) -> dict[str, float]:
+    """Guidance scales per prompt kind, each finite and in ``[0, MAX_GUIDANCE]``; :class:`OptionError` otherwise."""
+    if guidance is None:
+        return {}
+    if not isinstance(guidance, Mapping):
+        raise OptionError(f"guidance must map prompt kinds {PROMPT_KINDS} to scales, got {type(guidance).__name__}")
+    out = {}
+    for kind, w in guidance.items():
+        if kind not in PROMPT_KINDS:
+            raise OptionError(f"unknown guidance kind {kind!r}; use one of {PROMPT_KINDS}")
+        w = _finite(f"guidance[{kind}]", w)
+        if not 0.0 <= w <= MAX_GUIDANCE:
+            raise OptionError(f"guidance[{kind}] must be between 0 and {MAX_GUIDANCE:g}, got {w:g}")
+        out[kind] = w
+    return out
+
+
+def _finite(name: str, value: Any) -> float:
+    """``float(value)``, or :class:`OptionError` when it is not a finite number."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise OptionError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
+def _count(name: str, value: Any, minimum: int) -> int:
+    """A whole number ``>= minimum`` (``2.0`` is accepted, ``2.5``/NaN/True are not)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float, np.floating)):
+        raise OptionError(f"{name} must be a whole number, got {value!r}")
+    if not isinstance(value, numbers.Integral) and not (math.isfinite(value) and float(value).is_integer()):
+        raise OptionError(f"{name} must be a whole number, got {value!r}")
+    v = int(value)
+    if v < minimum:
+        raise OptionError(f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def _check_finite(target: torch.Tensor, residual: torch.Tensor, what: str) -> None:
+    """:class:`NonFiniteOutputError` when either stem has NaN/Inf samples."""
+    bad = int((~torch.isfinite(target)).sum()) + int((~torch.isfinite(residual)).sum())
+    if bad:
+        raise NonFiniteOutputError(
+            f"the {what} have {bad} non-finite (NaN/Inf) samples: the checkpoint may be corrupted or a "
+            "setting is extreme; nothing is returned"
+        )
+
+
+def _complement(wav: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(target, wav - target)`` in float32 with ``target + residual == wav`` to float rounding.
+
+    Args:
+        wav: the input ``[C, N]`` at its own rate.
+        target: the target ``[C, N]`` at the same rate.
+    """
+    target = target.to(torch.float32).contiguous()
+    residual = (wav.double() - target.double()).to(torch.float32)
+    return target, residual
 
 
 def _tiles(total: int, size: int) -> list[tuple[int, int]]:
