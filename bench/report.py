@@ -123,22 +123,34 @@ def write_report(summary: dict[str, Any], path: str | Path) -> Path:
     lines += [
         f"Checkpoint `{summary.get('checkpoint')}`, manifest `{summary.get('manifest')}`: "
         f"{summary['n_items']} items ({summary['n_present']} with the target present, {summary['n_absent']} absent), "
-        f"{summary['n_failed_items']} failed. Means with bootstrap {int(100 * (1 - summary['alpha']))}% confidence "
+        f"{summary['n_failed_items']} failed as a whole, {len(summary.get('failed') or [])} result rows failed "
+        "(see Failed below). Means with bootstrap {int(100 * (1 - summary['alpha']))}% confidence "
         f"intervals ({summary['bootstrap_samples']} resamples). Timings on {summary.get('device', 'cpu')}; the "
         "real-time factor (RTF) is wall time / audio duration, median over items (separator: batch time / items).",
         "",
+    ]
+    rel = summary.get("release_sampling")
+    if rel:
+        lines += [f"The release recommends `{rel.get('method')}` at {rel.get('steps')} step(s) (its config.json "
+                  "`sampling`, what `promptsep separate` uses); the sampler column says what each system used.", ""]
+    if summary.get("fingerprint"):
+        lines += [f"Run fingerprint `{summary['fingerprint']}` (checkpoint, judge, sampling, manifest; see "
+                  "fingerprint.json).", ""]
+    lines += [
         "## All items (target present)",
         "",
     ]
     allg = groups.get("all", {})
+    samplers = summary.get("samplers") or {}
     metrics = ("si_sdr", "si_sdri", "sdr", "snr", "mrstft", "consistency_db", "judge_overall")
     rows = []
     for s in systems:
         st = allg.get(s)
         if st is None:
             continue
-        rows.append([s] + [_fmt(st["present"][m]) for m in metrics] + [_fmt(st["all"]["rtf"], 3, ci=False, key="median")])
-    lines += _table(["system", *[METRIC_LABELS[m] for m in metrics], "RTF (median)"], rows)
+        rows.append([s, samplers.get(s) or "-"] + [_fmt(st["present"][m]) for m in metrics]
+                    + [_fmt(st["all"]["rtf"], 3, ci=False, key="median")])
+    lines += _table(["system", "sampler", *[METRIC_LABELS[m] for m in metrics], "RTF (median)"], rows)
 
     def by(prefix: str, metric: str, title: str) -> None:
         keys = [g for g in groups if g.startswith(prefix) and "," not in g]

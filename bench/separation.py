@@ -14,7 +14,12 @@ For every manifest item (see :mod:`bench.manifest`) and every system
 - ``separator_nfeK``: the separator with ``K`` function evaluations (several K per run) and
   its default Wiener refinement (``Separator(refine="wiener")``, what users get),
 - ``separator_raw_nfeK``: the same generation without refinement (``refine="none"``: the
-  decoded generative stems as they are),
+  decoded generated target, residual = mixture - target),
+
+By default the separator samples as the release recommends (its ``config.json`` ``sampling``:
+steps and method, the ones ``promptsep separate`` uses); ``bench.nfe`` / ``bench.method``
+override them, and every separator row, ``summary.json`` (``samplers``) and ``report.md`` say
+which sampler each system used.
 
 one row is appended to ``results.jsonl`` with SI-SDR, SI-SDRi, SDR (BSS-eval), SNR,
 multi-resolution STFT distance, mixture consistency, judge scores (with a judge
@@ -32,6 +37,11 @@ Scale and faults:
   ranks or on resuming.
 - Every row is appended durably (flush + fsync). A rerun reads the rows already there,
   skips finished (item, system) pairs and recomputes only what is missing.
+- Rows carry a fingerprint of the checkpoint (a SHA-256 of its weights and config), the judge,
+  the sampling (method, seed, batching, chunking), the metric settings and the manifest
+  (``fingerprint.json`` holds its parts). A rerun into a folder made with anything else is
+  refused (:class:`FingerprintMismatchError`) instead of mixing or relabelling rows.
+- A system whose output has NaN/Inf samples gets a ``failed`` row with the reason.
 - An item that cannot be read (missing or unreadable file, length mismatch, bad prompt)
   gets a ``status: "failed"`` row with the reason; the run goes on.
 """
@@ -40,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -57,6 +68,7 @@ import torch
 from bench.manifest import LoadedItem, load_manifest, read_item
 from bench.oracles import codec_round_trip, ideal_ratio_mask
 from separation import metrics as M
+from separation.errors import NonFiniteOutputError
 from separation.refine import REFINE_MODES
 
 logger = logging.getLogger(__name__)
@@ -86,6 +98,13 @@ METRIC_FIELDS = (
 )
 #: Consistency is capped here (dB): 100 means target + residual reproduce the mixture exactly.
 CONSISTENCY_CAP_DB = 100.0
+#: Settings that change the rows' numbers (with the checkpoint, judge and manifest contents): part of the fingerprint.
+FINGERPRINT_SETTINGS = ("method", "seed", "batch_size", "chunk_s", "overlap_s", "irm_n_fft", "irm_hop",
+                        "sdr_filter_length")
+
+
+class FingerprintMismatchError(ValueError):
+    """The output folder holds rows made with another checkpoint, sampler or manifest."""
 
 
 # ---------------------------------------------------------------------- settings
@@ -98,7 +117,8 @@ class BenchSettings:
         checkpoint: separator release folder.
         out_dir: where results, summary, report and plots go.
         judge: judge release folder, or None for no judge scores.
-        nfe: separator function-evaluation counts to run.
+        nfe: separator function-evaluation counts to run (None: the release's recommended
+            ``sampling.steps``, filled by :meth:`resolve_sampling`).
         refine: separator output modes, one system each per NFE: ``wiener`` (the default
             output, ``separator_nfeK``) and/or ``none`` (raw generative stems, ``separator_raw_nfeK``).
             Both come from one generation: the raw stems are refined with
@@ -108,7 +128,7 @@ class BenchSettings:
             run, else the largest NFE.
         baselines: baseline systems among ``mixture``, ``oracle_irm``, ``oracle_codec``,
             ``oracle_codec_wiener``.
-        method: ODE sampler.
+        method: ODE sampler (None: the release's recommended ``sampling.method``).
         batch_size: items per :meth:`Separator.separate_batch` call.
         seed: base noise seed (batch ``b`` uses ``seed * 1_000_003 + b``).
         irm_n_fft / irm_hop: STFT of the ideal-ratio-mask oracle.
@@ -128,11 +148,11 @@ class BenchSettings:
     checkpoint: str
     out_dir: str = "runs/bench"
     judge: str | None = None
-    nfe: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
+    nfe: list[int] | None = None
     refine: list[str] = field(default_factory=lambda: ["wiener", "none"])
     card_nfe: int | None = None
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
-    method: str = "midpoint"
+    method: str | None = None
     batch_size: int = 8
     seed: int = 0
     irm_n_fft: int = 1024
@@ -154,6 +174,8 @@ class BenchSettings:
     use_lightning: bool = True
     threads: int | None = None
     command: str | None = None
+    release_sampling: dict[str, Any] | None = None
+    fingerprint: str | None = None
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> BenchSettings:
@@ -186,7 +208,7 @@ class BenchSettings:
         if missing:
             raise ValueError(f"the benchmark config needs {', '.join(missing)}")
         s = cls(**kw)
-        s.nfe = [int(k) for k in (s.nfe or [])]
+        s.nfe = None if s.nfe is None else [int(k) for k in s.nfe]
         s.baselines = [str(b) for b in (s.baselines or [])]
         s.refine = [str(r) for r in ([s.refine] if isinstance(s.refine, str) else (s.refine or []))]
         bad_r = [r for r in s.refine if r not in REFINE_MODES]
@@ -200,6 +222,29 @@ class BenchSettings:
         if s.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {s.batch_size}")
         return s
+
+    def resolve_sampling(self, release: Any) -> BenchSettings:
+        """Fill ``nfe`` / ``method`` left None with the release's recommended sampling.
+
+        Args:
+            release: the checkpoint's :class:`separation.model.SamplingDefaults` (or a dict).
+        """
+        rel = dataclasses.asdict(release) if dataclasses.is_dataclass(release) else dict(release)
+        self.release_sampling = rel
+        if self.nfe is None:
+            self.nfe = [int(rel["steps"])]
+        if self.method is None:
+            self.method = str(rel["method"])
+        return self
+
+    def sampler_label(self, system: str) -> str | None:
+        """``"euler, 1 step (release default)"`` for a separator system, None for a baseline."""
+        nfe, _ = parse_system(system)
+        if nfe is None:
+            return None
+        rel = self.release_sampling or {}
+        default = (self.method, nfe) == (rel.get("method"), rel.get("steps"))
+        return f"{self.method}, {nfe} step{'' if nfe == 1 else 's'} ({'release default' if default else 'override'})"
 
     @property
     def systems(self) -> list[str]:
@@ -250,6 +295,10 @@ def item_metrics(
     """
     est = estimate.reshape(-1).double()
     mix = item.mixture.reshape(-1).double()
+    for name, x in (("estimate", est), ("residual", residual)):
+        if x is not None and not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise NonFiniteOutputError(f"the {name} has {bad} non-finite (NaN/Inf) samples")
     out: dict[str, float | None] = dict.fromkeys(
         ("si_sdr", "si_sdr_mixture", "si_sdri", "sdr", "snr", "mrstft", "consistency_db", "absent_energy_db")
     )
@@ -384,6 +433,7 @@ class BenchRunner:
         nfe, refine = parse_system(system)
         return {
             "id": item["id"], "system": system, "nfe": nfe, "refine": refine,
+            "method": self.s.method if nfe is not None else None, "steps": nfe, "fingerprint": self.s.fingerprint,
             "category": item.get("category"), "prompt_kind": kind, "subset": item.get("subset"),
             "scene": item.get("scene"),
             "label": item.get("label"), "num_sources": item.get("num_sources"),
@@ -471,13 +521,17 @@ class BenchRunner:
             names = {r: separator_system(k, r) for r in REFINE_MODES if r in self.s.refine}
             if not any(n in needs[it["id"]] for it, _, _ in loaded for n in names.values()):
                 continue
-            # One generation per NFE; the Wiener system refines its raw stems (as the Separator does).
+            # One generation per NFE; both systems are exactly what the Separator returns with
+            # refine="wiener" / "none" (the raw target comes with keep_raw; residual = mixture - target).
+            mode = "wiener" if "wiener" in names else "none"
+            keep_raw = mode == "wiener" and "none" in names
             outs: list[Any]
             try:
                 outs = self.separator.separate_batch(
                     [li.mixture for _, li, _ in loaded], [li.sample_rate for _, li, _ in loaded],
                     [li.text for _, li, _ in loaded], [li.spans for _, li, _ in loaded],
-                    [li.video for _, li, _ in loaded], steps=k, method=self.s.method, seed=seed, refine="none",
+                    [li.video for _, li, _ in loaded], steps=k, method=self.s.method, seed=seed, refine=mode,
+                    keep_raw=keep_raw,
                 )
             except Exception as exc:  # noqa: BLE001 - find the culprit item by item
                 logger.info("batch %d failed as a batch (%s); separating item by item", batch_index, exc)
@@ -486,7 +540,7 @@ class BenchRunner:
                     try:
                         outs.append(self.separator.separate(
                             li.mixture, li.sample_rate, text=li.text, spans=li.spans, video=li.video,
-                            steps=k, method=self.s.method, seed=seed, refine="none",
+                            steps=k, method=self.s.method, seed=seed, refine=mode, keep_raw=keep_raw,
                         ))
                     except Exception as e:  # noqa: BLE001
                         outs.append(e)
@@ -500,10 +554,10 @@ class BenchRunner:
                     try:
                         seconds = float(out.info["seconds"])
                         est, res = out.target, out.residual
-                        if refine == "wiener":
-                            t0 = time.perf_counter()
-                            est, res = self.separator.wiener(li.mixture, est, res)
-                            seconds += time.perf_counter() - t0
+                        if refine != mode:  # the raw system from a refined run: refine="none"'s output
+                            est = out.raw[0]
+                            res = (li.mixture.double() - est.double()).float()
+                            seconds -= float(out.info.get("refine_seconds", 0.0))
                         self._ok(it, system, li, est, res, seconds, ms)
                     except Exception as exc:  # noqa: BLE001
                         self._fail(it, system, li, exc)
@@ -597,6 +651,11 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
         raise ValueError(f"{len(from_train)} manifest item(s) come from the corpus train split (e.g. {from_train[:3]}); "
                          "benchmark held-out items (promptsep bench manifest --split test)")
     all_batches = _batches(items, s.batch_size)
+    from separation.model import resolve_checkpoint
+
+    ckpt_dir = resolve_checkpoint(s.checkpoint)
+    s.resolve_sampling(json.loads((ckpt_dir / "config.json").read_text())["config"].get("sampling") or _default_sampling())
+    s.fingerprint = check_fingerprint(out_dir, fingerprint_parts(s, ckpt_dir), result_files(out_dir))
     done = merge_rows(row for p in result_files(out_dir) for row in _read_rows(p))
     n_done = sum(1 for it in items if not BenchRunner(s, done, None).needed(it["id"]))
     logger.info("benchmark: %d items in %d batches, %d already finished; systems %s",
@@ -616,6 +675,85 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     elif int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) != 0:
         return {"rank": int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))}
     return finalize(s, items, out_dir)
+
+
+def _default_sampling() -> dict[str, Any]:
+    from separation.model import SamplingDefaults
+
+    return dataclasses.asdict(SamplingDefaults())
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _release_hash(folder: Path, weights: str = "model.safetensors") -> str:
+    """SHA-256 over a release's weights file and its ``config.json`` model config (canonical JSON)."""
+    cfg = json.loads((folder / "config.json").read_text()).get("config", {})
+    h = hashlib.sha256(_sha256_file(folder / weights).encode())
+    h.update(json.dumps(cfg, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def fingerprint_parts(s: BenchSettings, checkpoint_dir: Path) -> dict[str, Any]:
+    """What the rows' numbers depend on: checkpoint and judge contents, sampling, metrics, manifest.
+
+    The sets of systems (NFEs, refine modes, baselines) are not part of it: a rerun may add systems.
+    """
+    judge = None
+    if s.judge:
+        from separation.model import resolve_checkpoint
+
+        jdir = Path(s.judge) if Path(s.judge).is_dir() else resolve_checkpoint(s.judge)
+        judge = _release_hash(jdir)
+    return {
+        "checkpoint": _release_hash(checkpoint_dir),
+        "judge": judge,
+        "manifest": _sha256_file(Path(s.manifest)),
+        "sampling": {k: getattr(s, k) for k in FINGERPRINT_SETTINGS},
+    }
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new)) for d in _diff(old.get(k), new.get(k), f"{prefix}{k}.")]
+    if old == new:
+        return []
+    name = prefix.rstrip(".")
+    what = {"checkpoint": "checkpoint weights/config", "judge": "judge weights/config", "manifest": "manifest contents"}
+    return [f"{what.get(name, name)}: {str(old)[:16]} -> {str(new)[:16]}"]
+
+
+def check_fingerprint(out_dir: Path, parts: dict[str, Any], files: Sequence[Path]) -> str:
+    """Fingerprint of this run; refuse an output folder whose rows were made by another run.
+
+    Writes ``fingerprint.json`` on the first run.
+
+    Raises:
+        FingerprintMismatchError: ``fingerprint.json`` or a row says another checkpoint, judge,
+            sampler or manifest made them (or rows without a fingerprint are there).
+    """
+    fp = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    path = out_dir / "fingerprint.json"
+    hint = "use another --out folder (or delete this one) to benchmark a different setup"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("fingerprint") != fp:
+            raise FingerprintMismatchError(
+                f"{out_dir} holds results of another setup ({'; '.join(_diff(old.get('parts', {}), parts)) or 'fingerprint'}); {hint}")
+    other = {r.get("fingerprint") for f in files for r in _read_rows(f)} - {fp}
+    if other:
+        raise FingerprintMismatchError(
+            f"{out_dir} holds rows of another checkpoint, sampler or manifest (fingerprints {sorted(map(str, other))[:3]}); {hint}")
+    if not path.is_file():
+        tmp = path.with_name(f".fingerprint.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"fingerprint": fp, "parts": parts}, indent=2))
+        os.replace(tmp, path)
+    return fp
 
 
 def _writer_path(out_dir: Path, rank: int, world: int) -> Path:
@@ -701,7 +839,8 @@ def finalize(s: BenchSettings, items: Sequence[dict], out_dir: Path) -> dict[str
         "systems": systems, "n_items": len(items), "n_present": len(present_ids), "n_absent": len(absent_ids),
         "n_failed_items": len(failed_items), "failed": failed, "device": ", ".join(devices) or "cpu",
         "bootstrap_samples": s.bootstrap_samples, "alpha": s.alpha, "nfe_curve": nfe_curve, "card_nfe": s.model_card_nfe,
-        "settings": dataclasses.asdict(s), "groups": groups,
+        "settings": dataclasses.asdict(s), "groups": groups, "fingerprint": s.fingerprint,
+        "release_sampling": s.release_sampling, "samplers": {name: s.sampler_label(name) for name in systems},
     }
     plots = write_plots(summary, out_dir) if s.plots else []
     summary["plots"] = plots
