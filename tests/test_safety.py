@@ -126,6 +126,13 @@ def test_stems_add_up_to_the_input_at_its_rate_and_channels(sep, sr, channels, r
     assert float(err) <= 1e-6, f"target + residual differs from the input by {float(err):.2e}"
 
 
+def test_mono_mode_stems_add_up_to_the_channel_average(sep):
+    x = noise(0.25, channels=2, sr=48000, seed=9)
+    res = sep.separate(x, 48000, text="tone", steps=1, channels="mono")
+    assert res.target.shape == (1, x.shape[-1])
+    assert float((res.target + res.residual - x.mean(0, keepdim=True)).abs().max()) <= 1e-6
+
+
 def test_band_above_the_model_rate_goes_to_the_residual(sep):
     sr = 44100
     t = torch.arange(int(0.3 * sr)) / sr
