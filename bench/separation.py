@@ -858,7 +858,7 @@ def finalize(s: BenchSettings, items: Sequence[dict], out_dir: Path) -> dict[str
                for name in systems}
     logger.info("benchmark written to %s", out_dir)
     return {"out_dir": str(out_dir), "results": str(out_dir / "results.jsonl"), "summary": str(out_dir / "summary.json"),
-            "report": str(out_dir / "report.md"), "plots": plots, "overall": overall,
+            "report": str(out_dir / "report.md"), "plots": plots, "overall": overall, "failed_rows": len(failed),
             "model_card": None if card is None else str(out_dir / "model_card.md")}
 
 
@@ -931,7 +931,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"promptsep bench separation: error: {exc}", file=sys.stderr)
         return 2
     if "overall" in result:
-        print(json.dumps({k: result[k] for k in ("out_dir", "report", "model_card", "overall")}, indent=2))
+        print(json.dumps({k: result[k] for k in ("out_dir", "report", "model_card", "failed_rows", "overall")}, indent=2))
     return 0
 
 
@@ -946,7 +946,7 @@ def hydra_main() -> None:
         d["command"] = "python -m bench.separation " + shlex.join(sys.argv[1:])
         result = run_benchmark(d)
         if "overall" in result:
-            print(json.dumps({k: result[k] for k in ("out_dir", "report", "model_card", "overall")}, indent=2))
+            print(json.dumps({k: result[k] for k in ("out_dir", "report", "model_card", "failed_rows", "overall")}, indent=2))
 
     hydra.main(config_path=CONF_DIR, config_name="bench", version_base="1.3")(_run)()
 

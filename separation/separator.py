@@ -368,7 +368,7 @@ class Separator:
         tok, limit = getattr(enc, "tokenizer", None), getattr(getattr(enc, "cfg", None), "max_length", None)
         if not text or tok is None or limit is None:
             return
-        n = len(tok(str(text), truncation=False)["input_ids"])
+        n = len(tok(str(text), truncation=False, verbose=False)["input_ids"])
         if n > int(limit):
             warnings.warn(
                 f"the text prompt ({len(str(text))} characters, {n} tokens) is cut to {int(limit)} tokens: "

@@ -269,7 +269,7 @@ def test_bench_samples_like_the_release_by_default_and_says_so(bench_manifest, b
     assert "midpoint, 2 steps (override)" in (tmp_path / "b" / "report.md").read_text()
 
 
-def test_bench_refuses_to_mix_rows_of_another_checkpoint_or_sampler(bench_manifest, bench_ckpt, model, tmp_path):
+def test_bench_refuses_to_mix_rows_of_another_checkpoint_or_sampler(bench_manifest, bench_ckpt, model, tmp_path, capsys):
     from bench.separation import FingerprintMismatchError
 
     out = tmp_path / "run"
@@ -290,6 +290,15 @@ def test_bench_refuses_to_mix_rows_of_another_checkpoint_or_sampler(bench_manife
     with pytest.raises(FingerprintMismatchError, match="method"):
         _bench(bench_manifest, bench_ckpt, out, method="midpoint")
     assert _rows(out) == first
+    # the CLI says so in one line (exit 2), before loading any model
+    from bench.cli import main
+
+    capsys.readouterr()
+    assert main(["separation", "--manifest", str(bench_manifest), "--checkpoint", str(ckpt2), "--out", str(out),
+                 "--plain", "bench.baselines=[mixture]", "bench.refine=[wiener]", "bench.batch_size=2"]) == 2
+    err = capsys.readouterr().err
+    assert "holds results of another setup (checkpoint weights/config" in err and "Traceback" not in err
+    assert _rows(out) == first
     assert issubclass(FingerprintMismatchError, ValueError)
 
 
@@ -309,6 +318,8 @@ def test_bench_counts_non_finite_output_as_failed(bench_manifest, model, tmp_pat
     assert rows and all(r["status"] == "failed" and "non-finite" in r["reason"] for r in rows)
     summary = json.loads(Path(res["summary"]).read_text())
     assert {f["system"] for f in summary["failed"]} == {"separator_nfe1"}
+    assert res["failed_rows"] == len(rows)
+    assert f"{len(rows)} result rows failed" in Path(res["report"]).read_text()
 
 
 def test_item_metrics_refuse_non_finite_estimates():
