@@ -684,11 +684,8 @@ def _default_sampling() -> dict[str, Any]:
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _release_hash(folder: Path, weights: str = "model.safetensors") -> str:
