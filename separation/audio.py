@@ -134,6 +134,23 @@ def provenance(
     return "; ".join(parts)
 
 
+def stem_subtype(input_path: str | os.PathLike) -> str | None:
+    """The ``subtype`` for :func:`save_audio` that keeps a float input float.
+
+    Args:
+        input_path: the audio file the stems come from.
+
+    Returns:
+        ``"FLOAT"`` when the input file holds float samples (which may exceed full scale), else
+        None (the writer's default).
+    """
+    try:
+        sub = sf.info(str(input_path)).subtype
+    except Exception:  # noqa: BLE001 - not a file libsndfile reads: the default applies
+        return None
+    return "FLOAT" if sub in FLOAT_SUBTYPES else None
+
+
 def save_audio(
     path: str | os.PathLike,
     wav: torch.Tensor,

@@ -175,6 +175,16 @@ def test_float_input_above_full_scale_is_written_as_float_not_clipped(tmp_path):
         save_audio(tmp_path / "c.flac", x, SR)  # FLAC has no float: clipping is said out loud
 
 
+def test_stems_of_a_float_input_stay_float(tmp_path):
+    from separation.audio import stem_subtype
+
+    x = noise().numpy().T
+    sf.write(str(tmp_path / "f.wav"), x, SR, subtype="FLOAT")
+    sf.write(str(tmp_path / "p.wav"), x, SR, subtype="PCM_16")
+    assert stem_subtype(tmp_path / "f.wav") == "FLOAT"
+    assert stem_subtype(tmp_path / "p.wav") is None
+
+
 # ---------------------------------------------------------------------- item 4: safe writer
 def test_writer_does_not_follow_a_planted_temporary_symlink(tmp_path):
     from separation.audio import save_audio
