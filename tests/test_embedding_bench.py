@@ -9,7 +9,6 @@ import pytest
 import torch
 
 
-
 def separable(n_per=20, classes=4, dim=16, noise=0.01, seed=0):
     """Embeddings where class c sits near the unit vector e_c."""
     rng = np.random.default_rng(seed)
