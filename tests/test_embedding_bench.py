@@ -23,10 +23,10 @@ def random_emb(n=200, classes=4, dim=16, seed=1):
 
 
 # ------------------------------------------------------------- mteb tasks
-def tone_items(n_per=6, labels=4, sr=16000, seed=0):
+def tone_items(n_per=4, labels=3, sr=16000, seed=0):
     """Items whose label is a tone frequency; mixture = tone + loud noise, separated = reference."""
     g = torch.Generator().manual_seed(seed)
-    t = torch.arange(sr // 2) / sr
+    t = torch.arange(sr // 4) / sr
     y = [f"tone{c}" for c in range(labels) for _ in range(n_per)]
     ref = [0.3 * torch.sin(2 * torch.pi * (300 + 500 * int(lab[4:])) * t) + 0.01 * torch.randn(len(t), generator=g)
            for lab in y]
@@ -71,6 +71,42 @@ def test_mteb_tasks_known_answers_and_bootstrap(tmp_path):
     assert "PromptSepStemToReferenceRetrieval.json" in files
     with pytest.raises(ValueError, match="label texts"):
         build_task("zero_shot", conds, sr, y, "rev")
+
+
+def test_text_tasks_through_mteb_with_a_text_model(tmp_path):
+    """zero-shot and text-to-audio run with a text tower (tiny untrained clap-tiny as an mteb model)."""
+    from bench.embedding.models import ClapTinyEmbedder, _mteb_encoder_class
+    from bench.embedding.run import run_mteb
+    from bench.embedding.tasks import build_task
+
+    conds, y, sr = tone_items()
+    texts = {lab: f"a {lab} sound" for lab in set(y)}
+    tasks = [build_task(t, conds, sr, y, "rev", texts) for t in ("zero_shot", "text_to_audio")]
+    encoder = _mteb_encoder_class()(ClapTinyEmbedder(model=tiny_clap()))
+    assert encoder.mteb_model_meta.modalities == ["audio", "text"]
+    res = run_mteb(encoder, tasks, tmp_path, "promptsep/clap-tiny", n_boot=5, seed=0, alpha=0.05)
+    for task in ("zero_shot", "text_to_audio"):
+        e = res[task]["evaluation"]["all"]
+        assert set(e["scores"]) == {"reference", "separated", "mixture"}
+        assert all(0.0 <= v[res[task]["main"]] <= 1.0 for v in e["scores"].values())
+        assert e["fidelity_ci"] is None or len(e["fidelity_ci"]) == 2
+
+
+def test_mteb_models_and_tasks_by_name_fail_clearly_offline(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from bench.embedding.models import mteb_model, mteb_model_metas
+    from bench.embedding.run import run_named_mteb_tasks
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    metas = {m.name: m for m in mteb_model_metas()}
+    assert {"promptsep/clap-tiny", "promptsep/logmel-stats", "promptsep/resemblyzer"} <= set(metas)
+    enc = metas["promptsep/logmel-stats"].load_model()  # ModelMeta.loader builds the mteb encoder
+    assert enc.embedder.dim == 128 and enc.mteb_model_meta.name == "promptsep/logmel-stats"
+    with pytest.raises(KeyError, match="not an mteb model"):
+        mteb_model("no/such-model")
+    res = run_named_mteb_tasks(["ESC50"], ["logmel-stats"], {}, tmp_path)
+    assert "error" in res["logmel-stats"]  # the hub dataset cannot be fetched: recorded, not raised
 
 
 # ------------------------------------------------------------- models/cache

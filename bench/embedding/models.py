@@ -626,6 +626,10 @@ def mteb_model(name: str, cache=None, **kwargs: Any):
 
 def mteb_model_metas() -> list[Any]:
     """ModelMeta of every built-in model (``loader`` builds its mteb encoder)."""
-    import functools
+    return [_mteb_meta(n, loader=_load_builtin) for n in EMBEDDERS]
 
-    return [_mteb_meta(n, loader=functools.partial(lambda n, **kw: mteb_model(n, **kw)[0], n)) for n in EMBEDDERS]
+
+def _load_builtin(model_name: str, revision: str | None = None, **kwargs: Any):
+    """``ModelMeta.loader`` of the built-ins: ``promptsep/<name>`` -> its mteb encoder."""
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("embed_dim",)}
+    return mteb_model(model_name.split("/", 1)[-1], **kwargs)[0]

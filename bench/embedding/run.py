@@ -64,9 +64,12 @@ def run_mteb(encoder, tasks: list, out: Path, model_name: str, n_boot: int, seed
     if not tasks:
         return {}
     pred_dir = out / "mteb_predictions" / model_name.replace("/", "__")
-    result = mteb.evaluate(encoder, tasks, cache=mteb.ResultCache(out / "mteb"), overwrite_strategy="always",
-                           prediction_folder=pred_dir, co2_tracker=False, show_progress_bar=False,
-                           encode_kwargs={"batch_size": batch_size, "show_progress_bar": False})
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # small k-means/probe fits: BLAS threads only add contention
+        result = mteb.evaluate(encoder, tasks, cache=mteb.ResultCache(out / "mteb"), overwrite_strategy="always",
+                               prediction_folder=pred_dir, co2_tracker=False, show_progress_bar=False,
+                               encode_kwargs={"batch_size": batch_size, "show_progress_bar": False})
     by_name = {t.metadata.name: t for t in tasks}
     entry: dict[str, Any] = {}
     for tr in result.task_results:
