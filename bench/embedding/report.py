@@ -76,7 +76,9 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
               f"- separator: `{meta.get('separator')}`" + (f" ({_sep_info(meta.get('separation'))})" if meta.get("separation") else ""),
               f"- items: {meta.get('n_items')} (per category: "
               f"{meta.get('category_counts')}), mixture seed {meta.get('items_seed')}",
-              f"- bootstrap: {meta.get('bootstrap')} resamples, 95% percentile intervals in brackets", ""]
+              f"- bootstrap: {meta.get('bootstrap')} resamples, 95% percentile intervals in brackets",
+              f"- scores: mteb {meta.get('mteb_version')} (`mteb.evaluate`); its TaskResult files are in `mteb/results/`, "
+              "its per-item predictions (the bootstrap's input) in `mteb_predictions/`", ""]
     lines += ["fidelity = (separated - mixture) / (reference - mixture): 1 = separated stems embed like clean "
               "references, 0 = no better than the unseparated mixture.", ""]
     speech = [n for n, m in summary.get("models", {}).items() if (m.get("info") or {}).get("speech_only")]
@@ -170,6 +172,15 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
                          f"{_fmt(r['aggregate_s'], None, 2)} | {_fmt(r['peak_mem_mb'], None, 1)} |")
         lines.append("")
 
+    named = summary.get("mteb_tasks") or {}
+    if named:
+        lines += ["## mteb tasks by name", "", "| model | task | main score |", "| --- | --- | --- |"]
+        for name, res in named.items():
+            if "error" in res:
+                lines.append(f"| {name} | - | error: {res['error']} |")
+            else:
+                lines += [f"| {name} | {t} | {_fmt(v)} |" for t, v in res.items()]
+        lines.append("")
     warned = [(n, w) for n, m in models.items() for w in (m.get("warnings") or [])]
     if warned:
         lines += ["## Warnings", ""] + [f"- {n}: {w}" for n, w in warned] + [""]

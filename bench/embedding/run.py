@@ -49,6 +49,12 @@ def _plain(cfg: Any) -> Any:
     return cfg
 
 
+def _mteb_version() -> str:
+    import mteb
+
+    return str(mteb.__version__)
+
+
 def run_mteb(encoder, tasks: list, out: Path, model_name: str, n_boot: int, seed: int, alpha: float,
              batch_size: int = 16) -> dict[str, Any]:
     """Evaluate ``tasks`` with ``mteb.evaluate`` (TaskResult files under ``out/mteb``) and add the
@@ -294,7 +300,7 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
                             if items is not None else {}),
         "clean_clips": ({"n": len(clean_items), "excluded": clean_items.info.get("excluded", 0),
                          "exclude_groups": clean_cfg.get("exclude_groups")} if clean_items is not None else None),
-        "labels": len(labels), "bootstrap": n_boot, "folds": folds, "cache": {"hits": cache.hits, "misses": cache.misses},
+        "labels": len(labels), "bootstrap": n_boot, "folds": folds, "mteb_version": _mteb_version(), "cache": {"hits": cache.hits, "misses": cache.misses},
         "config": cfg,
     }
     if long_data is not None:
