@@ -60,8 +60,8 @@ def test_mteb_tasks_known_answers_and_bootstrap(tmp_path):
     for task, r in res.items():
         e = r["evaluation"]["all"]
         ref = e["scores"]["reference"][r["main"]]
-        assert ref == pytest.approx(1.0), task
-        assert e["scores"]["separated"][r["main"]] == pytest.approx(ref), task
+        assert ref > 0.9 if task == "clustering" else ref == pytest.approx(1.0), task  # k-means on resamples
+        assert e["scores"]["separated"][r["main"]] == pytest.approx(ref), task  # identical stems, paired draws
         assert e["fidelity"] == pytest.approx(1.0) or np.isnan(e["fidelity"]), task
         lo, hi = e["ci"]["mixture"]
         assert lo <= e["scores"]["mixture"][r["main"]] <= hi

@@ -109,6 +109,21 @@ def _classes():
             self.n_experiments = self.n_splits
             return super().evaluate(model, split, subsets_to_run, **kwargs)
 
+        def _calculate_scores(self, y_test, y_pred):
+            # mteb scores a fold holding 2 labels as a binary task (average precision with pos_label 1,
+            # which fails unless the labels are 0 and 1); relabel bijectively (the accuracy, F1,
+            # precision and recall do not change) and drop that meaningless AP
+            y_test, y_pred = np.asarray(y_test), np.asarray(y_pred)
+            present = np.unique(y_test)
+            if len(present) != 2 or len(self.info["labels"]) <= 2:
+                return super()._calculate_scores(y_test, y_pred)
+            order = list(present) + sorted(set(np.unique(y_pred).tolist()) - set(present.tolist()))
+            remap = {lab: k for k, lab in enumerate(order)}
+            scores = super()._calculate_scores(np.array([remap[v] for v in y_test]),
+                                               np.array([remap[v] for v in y_pred]))
+            scores["ap"] = scores["ap_weighted"] = None
+            return scores
+
     class StemClustering(_Local, AbsTaskClustering):
         """mteb's bootstrapped MiniBatchKMeans; the resamples are the same items in every condition."""
 
