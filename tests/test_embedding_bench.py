@@ -204,7 +204,7 @@ def test_run_benchmark_end_to_end_with_oracle(tiny_corpus, tmp_path, monkeypatch
         "out_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "progress": False, "seed": 0,
         "items": {"n": 16, "seed": 3, "stratify": True,
                   "mix": {"segment_s": 1.0, "min_sources": 2, "max_sources": 2, "absent_prob": 0.0}},
-        "eval": {"folds": 2, "bootstrap": 3, "clustering_boot": 3},
+        "eval": {"folds": 2, "bootstrap": 3, "clustering_boot": 3, "min_category_items": 5},
         "clean_clips": {"enabled": True, "max_seconds": 1.0, "exclude_groups": ["gen:tone_0"]},
         "long_audio": {"enabled": True, "duration_s": 3.0, "per_label": 3, "max_labels": 4, "segment_s": [1.0],
                        "aggregations": ["mean", "max", "concat", "attention"], "whole": True,
@@ -226,8 +226,14 @@ def test_run_benchmark_end_to_end_with_oracle(tiny_corpus, tmp_path, monkeypatch
     assert {"PromptSepStemClassification", "PromptSepStemToReferenceRetrieval", "PromptSepStemClassificationClean"} <= set(files)
     tr = mteb.TaskResult.from_disk(files["PromptSepStemToReferenceRetrieval"])
     assert tr.mteb_version == mteb.__version__ and set(tr.scores) == {"reference", "separated", "mixture"}
+    # one mteb subset per category with enough items, next to all items
+    assert {r["hf_subset"] for r in tr.scores["separated"]} == {"all", "instrument", "sfx", "speech"}
+    assert m["tasks"]["audio_to_reference"]["evaluation"]["speech"]["n"] == 5
+    # the tiny corpus has one speech and one instrument label: no probe / clusters / pairs for those subsets
+    assert set(m["tasks"]["classification"]["evaluation"]) == {"all", "sfx"}
     for cond in ("reference", "separated", "mixture"):
-        assert a2r["scores"][cond]["recall_at_1"] == pytest.approx(tr.scores[cond][0]["main_score"])
+        row = next(r for r in tr.scores[cond] if r["hf_subset"] == "all")
+        assert a2r["scores"][cond]["recall_at_1"] == pytest.approx(row["main_score"])
     assert {r["aggregation"] for r in m["long_audio"]} == {"mean", "max", "concat", "attention", "whole"}
     assert (out / "report.md").read_text().startswith("# Embedding-fidelity benchmark")
     assert (out / "fidelity.png").is_file() and (out / "long_audio.png").is_file()

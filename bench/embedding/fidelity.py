@@ -38,14 +38,14 @@ def fidelity(separated: float, reference: float, mixture: float, eps: float = 1e
     return float((separated - mixture) / d)
 
 
-def _unit_stats(task, preds: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+def _unit_stats(task, preds: Mapping[str, Any], subset: str) -> tuple[int, dict[str, Any]]:
     """Per condition, what a resample of units is scored from; returns (units, {cond: stat(idx) fn})."""
     from sklearn.metrics import average_precision_score
     from sklearn.model_selection import KFold
 
-    info = task.info
+    info = task.info["subsets"][subset]
     y = np.asarray(info["y"])
-    kind = info["task"]
+    kind = task.info["task"]
     fns: dict[str, Any] = {}
     if kind == "classification":
         folds = list(KFold(n_splits=task.n_splits, shuffle=True, random_state=task.seed).split(range(len(y))))
@@ -75,7 +75,7 @@ def _unit_stats(task, preds: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
             fns[c] = ap
         return len(lab), fns
     if kind in ("audio_to_reference", "text_to_audio"):
-        qrels = task.dataset["default"][info["conditions"][0]]["relevant_docs"]
+        qrels = info["qrels"]
         qids = sorted(qrels, key=lambda q: int(q[1:]))
         k = 1 if kind == "audio_to_reference" else 5
         for c, p in preds.items():
@@ -90,7 +90,7 @@ def _unit_stats(task, preds: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
     raise KeyError(kind)
 
 
-def read_predictions(folder: str | Path, task_name: str, subset: str = "default") -> dict[str, Any]:
+def read_predictions(folder: str | Path, task_name: str, subset: str = "all") -> dict[str, Any]:
     """mteb's saved predictions of one task: ``{condition: predictions}``."""
     d = json.loads((Path(folder) / f"{task_name}_predictions.json").read_text())
     return dict(d.get(subset) or {})
@@ -98,8 +98,8 @@ def read_predictions(folder: str | Path, task_name: str, subset: str = "default"
 
 def bootstrap(task, scores: Mapping[str, float], prediction_folder: str | Path | None = None,
               mteb_scores: Mapping[str, Mapping[str, Any]] | None = None, n_boot: int = 200, seed: int = 0,
-              alpha: float = 0.05) -> dict[str, Any]:
-    """Paired bootstrap of one mteb task evaluated on every condition.
+              alpha: float = 0.05, subset: str = "all") -> dict[str, Any]:
+    """Paired bootstrap of one mteb task (one of its subsets) evaluated on every condition.
 
     Args:
         task: the task built by :func:`bench.embedding.tasks.build_task` (its ``info``).
@@ -107,6 +107,7 @@ def bootstrap(task, scores: Mapping[str, float], prediction_folder: str | Path |
         prediction_folder: where ``mteb.evaluate`` saved the predictions.
         mteb_scores: condition -> mteb's full scores dict (clustering: its ``v_measures``).
         n_boot: resamples (0: estimates only).
+        subset: the task's mteb subset (``all`` or a category).
 
     Returns:
         ``{"scores": {cond: main}, "ci": {cond: [lo, hi]}, "fidelity", "fidelity_ci",
@@ -129,8 +130,8 @@ def bootstrap(task, scores: Mapping[str, float], prediction_folder: str | Path |
         n = min(len(v) for v in boot.values())
         boot = {c: v[:n] for c, v in boot.items()}
     else:
-        preds = read_predictions(prediction_folder, task.metadata.name)
-        units, fns = _unit_stats(task, {c: preds[c] for c in conds})
+        preds = read_predictions(prediction_folder, task.metadata.name, subset)
+        units, fns = _unit_stats(task, {c: preds[c] for c in conds}, subset)
         rng = np.random.default_rng([seed, units, n_boot])
         boot = {c: np.empty(n_boot) for c in conds}
         for b in range(n_boot):

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.embedding.cache import EmbeddingCache, file_hash
 
 logger = logging.getLogger(__name__)
@@ -80,13 +82,16 @@ def run_mteb(encoder, tasks: list, out: Path, model_name: str, n_boot: int, seed
     entry: dict[str, Any] = {}
     for tr in result.task_results:
         task = by_name[tr.task_name]
-        full = {split: rows[0] for split, rows in tr.scores.items()}
-        main = {split: float(r["main_score"]) for split, r in full.items()}
-        ev = bootstrap(task, main, pred_dir, full, n_boot=n_boot, seed=seed, alpha=alpha)
-        ev["n"] = int(task.info["n"])
-        ev["scores"] = {c: {task.metadata.main_score: v} for c, v in ev["scores"].items()}
+        evaluation = {}
+        for sub in task.info["subsets"]:
+            full = {split: next(r for r in rows if r["hf_subset"] == sub) for split, rows in tr.scores.items()}
+            main = {split: float(r["main_score"]) for split, r in full.items()}
+            ev = bootstrap(task, main, pred_dir, full, n_boot=n_boot, seed=seed, alpha=alpha, subset=sub)
+            ev["n"] = int(task.info["subsets"][sub]["n"])
+            ev["scores"] = {c: {task.metadata.main_score: v} for c, v in ev["scores"].items()}
+            evaluation[sub] = ev
         entry[task.info["task"]] = {"main": task.metadata.main_score, "task_name": tr.task_name,
-                                    "mteb_version": tr.mteb_version, "evaluation": {"all": ev}}
+                                    "mteb_version": tr.mteb_version, "evaluation": evaluation}
     return entry
 
 
@@ -180,6 +185,7 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     folds = int(ev.get("folds", 5))
     n_boot, alpha = int(ev.get("bootstrap", 200)), float(ev.get("alpha", 0.05))
     clustering_boot = int(ev.get("clustering_boot", 10))
+    min_cat = int(ev.get("min_category_items", 10))
     tasks = list(_get(cfg, "tasks", TASKS) or TASKS)
     if not (corpus / "manifest.jsonl").is_file():
         raise FileNotFoundError(f"corpus manifest not found: {corpus / 'manifest.jsonl'}")
@@ -208,9 +214,15 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     task_objs: dict[str, Any] = {}
     if items is not None:
         texts = {lab: prompts[lab][0] for lab in labels}
+        cats = np.asarray(items.categories)
+        subsets = {"all": np.arange(len(items))}
+        for c in sorted(set(items.categories)):
+            if (cats == c).sum() >= min_cat:
+                subsets[c] = np.nonzero(cats == c)[0]
         for t in tasks:
             task_objs[t] = build_task(t, items.conditions(), items.sample_rate, items.labels, revision, texts,
-                                      folds=folds, clustering_boot=clustering_boot, seed=seed)
+                                      folds=folds, clustering_boot=clustering_boot, seed=seed, subsets=subsets,
+                                      max_pairs=int(ev.get("max_pairs", 5000)))
 
     clean_cfg = _get(cfg, "clean_clips", {}) or {}
     clean_items = None

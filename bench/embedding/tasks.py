@@ -57,14 +57,15 @@ _TYPES = {
 }
 
 
-def _metadata(task: str, splits: Sequence[str], revision: str, description: str, suffix: str = ""):
+def _metadata(task: str, splits: Sequence[str], revision: str, description: str, suffix: str = "",
+              subsets: Sequence[str] = ("all",)):
     from mteb.abstasks.task_metadata import TaskMetadata
 
     typ, cat, mods = _TYPES[task]
     return TaskMetadata(
         name=TASK_NAMES[task] + suffix, description=description, reference=None,
         dataset={"path": "promptsep/local-corpus", "revision": revision},
-        type=typ, category=cat, eval_splits=list(splits), eval_langs=["zxx-Zxxx"], main_score=MAIN_SCORE[task],
+        type=typ, category=cat, eval_splits=list(splits), eval_langs={s: ["zxx-Zxxx"] for s in subsets}, main_score=MAIN_SCORE[task],
         date=None, domains=None, task_subtypes=None, license="not specified", annotations_creators="derived",
         dialect=[], modalities=mods, sample_creation="created", bibtex_citation="",
     )
@@ -91,9 +92,32 @@ def _classes():
     from mteb.abstasks import AbsTaskClustering, AbsTaskPairClassification, AbsTaskZeroShotClassification
     from mteb.abstasks.classification import AbsTaskClassification
     from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    class Probe(BaseEstimator, ClassifierMixin):
+        """Standardised logistic regression; a training fold of one label predicts that label
+        (mteb's folds are not stratified, so a small category can have one)."""
+
+        def __init__(self, max_iter: int = 1000, random_state: int | None = None):
+            self.max_iter = max_iter
+            self.random_state = random_state
+
+        def fit(self, x, y):
+            y = np.asarray(y)
+            self.classes_ = np.unique(y)
+            self.model_ = None
+            if len(self.classes_) > 1:
+                self.model_ = make_pipeline(StandardScaler(), LogisticRegression(
+                    max_iter=self.max_iter, random_state=self.random_state)).fit(x, y)
+            return self
+
+        def predict(self, x):
+            if self.model_ is None:
+                return np.full(len(x), self.classes_[0])
+            return self.model_.predict(x)
 
     class StemClassification(_Local, AbsTaskClassification):
         """Cross-validated probe inside each condition (the condition is both train and eval split)."""
@@ -102,7 +126,7 @@ def _classes():
         label_column_name = "label"
         is_cross_validation = True
         samples_per_label = 10**9  # every training item of a fold (mteb undersamples to 8 by default)
-        evaluator_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        evaluator_model = Probe()
 
         def evaluate(self, model, split="test", subsets_to_run=None, **kwargs):
             self.train_split = split  # cross-validation inside the condition
@@ -170,7 +194,8 @@ def pair_indices(y: np.ndarray, max_pairs: int = 5000, seed: int = 0) -> tuple[n
 
 def build_task(task: str, conditions: Mapping[str, Sequence], sample_rate: int, labels: Sequence[str],
                revision: str, label_texts: Mapping[str, str] | None = None, folds: int = 5,
-               clustering_boot: int = 10, max_pairs: int = 5000, seed: int = 42, suffix: str = ""):
+               clustering_boot: int = 10, max_pairs: int = 5000, seed: int = 42, suffix: str = "",
+               subsets: Mapping[str, Sequence[int]] | None = None):
     """One benchmark task as an mteb task instance with its data attached.
 
     Args:
@@ -185,67 +210,77 @@ def build_task(task: str, conditions: Mapping[str, Sequence], sample_rate: int, 
         max_pairs: pairs of the pair-classification task at most.
         seed: mteb task seed.
         suffix: appended to the task name (``Clean`` for the clean-clip tasks).
+        subsets: mteb ``hf_subsets``: name -> item indices (default ``{"all": every item}``),
+            e.g. one per sound category. Each subset is its own mteb evaluation (its own probe
+            folds, clusters, retrieval gallery and pairs); zero-shot always ranks all labels.
 
     Returns:
-        The task (``task.info`` holds what the bootstrap layer needs to map predictions to items).
+        The task; ``task.info["subsets"][name]`` holds what the bootstrap layer needs to map
+        mteb's predictions to items.
     """
     from datasets import Dataset, DatasetDict
 
     if task not in TASKS:
         raise KeyError(f"unknown task {task!r}; known: {TASKS}")
-    names = sorted(set(labels))
-    y = np.array([names.index(lab) for lab in labels])
     conds = list(conditions)
     if task in REFERENCE_TASKS and "reference" not in conditions:
         raise ValueError(f"{task} needs a reference condition")
     if task in TEXT_TASKS and not label_texts:
         raise ValueError(f"{task} needs label texts")
+    subsets = {str(k): np.asarray(v, dtype=np.int64) for k, v in (subsets or {"all": range(len(labels))}).items()}
+    names = sorted(set(labels))
+    y_all = np.array([names.index(lab) for lab in labels])
+    if task in ("classification", "clustering", "pair_classification"):  # need two labels in a subset
+        subsets = {k: v for k, v in subsets.items() if len(np.unique(y_all[v])) >= 2}
+        if not subsets:
+            raise ValueError(f"{task} needs items of at least two labels")
     cls = _classes()[task]
     desc = f"promptsep {task} on reference / separated / mixture stems of the same items"
     t = cls.__new__(cls)
-    t.metadata = _metadata(task, conds, revision, desc, suffix)
+    t.metadata = _metadata(task, conds, revision, desc, suffix, list(subsets))
     cls.__init__(t, seed=seed)
-    t.info = {"task": task, "n": len(y), "labels": names, "y": y, "conditions": conds}
-    data: dict[str, Any] = {}
+    t.info = {"task": task, "n": len(labels), "labels": names, "conditions": conds, "subsets": {}}
+    t.dataset = {}
     if task == "classification":
-        t.n_splits = int(max(2, min(folds, np.bincount(y).max())))
-        for c in conds:
-            data[c] = Dataset.from_dict({"audio": _audio_rows(conditions[c], sample_rate), "label": y.tolist()})
+        smallest = min(int(np.bincount(y_all[idx]).max()) for idx in subsets.values())
+        t.n_splits = int(max(2, min(folds, smallest, *(len(idx) for idx in subsets.values()))))
         t.info["folds"] = t.n_splits
-    elif task == "clustering":
+    if task == "clustering":
         t.n_clusters = int(clustering_boot)
-        t.max_documents_per_cluster = len(y)
-        for c in conds:
-            data[c] = Dataset.from_dict({"audio": _audio_rows(conditions[c], sample_rate), "label": y.tolist()})
-    elif task == "zero_shot":
+        t.max_documents_per_cluster = max(len(idx) for idx in subsets.values())
+    if task == "zero_shot":
         t.candidate_labels = [label_texts[n] for n in names]
-        for c in conds:
-            data[c] = Dataset.from_dict({"audio": _audio_rows(conditions[c], sample_rate), "label": y.tolist()})
-    elif task == "pair_classification":
-        i, j = pair_indices(y, max_pairs, seed)
-        ref = _audio_rows(conditions["reference"], sample_rate)
-        for c in conds:
-            rows = _audio_rows(conditions[c], sample_rate)
-            data[c] = Dataset.from_dict({"audio1": [rows[k] for k in i], "audio2": [ref[k] for k in j],
-                                         "label": (y[i] == y[j]).astype(int).tolist()})
-        t.info["pairs"] = (i, j)
-    else:
-        D = Dataset
-        for c in conds:
-            rows = _audio_rows(conditions[c], sample_rate)
-            if task == "text_to_audio":
-                corpus = D.from_dict({"id": [f"d{k}" for k in range(len(y))], "audio": rows})
-                present = sorted(set(y.tolist()))
-                queries = D.from_dict({"id": [f"q{k}" for k in present], "text": [label_texts[names[k]] for k in present]})
-                qrels = {f"q{k}": {f"d{d}": 1 for d in np.nonzero(y == k)[0]} for k in present}
-            else:
-                ref = _audio_rows(conditions["reference"], sample_rate)
-                corpus = D.from_dict({"id": [f"d{k}" for k in range(len(y))], "audio": ref})
-                queries = D.from_dict({"id": [f"q{k}" for k in range(len(y))], "audio": rows})
-                qrels = {f"q{k}": {f"d{k}": 1} for k in range(len(y))}
-            data[c] = {"corpus": corpus, "queries": queries, "relevant_docs": qrels, "top_ranked": None}
+    if task in ("text_to_audio", "audio_to_reference"):
         t.k_values = (1, 3, 5, 10, 20, 100, 1000)
-        t.dataset = {"default": data}
-        return t
-    t.dataset = {"default": DatasetDict(data)}
+    for sub, idx in subsets.items():
+        y = y_all[idx]
+        rows = {c: _audio_rows([conditions[c][k] for k in idx], sample_rate) for c in conds}
+        info: dict[str, Any] = {"n": len(y), "y": y, "items": idx}
+        data: dict[str, Any] = {}
+        if task in ("classification", "clustering", "zero_shot"):
+            for c in conds:
+                data[c] = Dataset.from_dict({"audio": rows[c], "label": y.tolist()})
+        elif task == "pair_classification":
+            i, j = pair_indices(y, max_pairs, seed)
+            for c in conds:
+                data[c] = Dataset.from_dict({"audio1": [rows[c][k] for k in i],
+                                             "audio2": [rows["reference"][k] for k in j],
+                                             "label": (y[i] == y[j]).astype(int).tolist()})
+            info["pairs"] = (i, j)
+        else:
+            for c in conds:
+                if task == "text_to_audio":
+                    corpus = Dataset.from_dict({"id": [f"d{k}" for k in range(len(y))], "audio": rows[c]})
+                    present = sorted(set(y.tolist()))
+                    queries = Dataset.from_dict({"id": [f"q{k}" for k in present],
+                                                 "text": [label_texts[names[k]] for k in present]})
+                    qrels = {f"q{k}": {f"d{d}": 1 for d in np.nonzero(y == k)[0]} for k in present}
+                else:
+                    corpus = Dataset.from_dict({"id": [f"d{k}" for k in range(len(y))], "audio": rows["reference"]})
+                    queries = Dataset.from_dict({"id": [f"q{k}" for k in range(len(y))], "audio": rows[c]})
+                    qrels = {f"q{k}": {f"d{k}": 1} for k in range(len(y))}
+                data[c] = {"corpus": corpus, "queries": queries, "relevant_docs": qrels, "top_ranked": None}
+            info["qrels"] = data[conds[0]]["relevant_docs"]
+        t.dataset[sub] = data if task in ("text_to_audio", "audio_to_reference") else DatasetDict(data)
+        t.info["subsets"][sub] = info
     return t
