@@ -240,6 +240,8 @@ def evaluate_bank(model, bank: MelBank, sentence: dict[str, torch.Tensor] | None
         hits = np.take_along_axis(rel, top, axis=1).sum(1) / np.minimum(k, rel.sum(1))
         out.update({"zero_shot_acc": float(np.mean(np.argmax(sims, axis=0) == y)), "zero_shot_chance": 1.0 / len(labels),
                     f"t2a_recall_at_{k}": float(hits.mean()),
+                    f"t2a_recall_at_{k}_chance": float(np.mean(min(k, len(y)) * rel.sum(1) / len(y)
+                                                               / np.minimum(k, rel.sum(1)))),
                     "t2a_map": float(np.mean([average_precision_score(r, s) for r, s in zip(rel, sims[present])]))})
     else:
         out.update({"probe_acc": probe_accuracy(x, y, 5, 0),
