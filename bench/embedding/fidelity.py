@@ -144,7 +144,8 @@ def bootstrap(task, scores: Mapping[str, float], prediction_folder: str | Path |
         for c in conds:  # spread of the bootstrap, centred on mteb's estimate
             if np.isfinite(boot[c]).any():
                 boot[c] = boot[c] + (scores[c] - np.nanmedian(boot[c]))
-                out["ci"][c] = [float(v) for v in np.nanpercentile(boot[c], q)]
+                lo, hi = np.nanpercentile(boot[c], q)  # every main score lies in [0, 1]
+                out["ci"][c] = [float(np.clip(lo, 0.0, 1.0)), float(np.clip(hi, 0.0, 1.0))]
         if has_fid:
             fid = np.array([fidelity(s, r, m) for s, r, m in zip(boot["separated"], boot["reference"], boot["mixture"])])
             if np.isfinite(fid).any():

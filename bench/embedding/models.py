@@ -15,8 +15,8 @@ determinism of any embedder.
 Built-in models (all offline):
 
 - ``clap-tiny``: the project's audio-text joint embedding (``checkpoints/promptsep-clap-tiny``).
-- ``mosaic-tiny``: self-supervised masked-patch contrastive encoder (needs a trained
-  release folder; none ships by default).
+- ``mosaic-tiny``: self-supervised masked-patch contrastive encoder
+  (``checkpoints/promptsep-mosaic-tiny``).
 - ``resemblyzer``: the GE2E speaker encoder of the ``resemblyzer`` package (speech).
 - ``codec-mean``: mean over time of the project's DAC-VAE latents (baseline).
 - ``logmel-stats``: mean and std of 64 log-mel bands (baseline).
@@ -458,8 +458,8 @@ EMBEDDERS: dict[str, Callable[..., AudioEmbedder]] = {
     "clap-hub": HubClapEmbedder,
 }
 
-#: Offline built-ins run by default (mosaic-tiny joins when a trained release exists).
-DEFAULT_MODELS: tuple[str, ...] = ("clap-tiny", "resemblyzer", "codec-mean", "logmel-stats")
+#: Offline built-ins run by default.
+DEFAULT_MODELS: tuple[str, ...] = ("clap-tiny", "mosaic-tiny", "resemblyzer", "codec-mean", "logmel-stats")
 
 
 def build_embedder(name: str, **kwargs: Any) -> AudioEmbedder:
