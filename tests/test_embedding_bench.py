@@ -71,6 +71,11 @@ def test_mteb_tasks_known_answers_and_bootstrap(tmp_path):
     assert "PromptSepStemToReferenceRetrieval.json" in files
     with pytest.raises(ValueError, match="label texts"):
         build_task("zero_shot", conds, sr, y, "rev")
+    pair_info = tasks[3].info["subsets"]["all"]
+    i, j = pair_info["pairs"]
+    assert len(i) == 4 * len(y) and (i != j).all()
+    same = np.asarray(y)[i] == np.asarray(y)[j]
+    assert same.mean() == pytest.approx(0.5)  # half positives: each label has 3 other items here
 
 
 def test_text_tasks_through_mteb_with_a_text_model(tmp_path):

@@ -214,6 +214,7 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     task_objs: dict[str, Any] = {}
     if items is not None:
         texts = {lab: prompts[lab][0] for lab in labels}
+        shared: dict = {}
         cats = np.asarray(items.categories)
         subsets = {"all": np.arange(len(items))}
         for c in sorted(set(items.categories)):
@@ -222,7 +223,7 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
         for t in tasks:
             task_objs[t] = build_task(t, items.conditions(), items.sample_rate, items.labels, revision, texts,
                                       folds=folds, clustering_boot=clustering_boot, seed=seed, subsets=subsets,
-                                      max_pairs=int(ev.get("max_pairs", 5000)))
+                                      pairs_per_item=int(ev.get("pairs_per_item", 4)), shared=shared)
 
     clean_cfg = _get(cfg, "clean_clips", {}) or {}
     clean_items = None
@@ -231,9 +232,10 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
                                        clean_cfg.get("max_clips"), seed, exclude_groups=clean_cfg.get("exclude_groups"))
         clean_prompts = label_prompts(corpus, sorted(set(clean_items.labels)))
         clean_texts = {lab: p[0] for lab, p in clean_prompts.items()}
+        clean_shared: dict = {}
         clean_tasks = {t: build_task(t, {"reference": clean_items.reference}, clean_items.sample_rate,
                                      clean_items.labels, revision, clean_texts, folds=folds,
-                                     clustering_boot=clustering_boot, seed=seed, suffix="Clean")
+                                     clustering_boot=clustering_boot, seed=seed, suffix="Clean", shared=clean_shared)
                        for t in ("classification", "clustering", "zero_shot", "text_to_audio")}
     la_cfg = _get(cfg, "long_audio", {}) or {}
     long_data = None

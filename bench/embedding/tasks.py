@@ -180,22 +180,31 @@ def _classes():
             "audio_to_reference": StemRetrieval}
 
 
-def pair_indices(y: np.ndarray, max_pairs: int = 5000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs ``(i, j)``, ``i != j``, of items: all of them, or ``max_pairs`` drawn at random."""
-    m = len(y)
-    if m * (m - 1) <= max_pairs:
-        i, j = np.nonzero(~np.eye(m, dtype=bool))
-        return i, j
+def pair_indices(y: np.ndarray, per_item: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(i, j)``, ``i != j``: each item with up to ``per_item // 2`` items of its label
+    (positives) and the rest of other labels (negatives), drawn at random.
+
+    About half the pairs are positive when labels repeat; random pairs among many labels
+    would be almost all negative, and every pair stores two waveforms in the mteb dataset.
+    """
     rng = np.random.default_rng(seed)
-    i, j = rng.integers(0, m, max_pairs), rng.integers(0, m, max_pairs)
-    keep = i != j
-    return i[keep], j[keep]
+    y = np.asarray(y)
+    ii, jj = [], []
+    for i in range(len(y)):
+        same = np.nonzero((y == y[i]) & (np.arange(len(y)) != i))[0]
+        other = np.nonzero(y != y[i])[0]
+        n_pos = min(len(same), per_item // 2)
+        n_neg = min(len(other), per_item - n_pos)
+        for j in [*rng.choice(same, n_pos, replace=False), *rng.choice(other, n_neg, replace=False)]:
+            ii.append(i)
+            jj.append(int(j))
+    return np.asarray(ii, dtype=np.int64), np.asarray(jj, dtype=np.int64)
 
 
 def build_task(task: str, conditions: Mapping[str, Sequence], sample_rate: int, labels: Sequence[str],
                revision: str, label_texts: Mapping[str, str] | None = None, folds: int = 5,
-               clustering_boot: int = 10, max_pairs: int = 5000, seed: int = 42, suffix: str = "",
-               subsets: Mapping[str, Sequence[int]] | None = None):
+               clustering_boot: int = 10, pairs_per_item: int = 4, seed: int = 42, suffix: str = "",
+               subsets: Mapping[str, Sequence[int]] | None = None, shared: dict | None = None):
     """One benchmark task as an mteb task instance with its data attached.
 
     Args:
@@ -207,12 +216,14 @@ def build_task(task: str, conditions: Mapping[str, Sequence], sample_rate: int, 
         label_texts: label -> text prompt (text tasks).
         folds: cross-validation folds of the probe.
         clustering_boot: mteb clustering experiments (bootstrap resamples of the items).
-        max_pairs: pairs of the pair-classification task at most.
+        pairs_per_item: pair classification: pairs per item (half positives where possible).
         seed: mteb task seed.
         suffix: appended to the task name (``Clean`` for the clean-clip tasks).
         subsets: mteb ``hf_subsets``: name -> item indices (default ``{"all": every item}``),
             e.g. one per sound category. Each subset is its own mteb evaluation (its own probe
             folds, clusters, retrieval gallery and pairs); zero-shot always ranks all labels.
+        shared: a dict reused across calls with the same items: classification, clustering
+            and zero-shot then share one in-memory dataset per (subset, condition).
 
     Returns:
         The task; ``task.info["subsets"][name]`` holds what the bootstrap layer needs to map
@@ -254,14 +265,19 @@ def build_task(task: str, conditions: Mapping[str, Sequence], sample_rate: int, 
         t.k_values = (1, 3, 5, 10, 20, 100, 1000)
     for sub, idx in subsets.items():
         y = y_all[idx]
-        rows = {c: _audio_rows([conditions[c][k] for k in idx], sample_rate) for c in conds}
+        rows = {c: _audio_rows([conditions[c][k] for k in idx], sample_rate) for c in conds}  # views, no copy
         info: dict[str, Any] = {"n": len(y), "y": y, "items": idx}
         data: dict[str, Any] = {}
         if task in ("classification", "clustering", "zero_shot"):
             for c in conds:
-                data[c] = Dataset.from_dict({"audio": rows[c], "label": y.tolist()})
+                key = (suffix, sub, c, id(conditions[c]))
+                if shared is None or key not in shared:
+                    ds = Dataset.from_dict({"audio": rows[c], "label": y.tolist()})
+                    if shared is not None:
+                        shared[key] = ds
+                data[c] = shared[key] if shared is not None else ds
         elif task == "pair_classification":
-            i, j = pair_indices(y, max_pairs, seed)
+            i, j = pair_indices(y, pairs_per_item, seed)
             for c in conds:
                 data[c] = Dataset.from_dict({"audio1": [rows[c][k] for k in i],
                                              "audio2": [rows["reference"][k] for k in j],
