@@ -262,7 +262,7 @@ def test_splits_side_by_side(tiny_corpus, tmp_path):
     res = run_benchmark(cfg)
     assert set(res["splits"]) == {"valid", "test"} and res["missing_splits"] == ["test_in"]
     report = (tmp_path / "o" / "report.md").read_text()
-    assert "| valid | test |" in report and "audio_to_reference" in report
+    assert "| valid | test |" in report and "audio_to_reference" in report and "skipped): test_in" in report
     assert (tmp_path / "o" / "test" / "report.md").is_file()
 
 

@@ -279,12 +279,14 @@ def make_plots(out_dir: str | Path, summary: Mapping[str, Any]) -> list[str]:
     return written
 
 
-def write_split_comparison(out_dir: str | Path, summaries: Mapping[str, Mapping[str, Any]]) -> Path:
+def write_split_comparison(out_dir: str | Path, summaries: Mapping[str, Mapping[str, Any]],
+                           missing: Sequence[str] = ()) -> Path:
     """``report.md`` with the fidelity of every model and task per split, side by side."""
     splits = list(summaries)
     lines = ["# Embedding-fidelity benchmark: splits side by side", "",
              "fidelity = (separated - mixture) / (reference - mixture) [95% bootstrap interval]; each split's full "
              "report is in its folder: " + ", ".join(f"[{s}]({s}/report.md)" for s in splits), "",
+             *([f"Not in the corpus manifest (skipped): {', '.join(missing)}", ""] if missing else []),
              "| model | task | metric | " + " | ".join(splits) + " |",
              "| --- | --- | --- | " + " | ".join("---" for _ in splits) + " |"]
     rows: dict[tuple[str, str], dict[str, str]] = {}

@@ -140,7 +140,7 @@ def _run_splits(cfg: Mapping[str, Any], splits: list[str]) -> dict[str, Any]:
         summaries[sp] = run_benchmark({**cfg, "split": sp, "out_dir": str(out / sp)})
     combined = {"splits": summaries, "missing_splits": [s for s in splits if s not in present]}
     write_json(out / "summary.json", {"splits": list(present), "missing_splits": combined["missing_splits"]})
-    write_split_comparison(out, summaries)
+    write_split_comparison(out, summaries, combined["missing_splits"])
     return combined
 
 
