@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from bench.embedding import tasks as T
-
 
 def separable(n_per=20, classes=4, dim=16, noise=0.01, seed=0):
     """Embeddings where class c sits near the unit vector e_c."""
@@ -24,86 +22,96 @@ def random_emb(n=200, classes=4, dim=16, seed=1):
     return rng.standard_normal((n, dim)).astype(np.float32), rng.integers(0, classes, n)
 
 
-# ----------------------------------------------------------------- evaluators
-def test_probe_separable_is_perfect_and_random_is_chance():
-    x, y = separable()
-    p = T.prepare_classification({"reference": x}, y, folds=5)
-    assert p.score("reference", np.arange(len(y)))["accuracy"] == 1.0
-    xr, yr = random_emb()
-    pr = T.prepare_classification({"reference": xr}, yr, folds=5)
-    acc = pr.score("reference", np.arange(len(yr)))["accuracy"]
-    assert 0.1 < acc < 0.45  # 4 classes: chance 0.25
+# ------------------------------------------------------------- mteb tasks
+def tone_items(n_per=4, labels=3, sr=16000, seed=0):
+    """Items whose label is a tone frequency; mixture = tone + loud noise, separated = reference."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(sr // 4) / sr
+    y = [f"tone{c}" for c in range(labels) for _ in range(n_per)]
+    ref = [0.3 * torch.sin(2 * torch.pi * (300 + 500 * int(lab[4:])) * t) + 0.01 * torch.randn(len(t), generator=g)
+           for lab in y]
+    mix = [r + 0.5 * torch.randn(len(t), generator=g) for r in ref]
+    return {"reference": ref, "separated": [r.clone() for r in ref], "mixture": mix}, y, sr
 
 
-def test_clustering_v_measure():
-    x, y = separable()
-    assert T.prepare_clustering({"c": x}, y).score("c", np.arange(len(y)))["v_measure"] > 0.99
-    xr, yr = random_emb()
-    assert T.prepare_clustering({"c": xr}, yr).score("c", np.arange(len(yr)))["v_measure"] < 0.2
+def test_fidelity_formula():
+    from bench.embedding.fidelity import fidelity
+
+    assert fidelity(0.8, 1.0, 0.6) == pytest.approx(0.5)
+    assert fidelity(1.0, 1.0, 0.6) == pytest.approx(1.0)
+    assert fidelity(0.6, 1.0, 0.6) == pytest.approx(0.0)
+    assert fidelity(0.5, 1.0, 0.6) == pytest.approx(-0.25)
+    assert np.isnan(fidelity(0.7, 0.6, 0.6))
 
 
-def test_zero_shot_and_text_to_audio_on_constructed_space():
-    x, y = separable(n_per=10, classes=4, dim=8)
-    text = np.eye(8)[:4]
-    idx = np.arange(len(y))
-    assert T.prepare_zero_shot({"c": x}, y, text).score("c", idx)["accuracy"] == 1.0
-    t2a = T.prepare_text_to_audio({"c": x}, y, text, k=5)
-    s = t2a.score("c", idx)
-    assert s["recall_at_5"] == 1.0 and s["map"] == pytest.approx(1.0)
-    assert t2a.chance == pytest.approx(0.25)  # 10 of 40 relevant per query, capped at 5
-    # text vectors that point at the wrong class: recall 0
-    wrong = np.roll(text, 1, axis=0)
-    assert T.prepare_text_to_audio({"c": x}, y, wrong, k=5).score("c", idx)["recall_at_5"] == 0.0
+def test_mteb_tasks_known_answers_and_bootstrap(tmp_path):
+    """Every task runs through mteb.evaluate: clean tones are separable, separated == reference gives
+    fidelity 1 with an interval from mteb's predictions."""
+    from bench.embedding.models import mteb_model
+    from bench.embedding.run import run_mteb
+    from bench.embedding.tasks import build_task
 
-
-def test_recall_at_k_and_mrr_constructed():
-    scores = np.array([[0.9, 0.1, 0.2],    # own (0) first  -> rank 1
-                       [0.8, 0.5, 0.1],    # own (1) second -> rank 2
-                       [0.9, 0.8, 0.1]])   # own (2) third  -> rank 3
-    ranks = T.target_ranks(scores, np.arange(3))
-    assert ranks.tolist() == [1, 2, 3]
-    assert T.recall_at_k_single(ranks, 1) == pytest.approx(1 / 3)
-    assert T.recall_at_k_single(ranks, 2) == pytest.approx(2 / 3)
-    assert T.mrr(ranks) == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
-    rel = np.array([[True, False, True, False], [False, False, False, True]])
-    sc = np.array([[0.9, 0.8, 0.1, 0.0], [0.9, 0.8, 0.7, 0.1]])
-    assert T.capped_recall_at_k(sc, rel, 2).tolist() == [0.5, 0.0]
-    assert T.average_precision_rows(sc, rel).tolist() == pytest.approx([(1 + 2 / 3) / 2, 1 / 4])
-
-
-def test_audio_to_reference_and_pair_and_cosine():
-    x, y = separable(n_per=5, classes=4, dim=32, noise=0.05, seed=3)
-    rng = np.random.default_rng(0)
-    emb = {"reference": x, "separated": x.copy(), "mixture": rng.standard_normal(x.shape).astype(np.float32)}
-    idx = np.arange(len(y))
-    a2r = T.prepare_audio_to_reference(emb)
-    assert a2r.score("separated", idx) == {"recall_at_1": 1.0, "mrr": 1.0, "recall_at_5": 1.0}
-    assert a2r.score("mixture", idx)["mrr"] < 0.5
-    pair = T.prepare_pair_classification(emb, y)
-    assert pair.score("reference", idx)["ap"] > 0.95
-    cos = T.prepare_paired_cosine(emb)
-    assert cos.score("separated", idx)["cosine"] == pytest.approx(1.0)
-
-
-def test_fidelity_formula_and_bootstrap():
-    assert T.fidelity(0.8, 1.0, 0.6) == pytest.approx(0.5)
-    assert T.fidelity(1.0, 1.0, 0.6) == pytest.approx(1.0)
-    assert T.fidelity(0.6, 1.0, 0.6) == pytest.approx(0.0)
-    assert T.fidelity(0.5, 1.0, 0.6) == pytest.approx(-0.25)
-    assert np.isnan(T.fidelity(0.7, 0.6, 0.6))
-    # separated == reference: fidelity 1 for every task, CIs around the estimate
-    x, y = separable(n_per=10, classes=3, dim=8, noise=0.2, seed=5)
-    mix = x + np.random.default_rng(1).standard_normal(x.shape).astype(np.float32) * 1.5
-    emb = {"reference": x, "separated": x.copy(), "mixture": mix}
-    cats = {"all": np.arange(len(y)), "half": np.arange(len(y) // 2)}
-    for name, prep in T.prepare_tasks(emb, y, tasks=("classification", "audio_to_reference", "paired_cosine")).items():
-        res = T.evaluate(prep, cats, n_boot=20, seed=0)
-        e = res["all"]
-        assert e["fidelity"] == pytest.approx(1.0), name
+    conds, y, sr = tone_items()
+    tasks = [build_task(t, conds, sr, y, "rev", folds=3, clustering_boot=5)
+             for t in ("classification", "clustering", "audio_to_reference", "pair_classification")]
+    encoder, _ = mteb_model("logmel-stats")
+    res = run_mteb(encoder, tasks, tmp_path, "promptsep/logmel-stats", n_boot=20, seed=0, alpha=0.05)
+    assert encoder.calls > 0  # mteb called the encoder
+    for task, r in res.items():
+        e = r["evaluation"]["all"]
+        ref = e["scores"]["reference"][r["main"]]
+        assert ref > 0.9 if task == "clustering" else ref == pytest.approx(1.0), task  # k-means on resamples
+        assert e["scores"]["separated"][r["main"]] == pytest.approx(ref), task  # identical stems, paired draws
+        assert e["fidelity"] == pytest.approx(1.0) or np.isnan(e["fidelity"]), task
         lo, hi = e["ci"]["mixture"]
-        assert lo <= e["scores"]["mixture"][prep.main] + 1e-9 and e["scores"]["mixture"][prep.main] <= hi + 1e-9
-        assert res["half"]["n"] == len(y) // 2
-        assert e["fidelity_stable"] is True  # mixture is far from the reference
+        assert lo <= e["scores"]["mixture"][r["main"]] <= hi
+    a2r = res["audio_to_reference"]["evaluation"]["all"]
+    assert a2r["scores"]["mixture"]["recall_at_1"] < 1.0 and a2r["fidelity_stable"]
+    files = sorted(p.name for p in (tmp_path / "mteb").rglob("PromptSep*.json"))
+    assert "PromptSepStemToReferenceRetrieval.json" in files
+    with pytest.raises(ValueError, match="label texts"):
+        build_task("zero_shot", conds, sr, y, "rev")
+    pair_info = tasks[3].info["subsets"]["all"]
+    i, j = pair_info["pairs"]
+    assert len(i) == 4 * len(y) and (i != j).all()
+    same = np.asarray(y)[i] == np.asarray(y)[j]
+    assert same.mean() == pytest.approx(0.5)  # half positives: each label has 3 other items here
+
+
+def test_text_tasks_through_mteb_with_a_text_model(tmp_path):
+    """zero-shot and text-to-audio run with a text tower (tiny untrained clap-tiny as an mteb model)."""
+    from bench.embedding.models import ClapTinyEmbedder, _mteb_encoder_class
+    from bench.embedding.run import run_mteb
+    from bench.embedding.tasks import build_task
+
+    conds, y, sr = tone_items()
+    texts = {lab: f"a {lab} sound" for lab in set(y)}
+    tasks = [build_task(t, conds, sr, y, "rev", texts) for t in ("zero_shot", "text_to_audio")]
+    encoder = _mteb_encoder_class()(ClapTinyEmbedder(model=tiny_clap()))
+    assert encoder.mteb_model_meta.modalities == ["audio", "text"]
+    res = run_mteb(encoder, tasks, tmp_path, "promptsep/clap-tiny", n_boot=5, seed=0, alpha=0.05)
+    for task in ("zero_shot", "text_to_audio"):
+        e = res[task]["evaluation"]["all"]
+        assert set(e["scores"]) == {"reference", "separated", "mixture"}
+        assert all(0.0 <= v[res[task]["main"]] <= 1.0 for v in e["scores"].values())
+        assert e["fidelity_ci"] is None or len(e["fidelity_ci"]) == 2
+
+
+def test_mteb_models_and_tasks_by_name_fail_clearly_offline(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from bench.embedding.models import mteb_model, mteb_model_metas
+    from bench.embedding.run import run_named_mteb_tasks
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    metas = {m.name: m for m in mteb_model_metas()}
+    assert {"promptsep/clap-tiny", "promptsep/logmel-stats", "promptsep/resemblyzer"} <= set(metas)
+    enc = metas["promptsep/logmel-stats"].load_model()  # ModelMeta.loader builds the mteb encoder
+    assert enc.embedder.dim == 128 and enc.mteb_model_meta.name == "promptsep/logmel-stats"
+    with pytest.raises(KeyError, match="not an mteb model"):
+        mteb_model("no/such-model")
+    res = run_named_mteb_tasks(["ESC50"], ["logmel-stats"], {}, tmp_path)
+    assert "error" in res["logmel-stats"]  # the hub dataset cannot be fetched: recorded, not raised
 
 
 # ------------------------------------------------------------- models/cache
@@ -182,36 +190,55 @@ def test_cache_hits_and_keys(tmp_path):
 
 
 # ------------------------------------------------------------- end to end
-def test_run_benchmark_end_to_end_with_oracle(tiny_corpus, tmp_path):
+def test_run_benchmark_end_to_end_with_oracle(tiny_corpus, tmp_path, monkeypatch):
+    import mteb
+
     from bench.embedding.run import run_benchmark
 
+    calls = []
+    real_evaluate = mteb.evaluate
+
+    def spy(*args, **kwargs):  # the benchmark's scores must come from mteb.evaluate
+        calls.append(args[1])
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(mteb, "evaluate", spy)
     cfg = {
         "corpus": tiny_corpus, "split": "train", "allow_train_split": True, "separator": "oracle:0.5",
         "models": ["logmel-stats", "nope"],
         "out_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "progress": False, "seed": 0,
         "items": {"n": 16, "seed": 3, "stratify": True,
                   "mix": {"segment_s": 1.0, "min_sources": 2, "max_sources": 2, "absent_prob": 0.0}},
-        "eval": {"folds": 2, "bootstrap": 3, "min_category_items": 4},
+        "eval": {"folds": 2, "bootstrap": 3, "clustering_boot": 3, "min_category_items": 5},
         "clean_clips": {"enabled": True, "max_seconds": 1.0, "exclude_groups": ["gen:tone_0"]},
         "long_audio": {"enabled": True, "duration_s": 3.0, "per_label": 3, "max_labels": 4, "segment_s": [1.0],
                        "aggregations": ["mean", "max", "concat", "attention"], "whole": True,
-                       "attention_steps": 10},
+                       "attention_steps": 10, "distractor_fraction": 0.5, "clip_s": 1.0},
     }
     summary = run_benchmark(cfg)
     out = tmp_path / "out"
     assert "unknown embedding model" in summary["models"]["nope"]["skipped"]
     assert summary["meta"]["category_counts"] == {"instrument": 6, "sfx": 5, "speech": 5}  # stratified 16 items
     m = summary["models"]["logmel-stats"]
-    cos = m["tasks"]["paired_cosine"]["evaluation"]["all"]
-    assert cos["scores"]["reference"]["cosine"] == pytest.approx(1.0)
-    assert cos["fidelity"] is not None
-    assert {"classification", "clustering", "audio_to_reference", "pair_classification"} <= set(m["tasks"])
+    assert {"classification", "clustering", "audio_to_reference", "pair_classification"} == set(m["tasks"])
     assert "zero_shot" not in m["tasks"]  # no text tower
+    a2r = m["tasks"]["audio_to_reference"]["evaluation"]["all"]
+    assert a2r["scores"]["reference"]["recall_at_1"] == pytest.approx(1.0) and a2r["fidelity"] is not None
     assert summary["meta"]["clean_clips"]["excluded"] == 1 and m["clean"]["n"] == 15  # 16 train clips, one group left out
-    res = json.loads((out / "results" / "logmel-stats" / "PromptSepStemPairedCosine.json").read_text())
-    assert res["task_name"] == "PromptSepStemPairedCosine"
-    assert {"reference", "separated", "mixture", "fidelity"} <= set(res["scores"])
-    assert all("main_score" in e and "hf_subset" in e for e in res["scores"]["separated"])
+    assert len(calls) == 2  # mixture tasks and clean-clip tasks
+    # mteb's own TaskResult files, and the summary's scores are theirs
+    files = {p.stem: p for p in (out / "mteb" / "results").rglob("PromptSep*.json")}
+    assert {"PromptSepStemClassification", "PromptSepStemToReferenceRetrieval", "PromptSepStemClassificationClean"} <= set(files)
+    tr = mteb.TaskResult.from_disk(files["PromptSepStemToReferenceRetrieval"])
+    assert tr.mteb_version == mteb.__version__ and set(tr.scores) == {"reference", "separated", "mixture"}
+    # one mteb subset per category with enough items, next to all items
+    assert {r["hf_subset"] for r in tr.scores["separated"]} == {"all", "instrument", "sfx", "speech"}
+    assert m["tasks"]["audio_to_reference"]["evaluation"]["speech"]["n"] == 5
+    # the tiny corpus has one speech and one instrument label: no probe / clusters / pairs for those subsets
+    assert set(m["tasks"]["classification"]["evaluation"]) == {"all", "sfx"}
+    for cond in ("reference", "separated", "mixture"):
+        row = next(r for r in tr.scores[cond] if r["hf_subset"] == "all")
+        assert a2r["scores"][cond]["recall_at_1"] == pytest.approx(row["main_score"])
     assert {r["aggregation"] for r in m["long_audio"]} == {"mean", "max", "concat", "attention", "whole"}
     assert (out / "report.md").read_text().startswith("# Embedding-fidelity benchmark")
     assert (out / "fidelity.png").is_file() and (out / "long_audio.png").is_file()
@@ -222,6 +249,30 @@ def test_run_benchmark_end_to_end_with_oracle(tiny_corpus, tmp_path):
     # the train split is refused unless explicitly allowed
     with pytest.raises(ValueError, match="train split"):
         run_benchmark({**cfg, "allow_train_split": False})
+
+
+def test_splits_side_by_side(tiny_corpus, tmp_path):
+    from bench.embedding.run import run_benchmark
+
+    cfg = {"corpus": tiny_corpus, "split": ["valid", "test", "test_in"], "separator": "oracle:0.3",
+           "models": ["logmel-stats"], "out_dir": str(tmp_path / "o"), "cache_dir": None, "progress": False,
+           "tasks": ["audio_to_reference"],
+           "items": {"n": 6, "seed": 1, "mix": {"segment_s": 0.5, "max_sources": 2, "absent_prob": 0.0}},
+           "eval": {"bootstrap": 5}, "clean_clips": {"enabled": False}, "long_audio": {"enabled": False}}
+    res = run_benchmark(cfg)
+    assert set(res["splits"]) == {"valid", "test"} and res["missing_splits"] == ["test_in"]
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "| valid | test |" in report and "audio_to_reference" in report and "skipped): test_in" in report
+    assert (tmp_path / "o" / "test" / "report.md").is_file()
+
+
+def test_long_recordings_with_distractors(tiny_corpus):
+    from bench.embedding.data import make_long_recordings
+
+    pure = make_long_recordings(tiny_corpus, "train", 4.0, 1, 2, seed=0)
+    mixed = make_long_recordings(tiny_corpus, "train", 4.0, 1, 2, seed=0, distractor_fraction=0.5, clip_s=1.0)
+    assert pure[1] == mixed[1] and all(w.shape == (4 * pure[3],) for w in mixed[0])
+    assert not torch.allclose(pure[0][0], mixed[0][0])
 
 
 def test_separate_items_with_a_real_tiny_separator(tiny_corpus, tmp_path):
@@ -295,19 +346,6 @@ def test_train_clap_tiny_steps_and_export(tiny_corpus, tmp_path):
     assert len(meta["training"]["train_groups"]) == 16  # tiny corpus: 4 labels x 4 train clips, one group each
     emb = ClapTinyEmbedder(path=export)
     assert self_check(emb)["text"] and emb.training_groups == frozenset(meta["training"]["train_groups"])
-
-
-def test_fast_v_measure_and_ap_match_sklearn():
-    from sklearn.metrics import average_precision_score, v_measure_score
-
-    rng = np.random.default_rng(0)
-    for n, k in ((50, 3), (200, 7), (30, 1)):
-        a, b = rng.integers(0, k, n), rng.integers(0, max(k, 2), n)
-        assert T.v_measure(a, b) == pytest.approx(v_measure_score(a, b), abs=1e-10)
-        lab = rng.random(n) < 0.3
-        lab[0] = True
-        sc = np.round(rng.standard_normal(n), 1)  # with ties
-        assert T.average_precision(lab, sc) == pytest.approx(average_precision_score(lab, sc), abs=1e-10)
 
 
 def test_resemblyzer_speaker_encoder_ships_its_weights():

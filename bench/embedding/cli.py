@@ -3,7 +3,8 @@
 Usage::
 
     promptsep bench embedding [--separator DIR|oracle:LEAK|none] [--models a,b,...] [--out DIR]
-                              [--corpus DIR] [--items N] [--steps N] [--refine wiener|none] [--bootstrap N] [--device D]
+                              [--corpus DIR] [--split test[,test_in]] [--mteb-tasks ESC50,...]
+                              [--items N] [--steps N] [--refine wiener|none] [--bootstrap N] [--device D]
                               [--no-long-audio] [--no-clean] [--no-cache] [hydra.key=value ...]
     promptsep bench embedding train [hydra overrides]   # train clap-tiny (conf/embedding/train_clap.yaml)
     promptsep bench embedding check MODEL [...]         # self-check registered models
@@ -39,10 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Do downstream audio embeddings survive separation? (MAEB-style tasks "
                                             "on clean, separated and mixture stems)")
     p.add_argument("--separator", help="Separator release folder, oracle:LEAK, or 'none' (default: the config's)")
-    p.add_argument("--models", help="comma-separated registry names (default: the offline built-ins)")
+    p.add_argument("--models", help="comma-separated built-in names or mteb model names such as "
+                                    "laion/clap-htsat-unfused (hub weights) (default: the offline built-ins)")
     p.add_argument("--out", help="output folder (results/, summary.json, report.md, plots)")
     p.add_argument("--corpus", help="corpus folder (manifest.jsonl)")
-    p.add_argument("--split", help="corpus split (default test)")
+    p.add_argument("--split", help="corpus split, or several comma-separated (e.g. test,test_in: side by side)")
+    p.add_argument("--mteb-tasks", help="comma-separated mteb/MAEB task names to run too (need the hub, e.g. ESC50)")
     p.add_argument("--items", type=int, help="number of test mixtures")
     p.add_argument("--steps", type=int, help="separator ODE steps")
     p.add_argument("--refine", choices=["wiener", "none"], help="Separator refine mode (default: the config's, wiener)")
@@ -71,7 +74,10 @@ def to_overrides(args: argparse.Namespace) -> list[str]:
     if args.corpus:
         ov.append(f"corpus='{args.corpus}'")
     if args.split:
-        ov.append(f"split={args.split}")
+        parts = [x.strip() for x in args.split.split(",") if x.strip()]
+        ov.append(f"split={parts[0]}" if len(parts) == 1 else "split=[" + ",".join(parts) + "]")
+    if args.mteb_tasks:
+        ov.append("mteb_tasks=[" + ",".join(x.strip() for x in args.mteb_tasks.split(",") if x.strip()) + "]")
     if args.items is not None:
         ov.append(f"items.n={args.items}")
     if args.steps is not None:
@@ -107,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for name, factory in EMBEDDERS.items():
             print(f"{name:14s} {'(default) ' if name in DEFAULT_MODELS else ''}{(factory.__doc__ or '').splitlines()[0]}")
+        print("any mteb audio model by name also works, e.g. laion/clap-htsat-unfused (its weights come from the hub); "
+              "python -c 'import mteb; print([m.name for m in mteb.get_model_metas(modalities=[\"audio\"])])' lists them")
         return 0
     if argv and argv[0] == "check":
         from bench.embedding.models import build_embedder, self_check
@@ -139,9 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"promptsep bench embedding: error: {exc}", file=sys.stderr)
         return 2
     out = cfg.out_dir
-    print(json.dumps({"out_dir": str(out), "report": f"{out}/report.md", "summary": f"{out}/summary.json",
-                      "models": {n: ("skipped: " + m["skipped"]) if m.get("skipped") else "ok"
-                                 for n, m in summary["models"].items()}}, indent=2))
+    per_split = summary.get("splits") or {str(cfg.split): summary}
+    print(json.dumps({"out_dir": str(out), "report": f"{out}/report.md", "mteb_results": "mteb/results/ (per split folder)",
+                      "models": {sp: {n: ("skipped: " + m["skipped"]) if m.get("skipped") else "ok"
+                                      for n, m in s["models"].items()} for sp, s in per_split.items()}}, indent=2))
     return 0
 
 

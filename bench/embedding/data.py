@@ -319,8 +319,15 @@ def load_clean_clips(corpus_root: str | Path, split: str = "test", max_seconds: 
 
 def make_long_recordings(corpus_root: str | Path, split: str = "test", duration_s: float = 20.0,
                          per_label: int = 2, max_labels: int | None = 24, min_clips_per_label: int = 1,
-                         seed: int = 0) -> tuple[list[torch.Tensor], list[str], list[str], int]:
-    """Long recordings made by concatenating random clips of one label (with 50 ms fades).
+                         seed: int = 0, distractor_fraction: float = 0.0, clip_s: float = 2.0,
+                         ) -> tuple[list[torch.Tensor], list[str], list[str], int]:
+    """Long recordings made by concatenating random clips (with 50 ms fades).
+
+    With ``distractor_fraction`` 0 every clip has the recording's label. Otherwise the
+    recording is a sequence of ``clip_s`` pieces, of which a ``distractor_fraction`` share
+    (at random positions) are clips of *other* labels: the label is present in only part of
+    the recording, so how segment embeddings are aggregated matters (a mean dilutes it, a
+    max or an attention pooler can find it).
 
     Returns:
         ``(wavs [N] each of duration_s, labels, categories, sample_rate)``.
@@ -340,13 +347,26 @@ def make_long_recordings(corpus_root: str | Path, split: str = "test", duration_
     n = int(round(duration_s * sr))
     fade = int(0.05 * sr)
     wavs, labs, cats = [], [], []
+    others = sorted(by_label)
+    piece = int(round(clip_s * sr)) if distractor_fraction > 0 else None
     for lab in labels:
         for _ in range(per_label):
             parts, total = [], 0
+            n_pieces = max(1, -(-n // piece)) if piece else 0
+            n_distract = int(round(distractor_fraction * n_pieces)) if piece else 0
+            n_distract = max(0, min(n_distract, n_pieces - 1))  # the label is always somewhere
+            distract = set(rng.choice(n_pieces, size=n_distract, replace=False).tolist()) if n_distract else set()
             while total < n:
-                r = by_label[lab][int(rng.integers(len(by_label[lab])))]
+                src = lab
+                if piece and len(parts) in distract and len(others) > 1:
+                    src = others[int(rng.integers(len(others)))]
+                    while src == lab:
+                        src = others[int(rng.integers(len(others)))]
+                r = by_label[src][int(rng.integers(len(by_label[src])))]
                 data, _ = sf.read(str(root / r["path"]), dtype="float32", always_2d=True)
                 x = data.mean(1).copy()
+                if piece:  # fixed-length pieces: loop short clips, crop long ones
+                    x = np.resize(x, piece)
                 if len(x) > 2 * fade:
                     ramp = np.linspace(0, 1, fade, dtype=np.float32)
                     x[:fade] *= ramp

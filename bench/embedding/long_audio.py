@@ -174,6 +174,25 @@ def attention_probe_accuracy(segs: Sequence[np.ndarray], y: np.ndarray, folds: i
     return float(np.mean(pred == yi))
 
 
+def probe_accuracy(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> float:
+    """Stratified K-fold accuracy of a standardised logistic-regression probe on ``x [N, D]``."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    counts = np.unique(np.asarray(y), return_counts=True)[1]
+    if counts.max() < 2:
+        return float("nan")
+    cv = StratifiedKFold(n_splits=int(max(2, min(folds, counts.max()))), shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        return float(np.mean(cross_val_score(probe, x, y, cv=cv)))
+
+
 def run_segment_study(embedder, wavs: Sequence[torch.Tensor], labels: Sequence[str], sample_rate: int,
                       segment_s: Sequence[float] = (2.0, 5.0, 10.0), aggregations: Sequence[str] = AGGREGATIONS,
                       whole: bool = True, folds: int = 5, seed: int = 0, progress: bool = True,
@@ -196,7 +215,6 @@ def run_segment_study(embedder, wavs: Sequence[torch.Tensor], labels: Sequence[s
     """
     from tqdm.auto import tqdm
 
-    from bench.embedding.tasks import prepare_classification
     from prompts.logmel import resample_list
 
     y = np.asarray(labels)
@@ -228,8 +246,7 @@ def run_segment_study(embedder, wavs: Sequence[torch.Tensor], labels: Sequence[s
             else:
                 x = aggregate(seg_embs, how)
                 dim = x.shape[1]
-                prep = prepare_classification({"reference": x}, y, folds, seed)
-                acc = prep.score("reference", np.arange(len(y)))["accuracy"]
+                acc = probe_accuracy(x, y, folds, seed)
             agg_s = time.perf_counter() - t0
             rows.append({**base, "aggregation": how if seg is not None else "whole", "accuracy": acc, "dim": dim,
                          "aggregate_s": agg_s})

@@ -15,8 +15,8 @@ determinism of any embedder.
 Built-in models (all offline):
 
 - ``clap-tiny``: the project's audio-text joint embedding (``checkpoints/promptsep-clap-tiny``).
-- ``mosaic-tiny``: self-supervised masked-patch contrastive encoder (needs a trained
-  release folder; none ships by default).
+- ``mosaic-tiny``: self-supervised masked-patch contrastive encoder
+  (``checkpoints/promptsep-mosaic-tiny``).
 - ``resemblyzer``: the GE2E speaker encoder of the ``resemblyzer`` package (speech).
 - ``codec-mean``: mean over time of the project's DAC-VAE latents (baseline).
 - ``logmel-stats``: mean and std of 64 log-mel bands (baseline).
@@ -458,8 +458,8 @@ EMBEDDERS: dict[str, Callable[..., AudioEmbedder]] = {
     "clap-hub": HubClapEmbedder,
 }
 
-#: Offline built-ins run by default (mosaic-tiny joins when a trained release exists).
-DEFAULT_MODELS: tuple[str, ...] = ("clap-tiny", "resemblyzer", "codec-mean", "logmel-stats")
+#: Offline built-ins run by default.
+DEFAULT_MODELS: tuple[str, ...] = ("clap-tiny", "mosaic-tiny", "resemblyzer", "codec-mean", "logmel-stats")
 
 
 def build_embedder(name: str, **kwargs: Any) -> AudioEmbedder:
@@ -526,3 +526,110 @@ def self_check(embedder: AudioEmbedder, seconds: float = 1.0, seed: int = 0) -> 
         check(t, 2, "embed_text")
     return {"name": embedder.name, "dim": d, "sample_rate": sr, "frames": embedder.supports_frames,
             "text": embedder.supports_text}
+
+
+# ==================================================================== mteb
+def _mteb_meta(name: str, embedder: AudioEmbedder | None = None, loader: Callable[..., Any] | None = None):
+    """mteb ``ModelMeta`` of a built-in model (``embedder`` fills the dimension and revision)."""
+    from mteb.models import ModelMeta
+
+    text = bool(embedder.supports_text) if embedder is not None else name in ("clap-tiny", "clap-hub")
+    return ModelMeta(
+        loader=loader, name=f"promptsep/{name}", revision=embedder.fingerprint() if embedder is not None else None,
+        release_date=None, languages=["eng-Latn"] if text else None, n_parameters=None, memory_usage_mb=None,
+        max_tokens=None, embed_dim=int(embedder.dim) if embedder is not None else None, license=None,
+        open_weights=True, public_training_code=None, public_training_data=None, framework=["PyTorch"],
+        similarity_fn_name="cosine", use_instructions=False, training_datasets=None,
+        modalities=["audio", "text"] if text else ["audio"],
+    )
+
+
+def _mteb_encoder_class():
+    from mteb.models.abs_encoder import AbsEncoder
+
+    from bench.embedding.cache import array_hash
+
+    class PromptSepEncoder(AbsEncoder):
+        """An :class:`AudioEmbedder` as an mteb encoder (``encode`` over mteb's dataloaders).
+
+        Audio items arrive as ``{"array", "sampling_rate"}``; their embeddings go through the
+        benchmark's content-keyed :class:`~bench.embedding.cache.EmbeddingCache`.
+        """
+
+        def __init__(self, embedder: AudioEmbedder, cache=None, progress: bool = False):
+            from bench.embedding.cache import EmbeddingCache
+
+            self.embedder = embedder
+            self.cache = cache if cache is not None else EmbeddingCache(None)
+            self.progress = progress
+            self.mteb_model_meta = _mteb_meta(embedder.name, embedder)
+            self.calls = 0
+            self._memo: dict[str, np.ndarray] = {}
+
+        def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
+            self.calls += 1
+            out: list[np.ndarray] = []
+            for batch in inputs:
+                if "audio" in batch:
+                    by_rate: dict[int, list[int]] = {}
+                    audios = batch["audio"]
+                    for k, a in enumerate(audios):
+                        by_rate.setdefault(int(a["sampling_rate"]), []).append(k)
+                    emb = [None] * len(audios)
+                    for sr, idx in by_rate.items():
+                        wavs = [torch.as_tensor(np.asarray(audios[k]["array"], dtype=np.float32)) for k in idx]
+                        keys = [array_hash(w, sr) for w in wavs]
+                        todo = [n for n, key in enumerate(keys) if key not in self._memo]
+                        if todo:  # the same stem recurs (pairs, retrieval corpora): embed it once
+                            vecs = self.cache.embed(self.embedder, [wavs[n] for n in todo], sr,
+                                                    keys=[keys[n] for n in todo], progress=False)
+                            self._memo.update({keys[n]: v for n, v in zip(todo, vecs)})
+                        for k, key in zip(idx, keys):
+                            emb[k] = self._memo[key]
+                    out.extend(emb)
+                elif "text" in batch:
+                    out.extend(self.embedder.embed_text(list(batch["text"])).numpy())
+                else:
+                    raise ValueError(f"{self.embedder.name}: batch without audio or text ({sorted(batch)})")
+            return np.stack(out).astype(np.float32)
+
+    return PromptSepEncoder
+
+
+def mteb_model(name: str, cache=None, **kwargs: Any):
+    """An embedding model as an mteb encoder.
+
+    ``name`` is a built-in (:data:`EMBEDDERS`, wrapped with :class:`ModelMeta`) or any model
+    mteb knows by name (e.g. ``laion/clap-htsat-unfused``: needs its weights from the hub).
+
+    Returns:
+        ``(encoder, embedder)``: ``embedder`` is the :class:`AudioEmbedder` (None for mteb's own models).
+
+    Raises:
+        KeyError: unknown name; OSError: an mteb model whose weights cannot be fetched (offline).
+    """
+    if name in EMBEDDERS:
+        embedder = build_embedder(name, **kwargs)
+        return _mteb_encoder_class()(embedder, cache), embedder
+    import mteb
+
+    try:
+        meta = mteb.get_model_meta(name)
+    except (KeyError, ValueError) as exc:
+        raise KeyError(f"unknown embedding model {name!r}: not a built-in ({sorted(EMBEDDERS)}) and not an mteb "
+                       f"model") from exc
+    try:
+        return meta.load_model(**{k: v for k, v in kwargs.items() if k == "device"}), None
+    except Exception as exc:  # noqa: BLE001 - hub/network errors come in many types
+        raise OSError(f"could not load mteb model {name!r} (needs its weights from the hub; offline?): {exc}") from exc
+
+
+def mteb_model_metas() -> list[Any]:
+    """ModelMeta of every built-in model (``loader`` builds its mteb encoder)."""
+    return [_mteb_meta(n, loader=_load_builtin) for n in EMBEDDERS]
+
+
+def _load_builtin(model_name: str, revision: str | None = None, **kwargs: Any):
+    """``ModelMeta.loader`` of the built-ins: ``promptsep/<name>`` -> its mteb encoder."""
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("embed_dim",)}
+    return mteb_model(model_name.split("/", 1)[-1], **kwargs)[0]

@@ -1,11 +1,8 @@
-"""Results files of the embedding benchmark: mteb TaskResult JSON, ``report.md``, PNG plots.
+"""Report of the embedding benchmark: ``summary.json``, ``report.md``, PNG plots.
 
-Per model and task, ``results/<model>/<TaskName>.json`` follows mteb's ``TaskResult``
-layout (``task_name``, ``dataset_revision``, ``mteb_version``, ``evaluation_time``,
-``kg_co2_emissions`` and ``scores: {split: [{"hf_subset", "languages", "main_score",
-<metrics>...}]}``). The *splits* are the benchmark conditions (``reference``,
-``separated``, ``mixture``) plus ``fidelity``; the *subsets* are ``all`` and the sound
-categories. Each entry also carries ``n`` (items) and ``main_score_ci95`` (paired bootstrap).
+The per-task result files are mteb's own ``TaskResult`` files, written by ``mteb.evaluate``
+under ``<out>/mteb/results/<model>/<revision>/``; this module only renders the thin layer
+(fidelity, bootstrap intervals, long-audio table) on top of them.
 """
 
 from __future__ import annotations
@@ -18,17 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.embedding.tasks import TASK_NAMES
+
 logger = logging.getLogger(__name__)
 
-TASK_NAMES: dict[str, str] = {
-    "classification": "PromptSepStemClassification",
-    "clustering": "PromptSepStemClustering",
-    "zero_shot": "PromptSepStemZeroShot",
-    "text_to_audio": "PromptSepTextToStemRetrieval",
-    "audio_to_reference": "PromptSepStemToReferenceRetrieval",
-    "pair_classification": "PromptSepStemPairClassification",
-    "paired_cosine": "PromptSepStemPairedCosine",
-}
 BENCH_VERSION = "promptsep-embedding-bench/1"
 
 
@@ -53,28 +43,6 @@ def write_json(path: str | Path, obj: Any) -> Path:
     tmp.write_text(json.dumps(_clean(obj), indent=2))
     os.replace(tmp, p)
     return p
-
-
-def task_result(task: str, main: str, evaluation: Mapping[str, dict], revision: str, seconds: float,
-                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """mteb-shaped result of one task from :func:`bench.embedding.tasks.evaluate` output."""
-    scores: dict[str, list] = {}
-    for subset, entry in evaluation.items():
-        for cond, metrics in entry["scores"].items():
-            scores.setdefault(cond, []).append({
-                "hf_subset": subset, "languages": [], "main_score": metrics[main], **metrics,
-                "main_score_ci95": entry["ci"].get(cond), "n": entry["n"],
-            })
-        if entry.get("fidelity") is not None:
-            scores.setdefault("fidelity", []).append({
-                "hf_subset": subset, "languages": [], "main_score": entry["fidelity"],
-                "main_score_ci95": entry.get("fidelity_ci"), "n": entry["n"],
-            })
-    return {
-        "dataset_revision": revision, "task_name": TASK_NAMES.get(task, task), "mteb_version": None,
-        "evaluator": BENCH_VERSION, "main_score_name": main, "scores": scores, "evaluation_time": seconds,
-        "kg_co2_emissions": None, **(dict(extra) if extra else {}),
-    }
 
 
 def _fmt(v: Any, ci: Sequence[float] | None = None, digits: int = 3) -> str:
@@ -108,7 +76,9 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
               f"- separator: `{meta.get('separator')}`" + (f" ({_sep_info(meta.get('separation'))})" if meta.get("separation") else ""),
               f"- items: {meta.get('n_items')} (per category: "
               f"{meta.get('category_counts')}), mixture seed {meta.get('items_seed')}",
-              f"- bootstrap: {meta.get('bootstrap')} resamples, 95% percentile intervals in brackets", ""]
+              f"- bootstrap: {meta.get('bootstrap')} resamples, 95% percentile intervals in brackets",
+              f"- scores: mteb {meta.get('mteb_version')} (`mteb.evaluate`); its TaskResult files are in `mteb/results/`, "
+              "its per-item predictions (the bootstrap's input) in `mteb_predictions/`", ""]
     lines += ["fidelity = (separated - mixture) / (reference - mixture): 1 = separated stems embed like clean "
               "references, 0 = no better than the unseparated mixture.", ""]
     speech = [n for n, m in summary.get("models", {}).items() if (m.get("info") or {}).get("speech_only")]
@@ -175,16 +145,16 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
         note = (f"{cc.get('excluded')} clips of the groups in `{cc.get('exclude_groups')}` left out"
                 if cc.get("excluded") else "")
         lines += [f"## Clean clips (unmixed {meta.get('split')} clips)", ""] + ([note, ""] if note else []) + [
-                  "| model | clips | labels | zero-shot acc (chance) | text->audio R@5 (chance) | text->audio mAP | probe acc (majority) | V-measure |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| model | clips | labels | zero-shot acc | text->audio P@5 | probe acc | V-measure |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for name, c in clean_rows:
             def g(task, key, c=c):
                 t = c.get(task)
                 return None if t is None else t.get(key)
             lines.append(
-                f"| {name} | {c.get('n')} | {c.get('labels')} | {_fmt(g('zero_shot', 'accuracy'))} ({_fmt(g('zero_shot', 'chance'))}) | "
-                f"{_fmt(g('text_to_audio', 'recall_at_5'))} ({_fmt(g('text_to_audio', 'chance'))}) | {_fmt(g('text_to_audio', 'map'))} | "
-                f"{_fmt(g('classification', 'accuracy'))} ({_fmt(g('classification', 'chance'))}) | {_fmt(g('clustering', 'v_measure'))} |")
+                f"| {name} | {c.get('n')} | {c.get('labels')} | {_fmt(g('zero_shot', 'accuracy'))} | "
+                f"{_fmt(g('text_to_audio', 'precision_at_5'))} | {_fmt(g('classification', 'accuracy'))} | "
+                f"{_fmt(g('clustering', 'v_measure'))} |")
         lines.append("")
 
     long_rows = [r for m in models.values() for r in (m.get("long_audio") or [])]
@@ -202,6 +172,15 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
                          f"{_fmt(r['aggregate_s'], None, 2)} | {_fmt(r['peak_mem_mb'], None, 1)} |")
         lines.append("")
 
+    named = summary.get("mteb_tasks") or {}
+    if named:
+        lines += ["## mteb tasks by name", "", "| model | task | main score |", "| --- | --- | --- |"]
+        for name, res in named.items():
+            if "error" in res:
+                lines.append(f"| {name} | - | error: {res['error']} |")
+            else:
+                lines += [f"| {name} | {t} | {_fmt(v)} |" for t, v in res.items()]
+        lines.append("")
     warned = [(n, w) for n, m in models.items() for w in (m.get("warnings") or [])]
     if warned:
         lines += ["## Warnings", ""] + [f"- {n}: {w}" for n, w in warned] + [""]
@@ -298,3 +277,30 @@ def make_plots(out_dir: str | Path, summary: Mapping[str, Any]) -> list[str]:
         plt.close(fig)
         written.append(str(out / "long_audio.png"))
     return written
+
+
+def write_split_comparison(out_dir: str | Path, summaries: Mapping[str, Mapping[str, Any]],
+                           missing: Sequence[str] = ()) -> Path:
+    """``report.md`` with the fidelity of every model and task per split, side by side."""
+    splits = list(summaries)
+    lines = ["# Embedding-fidelity benchmark: splits side by side", "",
+             "fidelity = (separated - mixture) / (reference - mixture) [95% bootstrap interval]; each split's full "
+             "report is in its folder: " + ", ".join(f"[{s}]({s}/report.md)" for s in splits), "",
+             *([f"Not in the corpus manifest (skipped): {', '.join(missing)}", ""] if missing else []),
+             "| model | task | metric | " + " | ".join(splits) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in splits) + " |"]
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    mains: dict[tuple[str, str], str] = {}
+    for sp, summ in summaries.items():
+        for name, m in (summ.get("models") or {}).items():
+            for task, t in (m.get("tasks") or {}).items():
+                e = t["evaluation"].get("all") or {}
+                rows.setdefault((name, task), {})[sp] = _fmt(e.get("fidelity"), e.get("fidelity_ci"), 2)
+                mains[(name, task)] = t["main"]
+    for (name, task), cells in rows.items():
+        lines.append(f"| {name} | {task} | {mains[(name, task)]} | " + " | ".join(cells.get(s, "-") for s in splits)
+                     + " |")
+    p = Path(out_dir) / "report.md"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("\n".join(lines) + "\n")
+    return p

@@ -51,46 +51,97 @@ def _plain(cfg: Any) -> Any:
     return cfg
 
 
-def label_text_embeddings(embedder, labels: list[str], prompts: Mapping[str, list[str]]) -> np.ndarray:
-    """One vector per label: the normalised mean of its prompt variants' text embeddings (prompt ensembling)."""
-    from bench.embedding.tasks import l2n
+def _mteb_version() -> str:
+    import mteb
 
-    texts = [t for lab in labels for t in prompts[lab]]
-    emb = l2n(embedder.embed_text(texts).numpy())
-    out, s = [], 0
-    for lab in labels:
-        n = len(prompts[lab])
-        out.append(emb[s : s + n].mean(0))
-        s += n
-    return l2n(np.stack(out)).astype(np.float32)
+    return str(mteb.__version__)
 
 
-def _subsets(categories: list[str], min_items: int) -> dict[str, np.ndarray]:
-    cats = np.asarray(categories)
-    out = {"all": np.arange(len(cats))}
-    for c in sorted(set(categories)):
-        idx = np.nonzero(cats == c)[0]
-        if len(idx) >= min_items:
-            out[c] = idx
-    return out
+def run_mteb(encoder, tasks: list, out: Path, model_name: str, n_boot: int, seed: int, alpha: float,
+             batch_size: int = 16) -> dict[str, Any]:
+    """Evaluate ``tasks`` with ``mteb.evaluate`` (TaskResult files under ``out/mteb``) and add the
+    bootstrap/fidelity layer from mteb's saved predictions.
+
+    Returns:
+        ``{task key: {"main", "task_name", "evaluation": {"all": {...}}}}``.
+    """
+    import mteb
+
+    from bench.embedding.fidelity import bootstrap
+
+    if not tasks:
+        return {}
+    pred_dir = out / "mteb_predictions" / model_name.replace("/", "__")
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # small k-means/probe fits: BLAS threads only add contention
+        result = mteb.evaluate(encoder, tasks, cache=mteb.ResultCache(out / "mteb"), overwrite_strategy="always",
+                               prediction_folder=pred_dir, co2_tracker=False, show_progress_bar=False,
+                               encode_kwargs={"batch_size": batch_size, "show_progress_bar": False})
+    by_name = {t.metadata.name: t for t in tasks}
+    entry: dict[str, Any] = {}
+    for tr in result.task_results:
+        task = by_name[tr.task_name]
+        evaluation = {}
+        for sub in task.info["subsets"]:
+            full = {split: next(r for r in rows if r["hf_subset"] == sub) for split, rows in tr.scores.items()}
+            main = {split: float(r["main_score"]) for split, r in full.items()}
+            ev = bootstrap(task, main, pred_dir, full, n_boot=n_boot, seed=seed, alpha=alpha, subset=sub)
+            ev["n"] = int(task.info["subsets"][sub]["n"])
+            ev["scores"] = {c: {task.metadata.main_score: v} for c, v in ev["scores"].items()}
+            evaluation[sub] = ev
+        entry[task.info["task"]] = {"main": task.metadata.main_score, "task_name": tr.task_name,
+                                    "mteb_version": tr.mteb_version, "evaluation": evaluation}
+    return entry
 
 
-def evaluate_clean(embedder, items, cache: EmbeddingCache, prompts, folds: int = 5, k: int = 5, seed: int = 0,
-                   progress: bool = True) -> dict[str, Any]:
-    """Zero-shot, text-to-audio retrieval, probe and clustering on clean clips (one condition)."""
-    from bench.embedding.tasks import prepare_tasks
+def run_named_mteb_tasks(task_names: list[str], models: list[str], model_args: Mapping[str, Any], out: Path,
+                         device: str = "cpu") -> dict[str, Any]:
+    """Real mteb/MAEB tasks by name (e.g. ``ESC50``) for every model, through ``mteb.evaluate``.
 
-    labels = sorted(set(items.labels))
-    y = np.array([labels.index(lab) for lab in items.labels])
-    x = cache.embed(embedder, items.reference, items.sample_rate, desc=f"{embedder.name} clean", progress=progress)
-    text = label_text_embeddings(embedder, labels, prompts) if embedder.supports_text else None
-    prep = prepare_tasks({"reference": x}, y, text, ("classification", "clustering", "zero_shot", "text_to_audio"),
-                         folds=folds, k=k, seed=seed, reference="__none__")
-    out: dict[str, Any] = {"n": len(y), "labels": len(labels)}
-    idx = np.arange(len(y))
-    for name, p in prep.items():
-        out[name] = {**p.score("reference", idx), "chance": p.chance}
-    return out
+    Their data comes from the Hugging Face hub; offline, each failure is recorded with its
+    reason (``{"error": ...}``) instead of stopping the benchmark.
+    """
+    import mteb
+
+    from bench.embedding.models import mteb_model
+
+    try:
+        tasks = list(mteb.get_tasks(tasks=task_names))
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"unknown mteb task in {task_names}: {exc}") from exc
+    res: dict[str, Any] = {}
+    for name in models:
+        try:
+            encoder, _ = mteb_model(name, **{**dict(model_args.get(name) or {}), "device": device})
+            result = mteb.evaluate(encoder, tasks, cache=mteb.ResultCache(out / "mteb"), co2_tracker=False,
+                                   show_progress_bar=False, raise_error=True)
+            res[name] = {tr.task_name: tr.get_score() for tr in result.task_results}
+        except Exception as exc:  # noqa: BLE001 - hub access fails in many ways offline
+            logger.warning("mteb tasks %s with %s failed: %s", task_names, name, exc)
+            res[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    return res
+
+
+def _run_splits(cfg: Mapping[str, Any], splits: list[str]) -> dict[str, Any]:
+    """Run the benchmark on each split that exists (``out_dir/<split>/``) and put them side by side."""
+    from bench.embedding.report import write_json, write_split_comparison
+    from separation.data.clips import read_manifest
+
+    corpus = Path(_get(cfg, "corpus"))
+    if not (corpus / "manifest.jsonl").is_file():
+        raise FileNotFoundError(f"corpus manifest not found: {corpus / 'manifest.jsonl'}")
+    out = Path(_get(cfg, "out_dir", "runs/bench_embedding"))
+    present = [s for s in splits if read_manifest(corpus, s)]
+    if not present:
+        raise ValueError(f"none of the splits {splits} has clips in {corpus}")
+    summaries = {}
+    for sp in present:
+        summaries[sp] = run_benchmark({**cfg, "split": sp, "out_dir": str(out / sp)})
+    combined = {"splits": summaries, "missing_splits": [s for s in splits if s not in present]}
+    write_json(out / "summary.json", {"splits": list(present), "missing_splits": combined["missing_splits"]})
+    write_split_comparison(out, summaries, combined["missing_splits"])
+    return combined
 
 
 def run_benchmark(cfg: Any) -> dict[str, Any]:
@@ -113,11 +164,14 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
         separate_items,
     )
     from bench.embedding.long_audio import run_segment_study
-    from bench.embedding.models import build_embedder
-    from bench.embedding.report import TASK_NAMES, make_plots, task_result, write_json, write_report
-    from bench.embedding.tasks import TASKS, evaluate, prepare_tasks
+    from bench.embedding.models import mteb_model
+    from bench.embedding.report import make_plots, write_json, write_report
+    from bench.embedding.tasks import TASKS, TEXT_TASKS, build_task
 
     cfg = _plain(cfg)
+    splits = _get(cfg, "split", "test")
+    if isinstance(splits, (list, tuple)):
+        return _run_splits(cfg, [str(s) for s in splits])
     torch.set_num_threads(int(_get(cfg, "threads", 2)))
     seed = int(_get(cfg, "seed", 0))
     progress = bool(_get(cfg, "progress", True))
@@ -128,8 +182,9 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
     cache = EmbeddingCache(_get(cfg, "cache_dir"))
     device = str(_get(cfg, "device", "cpu"))
     ev = _get(cfg, "eval", {}) or {}
-    folds, k = int(ev.get("folds", 5)), int(ev.get("k", 5))
+    folds = int(ev.get("folds", 5))
     n_boot, alpha = int(ev.get("bootstrap", 200)), float(ev.get("alpha", 0.05))
+    clustering_boot = int(ev.get("clustering_boot", 10))
     min_cat = int(ev.get("min_category_items", 10))
     tasks = list(_get(cfg, "tasks", TASKS) or TASKS)
     if not (corpus / "manifest.jsonl").is_file():
@@ -155,9 +210,20 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
                        seed=int(sp.get("seed", 0)), device=device, cache_dir=_get(cfg, "cache_dir"), progress=progress,
                        refine=None if refine in (None, "default") else str(refine))
     labels = sorted(set(items.labels)) if items is not None else []
-    y = np.array([labels.index(lab) for lab in items.labels]) if items is not None else None
-    subsets = _subsets(items.categories, min_cat) if items is not None else {}
     prompts = label_prompts(corpus, labels) if items is not None else {}
+    task_objs: dict[str, Any] = {}
+    if items is not None:
+        texts = {lab: prompts[lab][0] for lab in labels}
+        shared: dict = {}
+        cats = np.asarray(items.categories)
+        subsets = {"all": np.arange(len(items))}
+        for c in sorted(set(items.categories)):
+            if (cats == c).sum() >= min_cat:
+                subsets[c] = np.nonzero(cats == c)[0]
+        for t in tasks:
+            task_objs[t] = build_task(t, items.conditions(), items.sample_rate, items.labels, revision, texts,
+                                      folds=folds, clustering_boot=clustering_boot, seed=seed, subsets=subsets,
+                                      pairs_per_item=int(ev.get("pairs_per_item", 4)), shared=shared)
 
     clean_cfg = _get(cfg, "clean_clips", {}) or {}
     clean_items = None
@@ -165,11 +231,19 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
         clean_items = load_clean_clips(corpus, split, float(clean_cfg.get("max_seconds", 10.0)),
                                        clean_cfg.get("max_clips"), seed, exclude_groups=clean_cfg.get("exclude_groups"))
         clean_prompts = label_prompts(corpus, sorted(set(clean_items.labels)))
+        clean_texts = {lab: p[0] for lab, p in clean_prompts.items()}
+        clean_shared: dict = {}
+        clean_tasks = {t: build_task(t, {"reference": clean_items.reference}, clean_items.sample_rate,
+                                     clean_items.labels, revision, clean_texts, folds=folds,
+                                     clustering_boot=clustering_boot, seed=seed, suffix="Clean", shared=clean_shared)
+                       for t in ("classification", "clustering", "zero_shot", "text_to_audio")}
     la_cfg = _get(cfg, "long_audio", {}) or {}
     long_data = None
     if la_cfg.get("enabled", False):
         long_data = make_long_recordings(corpus, split, float(la_cfg.get("duration_s", 20.0)),
-                                         int(la_cfg.get("per_label", 2)), la_cfg.get("max_labels", 24), seed=seed)
+                                         int(la_cfg.get("per_label", 2)), la_cfg.get("max_labels", 24), seed=seed,
+                                         distractor_fraction=float(la_cfg.get("distractor_fraction", 0.0)),
+                                         clip_s=float(la_cfg.get("clip_s", 2.0)))
 
     # --------------------------------------------------------------- models
     model_args = _get(cfg, "model_args", {}) or {}
@@ -180,14 +254,18 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
         try:
             kwargs = dict(model_args.get(name) or {})
             kwargs.setdefault("device", device)
-            embedder = build_embedder(name, **kwargs)
+            encoder, embedder = mteb_model(name, cache=cache, **kwargs)
         except (KeyError, FileNotFoundError, ImportError, OSError, ValueError) as exc:
             logger.warning("skipping %s: %s", name, exc)
             entry["skipped"] = str(exc)
             continue
-        entry["info"] = {"cache_key": embedder.cache_key, "dim": embedder.dim, "sample_rate": embedder.sample_rate,
-                         "text": embedder.supports_text, "frames": embedder.supports_frames,
-                         "speech_only": bool(getattr(embedder, "speech_only", False))}
+        meta = encoder.mteb_model_meta
+        has_text = "text" in (meta.modalities or [])
+        entry["info"] = {"mteb_name": meta.name, "revision": meta.revision, "dim": meta.embed_dim, "text": has_text}
+        if embedder is not None:
+            entry["info"].update({"cache_key": embedder.cache_key, "sample_rate": embedder.sample_rate,
+                                  "frames": embedder.supports_frames,
+                                  "speech_only": bool(getattr(embedder, "speech_only", False))})
         trained_on = getattr(embedder, "training_revision", None)
         if trained_on:
             entry["info"]["training_revision"] = trained_on
@@ -204,43 +282,39 @@ def run_benchmark(cfg: Any) -> dict[str, Any]:
                 msg = f"{overlap} of the {len(clean_items)} clean {split} clips are from groups {name} was trained on"
                 logger.warning(msg)
                 entry.setdefault("warnings", []).append(msg)
-        if items is not None:
-            t0 = time.perf_counter()
-            emb = {c: cache.embed(embedder, w, items.sample_rate, desc=f"{name} {c}", progress=progress)
-                   for c, w in items.conditions().items()}
-            entry["info"]["embed_seconds"] = time.perf_counter() - t0
-            text = label_text_embeddings(embedder, labels, prompts) if embedder.supports_text else None
-            prepared = prepare_tasks(emb, y, text, tasks, folds=folds, k=k, seed=seed)
-            entry["tasks"] = {}
-            for task, prep in prepared.items():
-                t0 = time.perf_counter()
-                evaluation = evaluate(prep, subsets, n_boot=n_boot, seed=seed, alpha=alpha)
-                secs = time.perf_counter() - t0
-                entry["tasks"][task] = {"main": prep.main, "chance": prep.chance, "info": prep.info,
-                                        "evaluation": evaluation}
-                write_json(out / "results" / name / f"{TASK_NAMES.get(task, task)}.json",
-                           task_result(task, prep.main, evaluation, revision, secs,
-                                       {"model_name": name, "model_key": embedder.cache_key, "chance": prep.chance}))
+        run_tasks = [t for k, t in task_objs.items() if has_text or k not in TEXT_TASKS]
+        t0 = time.perf_counter()
+        entry["tasks"] = run_mteb(encoder, run_tasks, out, meta.name, n_boot, seed, alpha)
+        entry["info"]["eval_seconds"] = time.perf_counter() - t0
         if clean_items is not None:
-            entry["clean"] = evaluate_clean(embedder, clean_items, cache, clean_prompts, folds, k, seed, progress)
-        if long_data is not None:
+            clean = run_mteb(encoder, [t for k, t in clean_tasks.items() if has_text or k not in TEXT_TASKS], out,
+                             meta.name, 0, seed, alpha)
+            entry["clean"] = {"n": len(clean_items), "labels": len(set(clean_items.labels)),
+                              **{k: {v["main"]: v["evaluation"]["all"]["scores"]["reference"][v["main"]]}
+                                 for k, v in clean.items()}}
+        if long_data is not None and embedder is not None:
             wavs, llabels, _, lsr = long_data
             entry["long_audio"] = run_segment_study(
                 embedder, wavs, llabels, lsr, [float(s) for s in la_cfg.get("segment_s", (2, 5, 10))],
                 list(la_cfg.get("aggregations", ("mean", "max", "concat", "attention"))),
                 whole=bool(la_cfg.get("whole", True)), folds=folds, seed=seed, progress=progress,
                 attention_steps=int(la_cfg.get("attention_steps", 200)))
-        del embedder
+        del embedder, encoder
 
+    mteb_task_names = list(_get(cfg, "mteb_tasks", []) or [])
+    if mteb_task_names:
+        summary["mteb_tasks"] = run_named_mteb_tasks(mteb_task_names, list(_get(cfg, "models", []) or []),
+                                                     model_args, out, device)
     summary["meta"] = {
         "command": _get(cfg, "command") or " ".join(sys.argv), "corpus": str(corpus), "split": split,
         "dataset_revision": revision, "separator": _get(cfg, "separator"),
         "separation": items.info.get("separator") if items is not None else None,
         "n_items": len(items) if items is not None else 0, "items_seed": it_cfg.get("seed", 1234),
-        "category_counts": {c: int(len(v)) for c, v in subsets.items() if c != "all"},
+        "category_counts": ({c: items.categories.count(c) for c in sorted(set(items.categories))}
+                            if items is not None else {}),
         "clean_clips": ({"n": len(clean_items), "excluded": clean_items.info.get("excluded", 0),
                          "exclude_groups": clean_cfg.get("exclude_groups")} if clean_items is not None else None),
-        "labels": len(labels), "bootstrap": n_boot, "folds": folds, "cache": {"hits": cache.hits, "misses": cache.misses},
+        "labels": len(labels), "bootstrap": n_boot, "folds": folds, "mteb_version": _mteb_version(), "cache": {"hits": cache.hits, "misses": cache.misses},
         "config": cfg,
     }
     if long_data is not None:
