@@ -129,7 +129,8 @@ def provenance(
 
 
 def save_audio(
-    path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, comment: str | None = None
+    path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, comment: str | None = None,
+    subtype: str | None = None,
 ) -> Path:
     """Write float audio as 16-bit PCM WAV (or by extension), atomically.
 
@@ -139,16 +140,20 @@ def save_audio(
         sample_rate: Sample rate in Hz.
         comment: Optional text stored in the file's metadata (WAV ``LIST/INFO`` comment), e.g.
             the prompt and request that produced it.
+        subtype: libsndfile sample format (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``); None: 16-bit
+            PCM for WAV, the container's default otherwise.
 
     Returns:
         The written path.
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    data = to_channels_first(wav).detach().cpu().clamp(-1.0, 1.0).numpy().T
+    data = to_channels_first(wav).detach().cpu()
+    data = (data if subtype == "FLOAT" else data.clamp(-1.0, 1.0)).numpy().T
     tmp = p.with_name(p.name + ".tmp")
     fmt = p.suffix.lstrip(".").upper() or "WAV"
-    subtype = "PCM_16" if fmt == "WAV" else None
+    if subtype is None:
+        subtype = "PCM_16" if fmt == "WAV" else None
     with sf.SoundFile(str(tmp), "w", int(sample_rate), data.shape[1], subtype=subtype, format=fmt) as f:
         f.software = "promptsep"
         if comment:
