@@ -590,7 +590,7 @@ def info_main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(info, indent=2))
         return 0
     lines = [f"{Path(info['path']).name} ({info['kind']}, {info['total_parameters'] / 1e6:.2f} M parameters"
-             + (f", {info['sample_rate']} Hz" if info["sample_rate"] else "") + f")", f"  folder: {info['path']}"]
+             + (f", {info['sample_rate']} Hz" if info["sample_rate"] else "") + ")", f"  folder: {info['path']}"]
     if info["summary"]:
         lines += ["", *_wrap(info["summary"], hang="")]
     s = info["sampling"]
