@@ -313,8 +313,8 @@ def _plan(args: argparse.Namespace) -> tuple[list[_Job], str | None, list | None
         paths = [out / template.format(stem=p.stem, name=p.name, kind=k, ext=args.format) for k in ("target", "residual")]
         for q in paths:
             if q.resolve() in seen:
-                raise CliError(f"{seen[q.resolve()]} and {name} would both write {q}: rename one, or use a "
-                               "--filename with {name}")
+                raise CliError(f"{seen[q.resolve()]} and {name} would both write {q}: use a --filename with "
+                               "{name} (the file name with its extension), or separate them one at a time")
             seen[q.resolve()] = p
             if q.resolve() == p.resolve():
                 raise CliError(f"output {q} would replace its own input")
@@ -372,7 +372,10 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
         2 for a usage problem found before any model was loaded.
     """
     p = _separate_parser()
-    args = p.parse_args(_join_negative_spans(list(sys.argv[1:] if argv is None else argv)))
+    try:
+        args = p.parse_args(_join_negative_spans(list(sys.argv[1:] if argv is None else argv)))
+    except SystemExit as exc:  # --help, or a usage error argparse has printed
+        return int(exc.code or 0)
     if args.verbose:
         logging.getLogger().setLevel(logging.INFO)
     else:
@@ -580,7 +583,10 @@ def info_main(argv: Sequence[str] | None = None) -> int:
                                 "trained on and how to sample it.")
     p.add_argument("checkpoint", nargs="?", default=str(DEFAULT_CHECKPOINT), help="release folder (default: the shipped promptsep-tiny)")
     p.add_argument("--json", action="store_true", help="print everything, config included, as JSON")
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     try:
         info = release_info(args.checkpoint)
     except CliError as exc:
