@@ -500,3 +500,12 @@ def test_browser_error_keeps_earlier_results_and_scores_are_labelled(app, files)
     for k in ("ps-scores", "ps-timing", "ps-target", "ps-downloads", "ps-waveform"):
         assert "Error" not in after[k], (k, after[k])
     assert seen["target_audio_after"] > 0
+
+
+def test_batch_table_has_headers_and_steps_label_states_the_recommendation(app):
+    from demo.core import BATCH_HEADERS
+
+    comps = {getattr(c, "elem_id", None): c for c in app[0].blocks.values()}
+    table = comps["ps-batch-table"]
+    assert list(table.headers) == BATCH_HEADERS and BATCH_HEADERS[:2] == ["file", "duration_s"]
+    assert "recommends" in comps["ps-steps"].label
