@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,8 +38,11 @@ def score_main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from separation.audio import load_audio
+    from separation.cli import _quiet_libraries
     from separation.errors import InputError
 
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        _quiet_libraries()  # no weight-loading progress bars unless -v
     try:
         if not args.text or not args.text.strip():
             raise InputError("--text is empty: give the prompt that names the target sound")
