@@ -393,6 +393,13 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
     from separation.separator import Separator
 
     try:
+        video = None
+        if args.video:  # a bad video is a prompt error: reported before the models load
+            from prompts.video import check_video_covers_audio, load_video
+
+            video = load_video(args.video)
+            video.box = args.box
+            check_video_covers_audio(video, jobs[0].duration_s)
         judge = None
         if ranker == "judge":
             from judge.model import Judge
@@ -406,12 +413,6 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
             sep = Separator.from_pretrained(args.checkpoint, device=args.device, judge=judge)
         except Exception as exc:
             raise _load_error("separator", args.checkpoint, exc) from None
-        video = None
-        if args.video:
-            from prompts.video import load_video
-
-            video = load_video(args.video)
-            video.box = args.box
     except (CliError, InputError) as exc:
         print(f"promptsep separate: error: {exc}", file=sys.stderr)
         return 2

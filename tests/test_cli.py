@@ -314,3 +314,22 @@ def test_quiet_by_default_and_verbose_on_request(ckpt, inputs, tmp_path):
     v = subprocess.run(base + ["-v"] + args + ["-o", str(tmp_path / "v")], capture_output=True, text=True, env=env,
                        cwd=ROOT, timeout=300)
     assert v.returncode == 0 and "INFO" in v.stderr, v.stderr
+
+
+def test_video_problems_are_reported_before_loading(ckpt, inputs, tmp_path, capsys, loads):
+    pytest.importorskip("av")
+    from tests.test_demo import _write_video
+
+    short = tmp_path / "short.mp4"
+    _write_video(short, seconds=0.5, fps=10, width=64, height=48)
+    assert run("separate", inputs / "b.flac", "--text", "tone", "--video", short, "--box", "4,4,40,40",
+               "--checkpoint", ckpt, "-o", tmp_path / "o") == 2
+    assert "shorter than the 1.00 s audio" in capsys.readouterr().err
+    assert run("separate", inputs / "b.flac", "--video", short, "--checkpoint", ckpt, "-o", tmp_path / "o") == 2
+    assert "--video needs --box" in capsys.readouterr().err
+    assert loads["n"] == 0
+    ok = tmp_path / "ok.mp4"
+    _write_video(ok, seconds=1.2, fps=10, width=64, height=48)
+    assert run("separate", inputs / "b.flac", "--text", "tone", "--video", ok, "--box", "4,4,40,40",
+               "--checkpoint", ckpt, "-o", tmp_path / "o") == 0
+    assert (tmp_path / "o" / "b" / "target.wav").is_file() and loads["n"] == 1
