@@ -229,7 +229,7 @@ def model_summary(separator, judge, cfg: DemoConfig, checkpoint: str | None, jud
             names = sorted(k for k, v in labels.items() if v == cat)
             lines.append(f"- {cat}: {', '.join(names)}")
     if sep and sep["limits"]:
-        lines += ["", "Limits (from its model card):", ""] + [f"- {item}" for item in sep["limits"]]
+        lines += ["", "Limits:", ""] + [f"- {item}" for item in sep["limits"]]
     lines += ["", "### Judge"]
     if judge is None:
         lines.append("Not loaded (start the demo with `--judge DIR` to get scores and judge re-ranking).")
@@ -250,13 +250,14 @@ def video_note(checkpoint: str | None) -> str:
     """What the loaded separator does with a video prompt, from its measured figures."""
     sep = _release(checkpoint)
     video = [q for q in (sep or {}).get("quality_si_sdri", []) if q.startswith("video prompt:")]
-    if video and video[0].startswith("video prompt: -"):
-        return ("**The loaded model gains nothing from video yet.** Measured on test mixtures with a video "
-                f"prompt: {video[0].split(': ', 1)[1]} SI-SDR improvement (no better than the mixture). Its video "
-                "tower is small, random and frozen, and it was trained on synthetic scenes. The controls below work, "
-                "but for a useful result describe the sound in words or mark time spans.")
+    figure = video[0].split(": ", 1)[1] if video else ""
+    if video and figure.startswith("-"):
+        return ("**The loaded model gains nothing from video yet.** On held-out test mixtures with a video prompt "
+                f"its SI-SDR improvement is {figure} (mean [95 % CI]): no better than the mixture. Its video tower "
+                "is small, random and frozen, and it was trained on synthetic scenes. The controls below work, but "
+                "for a useful result describe the sound in words or mark time spans.")
     if video:
-        return f"Measured with video prompts on test mixtures: {video[0].split(': ', 1)[1]} SI-SDR improvement."
+        return f"On held-out test mixtures with a video prompt the SI-SDR improvement is {figure} (mean [95 % CI])."
     return "This model's quality with video prompts was not measured; text and span prompts are the tested ones."
 
 
@@ -428,7 +429,7 @@ def build_demo(
                 with gr.Column(scale=1):
                     audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Input audio",
                                      elem_id="ps-audio")
-                    text = gr.Textbox(label="Text prompt: the sound to isolate", placeholder="e.g. dog barking, piano, man speaking",
+                    text = gr.Textbox(label="Text prompt: the sound to isolate", placeholder="e.g. woman speaking, piano, door",
                                       elem_id="ps-text", max_lines=1)
                     if examples:
                         gr.Examples(
@@ -500,7 +501,7 @@ def build_demo(
             with gr.Row(equal_height=False):
                 with gr.Column():
                     b_files = gr.File(label="Audio files", file_count="multiple", type="filepath", file_types=["audio"])
-                    b_text = gr.Textbox(label="Text prompt", placeholder="e.g. dog barking", max_lines=1)
+                    b_text = gr.Textbox(label="Text prompt", placeholder="e.g. woman speaking", max_lines=1)
                     with gr.Row():
                         b_steps = gr.Slider(1, cfg.max_steps, value=cfg.default_steps, step=1, label=steps_label)
                         b_cands = gr.Slider(1, cfg.max_candidates, value=1, step=1, label="candidates")

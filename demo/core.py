@@ -482,7 +482,9 @@ def timing_text(out: SeparationOutput) -> str:
     """One line: how long it took, relative to the audio length."""
     rtf = out.seconds / max(out.audio_seconds, 1e-9)
     info = out.info
-    extra = f" · {info.get('steps')} steps · {info.get('candidates')} candidate(s) · {info.get('method')}"
+    steps, cands = info.get("steps"), info.get("candidates")
+    extra = (f" · {steps} step{'' if steps == 1 else 's'} · {cands} candidate{'' if cands == 1 else 's'}"
+             f" · {info.get('method')}")
     return f"Separated {out.audio_seconds:.2f} s of audio in {out.seconds:.2f} s ({rtf:.2f}x real time){extra}"
 
 

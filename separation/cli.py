@@ -571,10 +571,17 @@ def release_info(path: str | Path) -> dict:
     except Exception as exc:  # safetensors raises its own error type for a damaged file
         raise CliError(f"cannot read {root / 'model.safetensors'}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     cfg = meta.get("config") or {}
+    quality = measured_quality(root)
+    limits = card_section(root, "Limits")
+    if any(q.startswith("video prompt: -") for q in quality):
+        limits.append("Video prompts do not help yet: measured below the mixture (see the figures).")
+    rate = (cfg.get("codec") or {}).get("sample_rate")
+    if meta.get("kind") == "promptsep_separator" and rate:
+        limits.append(f"It separates up to {int(rate) // 2} Hz; anything above that goes to the residual.")
     return {"path": str(root), "kind": meta.get("kind"), "format_version": meta.get("format_version"),
             "summary": card_summary(root), "sample_rate": (cfg.get("codec") or {}).get("sample_rate"),
             "sampling": cfg.get("sampling"), "labels": release_labels(root),
-            "quality_si_sdri": measured_quality(root), "limits": card_section(root, "Limits"),
+            "quality_si_sdri": quality, "limits": limits,
             "parameters": counts, "total_parameters": sum(counts.values()), "config": cfg}
 
 
@@ -617,11 +624,7 @@ def info_main(argv: Sequence[str] | None = None) -> int:
         lines += ["", "measured on held-out test mixtures (SI-SDR improvement, mean [95 % CI]):"]
         for q in info["quality_si_sdri"]:
             lines += _wrap(q, indent="  ")
-    limits = list(info["limits"])
-    if any(q.startswith("video prompt: -") for q in info["quality_si_sdri"]):
-        limits.append("Video prompts do not help yet: measured below the mixture (see above).")
-    if info["kind"] == "promptsep_separator" and info["sample_rate"]:
-        limits.append(f"It separates up to {info['sample_rate'] // 2} Hz; anything above that goes to the residual.")
+    limits = info["limits"]
     if limits:
         lines += ["", "limits:"]
         for item in limits:
