@@ -193,10 +193,10 @@ def _separate_parser() -> argparse.ArgumentParser:
         description="Isolate a prompted sound from one or more recordings. Each input gives "
                     "OUT/<input stem>/target.wav (the prompted sound) and residual.wav (everything else); "
                     "target + residual equals the input. The model is loaded once for all inputs.",
-        epilog='example: promptsep separate a.wav b.flac --text "woman speaking" --span -0:0.5 -o separated')
+        epilog='example: promptsep separate a.wav b.flac --text "woman speaking" --span +0:1.5 -o separated')
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (wav, flac, ogg, mp3, ...)")
     g = p.add_argument_group("prompts (at least one)")
-    g.add_argument("--text", help='what to isolate, e.g. "woman speaking" (see `promptsep info` for the labels the model knows)')
+    g.add_argument("--text", help='what to isolate, e.g. "woman speaking" (run "promptsep info" for the labels the model knows)')
     g.add_argument("--span", action="append", default=[],
                    help="+START:END where the target sounds, -START:END where it is silent (seconds); repeatable")
     g.add_argument("--video", help="video file showing the sound source (one input only; the shipped model "
@@ -206,7 +206,7 @@ def _separate_parser() -> argparse.ArgumentParser:
     o.add_argument("-o", "--out-dir", default="separated", help="output folder (default: separated)")
     o.add_argument("--filename", default=DEFAULT_FILENAME,
                    help="output path under OUT, with {stem} (input name without extension), {name} (input file "
-                        "name), {kind} (target or residual) and {ext}; default: " + DEFAULT_FILENAME.replace("{", "{{").replace("}", "}}"))
+                        "name), {kind} (target or residual) and {ext}; default: " + DEFAULT_FILENAME)
     o.add_argument("--format", choices=["wav", "flac"], default="wav", help="container (default: wav)")
     bits = o.add_mutually_exclusive_group()
     bits.add_argument("--int24", dest="sample_format", action="store_const", const="int24",
@@ -230,7 +230,7 @@ def _separate_parser() -> argparse.ArgumentParser:
                    help="judge: the learned judge's overall score (needs --text); activity: agreement with --span")
     m.add_argument("--judge", default=None, help="judge release folder for --ranker judge (default: the shipped one)")
     m.add_argument("--guidance", type=_positive_float, default=1.0, help="guidance scale for the text prompt (1 = none)")
-    m.add_argument("--seed", type=_seed, default=0)
+    m.add_argument("--seed", type=_seed, default=0, help="noise seed; the same seed gives the same result (default: 0)")
     m.add_argument("--refine", choices=["wiener", "none"], default="wiener",
                    help="wiener: soft-mask the mixture with the generated stems (default); none: raw generated stems")
     m.add_argument("--mono", action="store_true", help="average channels instead of separating each")

@@ -296,6 +296,10 @@ def test_version_help_and_unknown_commands(capsys):
     assert run("--help") == 0
     help_text = capsys.readouterr().out
     assert "separate" in help_text and "``" not in help_text and "::" not in help_text
+    assert run("separate", "--help") == 0
+    sub_help = capsys.readouterr().out
+    assert "--overwrite" in sub_help and "{stem}/{kind}.{ext}" in sub_help
+    assert not any(m in sub_help for m in ("`", "{{", "**", "::"))
     assert run("separat", "x.wav") == 2
     err = capsys.readouterr().err
     assert "unknown command 'separat'" in err and "did you mean 'separate'" in err
@@ -333,3 +337,12 @@ def test_video_problems_are_reported_before_loading(ckpt, inputs, tmp_path, caps
     assert run("separate", inputs / "b.flac", "--text", "tone", "--video", ok, "--box", "4,4,40,40",
                "--checkpoint", ckpt, "-o", tmp_path / "o") == 0
     assert (tmp_path / "o" / "b" / "target.wav").is_file() and loads["n"] == 1
+
+
+def test_judge_command_reports_broken_releases_and_devices_cleanly(inputs, tmp_path, capsys):
+    for rel in _broken_releases(tmp_path):
+        assert run("judge", inputs / "b.flac", inputs / "b.flac", "--text", "tone", "--checkpoint", rel) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("promptsep judge: error: cannot load the judge") and "Traceback" not in err, err
+    assert run("judge", inputs / "b.flac", inputs / "b.flac", "--text", "tone", "--device", "tpu9") == 2
+    assert "unknown device 'tpu9'" in capsys.readouterr().err
