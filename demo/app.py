@@ -619,8 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             judge = Judge.from_pretrained(judge_path).eval().to(args.device)
         separator = Separator.from_pretrained(args.checkpoint, device=args.device, judge=judge)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"promptsep demo: error: cannot load the models: {exc}", file=sys.stderr)
+    except Exception as exc:  # missing folder, broken config.json / safetensors, not a separator, bad device
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"promptsep demo: error: cannot load the models: {msg}", file=sys.stderr)
         return 2
     cfg = DemoConfig(max_file_mb=args.max_file_mb, max_duration_s=args.max_duration, concurrency_limit=args.concurrency,
                      queue_max_size=args.queue_size, default_steps=args.steps)

@@ -371,6 +371,13 @@ def test_launcher_reports_a_missing_checkpoint(capsys, tmp_path):
 
     assert main(["--checkpoint", str(tmp_path / "nope"), "--no-judge"]) == 2
     assert "cannot load the models" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"kind": "promptsep_separator", "format_version": 1, "config": {}}')
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)
+    assert main(["--checkpoint", str(broken), "--no-judge"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load the models" in err and "Traceback" not in err
 
 
 def test_span_table_none_through_the_api(client, files):
