@@ -108,24 +108,25 @@ def _parse_box(s: str) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+def _int_in(lo: int, hi: int | None = None):
+    """An argparse type: a whole number in ``[lo, hi]`` (no upper bound when hi is None)."""
+
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"must be at most {hi}, got {v}")
+        return v
+
+    return parse
 
 
-def _seed(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
-    if not 0 <= v < 2**63:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63-1, got {v}")
-    return v
+_positive_int = _int_in(1)
+_seed = _int_in(0, 2**63 - 1)
 
 
 def _positive_float(s: str) -> float:
