@@ -348,3 +348,24 @@ def test_judge_command_reports_broken_releases_and_devices_cleanly(inputs, tmp_p
         assert err.startswith("promptsep judge: error: cannot load the judge") and "Traceback" not in err, err
     assert run("judge", inputs / "b.flac", inputs / "b.flac", "--text", "tone", "--device", "tpu9") == 2
     assert "unknown device 'tpu9'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (ROOT / "checkpoints" / "promptsep-judge-tiny" / "model.safetensors").is_file(),
+                    reason="shipped judge not in this checkout")
+def test_candidates_with_text_are_ranked_by_the_shipped_judge(ckpt, inputs, tmp_path):
+    from judge.model import Judge
+    from separation.separator import Separator
+
+    out = tmp_path / "out"
+    assert run("separate", inputs / "b.flac", "--text", "tone", "--candidates", "3", "--refine", "none",
+               "--float32", "--checkpoint", ckpt, "-o", out) == 0
+    got, _ = sf.read(out / "b" / "target.wav", dtype="float32")
+    judge = Judge.from_pretrained(str(ROOT / "checkpoints" / "promptsep-judge-tiny"))
+    sep = Separator.from_pretrained(ckpt, judge=judge)
+    wav, sr = sf.read(inputs / "b.flac", dtype="float32")
+    ranked = sep.separate(wav, sr, text="tone", candidates=3, ranker="judge", refine="none")
+    assert len(ranked.info["candidate_scores"]) == 3
+    np.testing.assert_allclose(got, ranked.target[0].numpy(), atol=1e-6)
+    if int(np.argmax(ranked.info["candidate_scores"])) != 0:  # not simply the first draw
+        first = sep.separate(wav, sr, text="tone", candidates=1, refine="none")
+        assert not np.allclose(got, first.target[0].numpy(), atol=1e-6)
