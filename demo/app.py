@@ -40,16 +40,18 @@ DEFAULT_EXAMPLES = ROOT / "examples"
 SPAN_HEADERS = ["sign (+/-)", "start (s)", "end (s)"]
 
 INTRO = """\
-# promptsep: isolate any sound with a prompt
-Give a recording and say which sound you want: **describe it** in words, **mark time spans** where it
-is audible (+) or silent (-), or **upload a video** and draw a box around the object that makes it.
-Prompts can be combined. You get the isolated *target*, the *residual* (everything else), spectrograms,
-and, when a judge model is loaded, its scores of the result (1 = poor, 5 = excellent).
+# promptsep: isolate a sound with a prompt
+Give a recording and say which sound you want: **describe it** in words (the model knows the labels listed
+in the *About* tab, e.g. "woman speaking", "trumpet", "door"), **mark time spans** where it is audible (+)
+or silent (-), or **upload a video** and draw a box around the object that makes it. You get the isolated
+*target*, the *residual* (everything else; target + residual = your recording), spectrograms, and, when a
+judge model is loaded, its scores of the result (1 = poor, 5 = excellent).
 """
 
 CSS = """
 #ps-run {min-height: 3em; font-size: 1.1em}
 .ps-hint {opacity: 0.75; font-size: 0.9em}
+#ps-status {border: 1px solid #d04040; background: #fff1f0; color: #7a1010; padding: 0.4em 0.9em; border-radius: 6px}
 """
 
 
@@ -62,8 +64,19 @@ def _hide_paths(message: str) -> str:
     return _DIRS.sub("", message)
 
 
+def user_message(exc: BaseException) -> str:
+    """What to tell the user about a failed request (no tracebacks, no server paths)."""
+    from separation.errors import InputError
+
+    if isinstance(exc, InputError):
+        return _hide_paths(str(exc))
+    if isinstance(exc, FileNotFoundError):
+        return _hide_paths(f"file not found: {exc}")
+    return _hide_paths(f"separation failed ({type(exc).__name__}): {exc}")
+
+
 def _user_errors(fn: Callable) -> Callable:
-    """Show :class:`InputError` messages as ``gr.Error`` and hide tracebacks of anything else."""
+    """For API endpoints: show :class:`InputError` messages as ``gr.Error`` and hide tracebacks of anything else."""
     import gradio as gr
 
     from separation.errors import InputError
@@ -74,15 +87,48 @@ def _user_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except InputError as exc:
-            raise gr.Error(_hide_paths(str(exc)), print_exception=False) from None
-        except FileNotFoundError as exc:
-            raise gr.Error(_hide_paths(f"file not found: {exc}"), print_exception=False) from None
-        except Exception as exc:  # keep serving; log the traceback for the operator
-            logger.exception("demo request failed")
-            raise gr.Error(_hide_paths(f"separation failed ({type(exc).__name__}): {exc}"), print_exception=False) from None
+        except Exception as exc:
+            if not isinstance(exc, (InputError, FileNotFoundError)):  # keep serving; log it for the operator
+                logger.exception("demo request failed")
+            raise gr.Error(user_message(exc), print_exception=False) from None
 
     return wrapper
+
+
+def _keep_results(n_outputs: int) -> Callable[[Callable], Callable]:
+    """For the UI: on failure leave the ``n_outputs`` result panels as they were (no "Error" badge on
+    each of them) and put the message in the status line, the last output."""
+    import gradio as gr
+
+    from separation.errors import InputError
+
+    def deco(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return (*fn(*args, **kwargs), gr.update(value="", visible=False))
+            except Exception as exc:
+                if not isinstance(exc, (InputError, FileNotFoundError)):
+                    logger.exception("demo request failed")
+                msg = user_message(exc).replace("\n", " ")
+                status = f"**Error:** {msg}\n\nThe results shown are from your last successful run (if any)."
+                return (*(gr.skip() for _ in range(n_outputs)), gr.update(value=status, visible=True))
+
+        return wrapper
+
+    return deco
+
+
+def _none_means_empty(table) -> None:
+    """Let a Dataframe input take no value at all (``span_table=None`` through the API) as an empty
+    table; Gradio's own preprocessing fails on None. (An instance attribute, not a subclass: Gradio
+    writes a ``.pyi`` file next to the module of every Component subclass.)"""
+    orig = table.preprocess
+
+    def preprocess(payload):
+        return [] if payload is None else orig(payload)
+
+    table.preprocess = preprocess
 
 
 def _pictures(out_dir: Path, pictures: dict[str, Any]) -> list[str]:
@@ -137,26 +183,82 @@ def load_examples(examples_dir: str | Path | None) -> list[dict[str, Any]]:
     return out
 
 
+def _release(path: str | None) -> dict | None:
+    """``promptsep info``'s view of a release folder, or None (in-memory model, unreadable folder)."""
+    if not path:
+        return None
+    from separation.cli import CliError, release_info
+
+    try:
+        return release_info(path)
+    except (CliError, OSError, ValueError):
+        return None
+
+
+def _params(info: dict | None, module) -> str:
+    if info is not None:
+        parts = ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in info["parameters"].items() if v >= 5000)
+        return f"{info['total_parameters'] / 1e6:.2f} M parameters in the release ({parts})"
+    try:
+        n = sum(p.numel() for p in module.parameters())
+    except Exception:
+        return "size unknown"
+    return f"{n / 1e6:.2f} M parameters"
+
+
 def model_summary(separator, judge, cfg: DemoConfig, checkpoint: str | None, judge_path: str | None) -> str:
-    """Markdown for the About tab."""
-
-    def params(m) -> str:
-        try:
-            return f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f} M parameters"
-        except Exception:
-            return "unknown size"
-
-    model = getattr(separator, "model", None)
-    lines = ["### Models", f"- separator: `{checkpoint or 'in-memory'}` ({params(model) if model is not None else ''}, "
-             f"{getattr(separator, 'sample_rate', '?')} Hz)"]
-    lines.append(f"- judge: `{judge_path or 'in-memory'}` ({params(judge)})" if judge is not None
-                 else "- judge: not loaded (start with `--judge DIR` to get scores and judge re-ranking)")
+    """Markdown for the About tab: what the models are and what they measured (from their model
+    cards), the labels the separator knows, and this server's limits. No server paths."""
+    sep = _release(checkpoint)
+    jdg = _release(judge_path) if judge is not None else None
+    name = Path(sep["path"]).name if sep else "a separator loaded in memory"
+    lines = ["### Separator", f"**{name}**: {_params(sep, getattr(separator, 'model', None))}, "
+             f"{getattr(separator, 'sample_rate', '?')} Hz."]
+    if sep and sep["summary"]:
+        lines += ["", sep["summary"]]
+    if hasattr(separator, "sampling"):
+        steps, method = separator.sampling()
+        lines += ["", f"Recommended sampling: {method}, {steps} step(s) (the default of the Settings)."]
+    if sep and sep["quality_si_sdri"]:
+        lines += ["", "Measured on held-out test mixtures (SI-SDR improvement over the mixture, mean [95 % CI]):", ""]
+        lines += [f"- {q}" for q in sep["quality_si_sdri"]]
+    if sep and sep["labels"]:
+        labels = sep["labels"]
+        lines += ["", f"It was trained on {len(labels)} labels; other prompts are outside what it knows:", ""]
+        for cat in sorted(set(labels.values())):
+            names = sorted(k for k, v in labels.items() if v == cat)
+            lines.append(f"- {cat}: {', '.join(names)}")
+    if sep and sep["limits"]:
+        lines += ["", "Limits:", ""] + [f"- {item}" for item in sep["limits"]]
+    lines += ["", "### Judge"]
+    if judge is None:
+        lines.append("Not loaded (start the demo with `--judge DIR` to get scores and judge re-ranking).")
+    else:
+        jname = Path(jdg["path"]).name if jdg else "a judge loaded in memory"
+        lines.append(f"**{jname}**: {_params(jdg, judge)}.")
+        if jdg and jdg["summary"]:
+            lines += ["", jdg["summary"]]
     lines += ["", "### Limits of this demo",
               f"- uploads up to {cfg.max_file_mb:g} MB; audio up to {cfg.max_duration_s:g} s "
               f"({cfg.max_video_duration_s:g} s with a video prompt); batches up to {cfg.max_batch_files} files",
               f"- {cfg.concurrency_limit} separation(s) run at once, up to {cfg.queue_max_size} wait in the queue",
               "- results and uploads are deleted from the server after a while; download what you want to keep"]
     return "\n".join(lines)
+
+
+def video_note(checkpoint: str | None) -> str:
+    """What the loaded separator does with a video prompt, from its measured figures."""
+    sep = _release(checkpoint)
+    video = [q for q in (sep or {}).get("quality_si_sdri", []) if q.startswith("video prompt:")]
+    figure = video[0].split(": ", 1)[1] if video else ""
+    if video and figure.startswith("-"):
+        return ("**The loaded model gains nothing from video yet.** On held-out test mixtures with a video prompt "
+                f"its SI-SDR improvement is {figure} (mean [95 % CI]): no better than the mixture. Its video tower "
+                "is small, random and frozen, and it was trained on synthetic scenes. The controls below work, but "
+                "for a useful result describe the sound in words or mark time spans.")
+    if video:
+        return f"On held-out test mixtures with a video prompt the SI-SDR improvement is {figure} (mean [95 % CI])."
+    return "This model's quality with video prompts was not measured; text and span prompts are the tested ones."
 
 
 # ----------------------------------------------------------------- the app
@@ -191,39 +293,56 @@ def build_demo(
         cfg = dataclasses.replace(cfg, default_steps=min(int(rec_steps), cfg.max_steps))
     ws = Workspace(keep_s=cfg.keep_outputs_s)
     examples = load_examples(examples_dir)
+    steps_label = f"steps (ODE evaluations): this release recommends {int(rec_steps)}, with the {rec_method} sampler"
 
     # ------------------------------------------------------------- handlers
-    @_user_errors
-    def separate(audio, text, span_table, video, x0, y0, x1, y1, mask, steps, guidance, candidates, method, seed,
-                 progress=gr.Progress()):  # noqa: B008
+    def _separate(audio, text, span_table, video, x0, y0, x1, y1, mask, steps, guidance, candidates, method, seed,
+                  progress):
         progress(0.05, desc="checking the input")
         box = core.parse_box(x0, y0, x1, y1)
         out_dir = ws.request_dir()
+        name = core._path_of(audio)
+        stem = core.safe_stem(Path(name).name, set()) if name else ""
         progress(0.2, desc="separating")
         out = core.run_separation(separator, judge, cfg, out_dir, audio, text=text, span_table=span_table,
                                   video=video, box=box, mask=mask, steps=steps, guidance=guidance,
-                                  candidates=candidates, method=method, seed=seed)
+                                  candidates=candidates, method=method, seed=seed, stem=stem)
         progress(0.85, desc="drawing")
         sr = out.sample_rate
+        pictures = _pictures(out_dir, {
+            "mixture_spectrogram": plots.spectrogram_picture(out.mixture, sr, "mixture"),
+            "target_spectrogram": plots.spectrogram_picture(out.target, sr, "target"),
+            "residual_spectrogram": plots.spectrogram_picture(out.residual, sr, "residual"),
+            "waveform": plots.waveform_picture(out.mixture, sr, out.spans),
+        })
+        has_text = bool((text or "").strip())
+        return out, pictures, core.score_markdown(out.scores, judge is not None, has_text)
+
+    @_user_errors
+    def separate(audio, text, span_table, video, x0, y0, x1, y1, mask, steps, guidance, candidates, method, seed,
+                 progress=gr.Progress()):  # noqa: B008
+        """API endpoint: scores as a JSON object; errors raise."""
+        out, pictures, _ = _separate(audio, text, span_table, video, x0, y0, x1, y1, mask, steps, guidance,
+                                     candidates, method, seed, progress)
         if out.scores is not None:
             scores = out.scores
         elif judge is None:
             scores = {"judge": "not loaded"}
         else:
             scores = {"judge": "needs a text prompt to score the result"}
-        return (
-            str(out.target_path), str(out.residual_path), [str(out.target_path), str(out.residual_path)],
-            scores, core.timing_text(out),
-            *_pictures(out_dir, {
-                "mixture_spectrogram": plots.spectrogram_picture(out.mixture, sr, "mixture"),
-                "target_spectrogram": plots.spectrogram_picture(out.target, sr, "target"),
-                "residual_spectrogram": plots.spectrogram_picture(out.residual, sr, "residual"),
-                "waveform": plots.waveform_picture(out.mixture, sr, out.spans),
-            }),
-        )
+        return (str(out.target_path), str(out.residual_path), [str(out.target_path), str(out.residual_path)],
+                scores, core.timing_text(out), *pictures)
 
-    @_user_errors
-    def batch(files, text, steps, candidates, progress=gr.Progress()):  # noqa: B008
+    @_keep_results(9)
+    def separate_ui(audio, text, span_table, video, x0, y0, x1, y1, mask, steps, guidance, candidates, method, seed,
+                    progress=gr.Progress()):  # noqa: B008
+        """The page: scores as labelled numbers; an error keeps the last results and shows the message."""
+        out, pictures, score_md = _separate(audio, text, span_table, video, x0, y0, x1, y1, mask, steps, guidance,
+                                            candidates, method, seed, progress)
+        return (str(out.target_path), str(out.residual_path), [str(out.target_path), str(out.residual_path)],
+                score_md, core.timing_text(out), *pictures)
+
+    def _batch(files, text, steps, candidates, progress):
         out_dir = ws.request_dir()
         zip_path, csv_path, table = core.run_batch(separator, judge, cfg, out_dir, files, text, steps=steps,
                                                    candidates=candidates, progress=progress)
@@ -231,6 +350,14 @@ def build_demo(
         if errors:
             gr.Warning(f"{len(errors)} file(s) skipped, see the error column")
         return str(zip_path), str(csv_path), {"headers": table[0], "data": table[1:]}
+
+    @_user_errors
+    def batch(files, text, steps, candidates, progress=gr.Progress()):  # noqa: B008
+        return _batch(files, text, steps, candidates, progress)
+
+    @_keep_results(3)
+    def batch_ui(files, text, steps, candidates, progress=gr.Progress()):  # noqa: B008
+        return _batch(files, text, steps, candidates, progress)
 
     @_quiet(1)
     def draw_waveform(audio, span_table):
@@ -302,12 +429,13 @@ def build_demo(
                 with gr.Column(scale=1):
                     audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Input audio",
                                      elem_id="ps-audio")
-                    text = gr.Textbox(label="Text prompt: the sound to isolate", placeholder="e.g. dog barking, piano, man speaking",
+                    text = gr.Textbox(label="Text prompt: the sound to isolate", placeholder="e.g. woman speaking, piano, door",
                                       elem_id="ps-text", max_lines=1)
                     if examples:
                         gr.Examples(
                             examples=[[e["path"], e["text"]] for e in examples], inputs=[audio, text],
-                            label="Examples (real recordings; licences in examples/README.md)",
+                            label="Examples (mixtures of two training-corpus clips: telephone speech, game sound "
+                                  "effects, instruments rendered from MIDI; licences in examples/README.md)",
                             example_labels=[e.get("title") or Path(e["path"]).stem for e in examples],
                         )
                     with gr.Accordion("Time spans: where the target sounds (+) or is silent (-)", open=True):
@@ -316,6 +444,7 @@ def build_demo(
                             type="array", interactive=True, label="Spans (edit the table or use the row below)",
                             elem_id="ps-spans",
                         )
+                        _none_means_empty(spans)
                         with gr.Row():
                             span_sign = gr.Radio(["+", "-"], value="+", label="sign", min_width=80, scale=1)
                             span_start = gr.Number(label="start (s)", value=None, minimum=0, scale=1, min_width=80)
@@ -326,6 +455,7 @@ def build_demo(
                         waveform = gr.Image(label="Waveform with spans", type="numpy", format="png",
                                             interactive=False, elem_id="ps-waveform")
                     with gr.Accordion("Video prompt: the object that makes the sound", open=False):
+                        gr.Markdown(video_note(checkpoint), elem_id="ps-video-note")
                         video = gr.Video(sources=["upload"], include_audio=True, label="Video (covering the audio)", elem_id="ps-video")
                         frame_hint = gr.Markdown("", elem_classes=["ps-hint"])
                         frame_img = gr.Image(label="First frame: click two corners to draw the box", type="numpy",
@@ -340,7 +470,8 @@ def build_demo(
                         frame_state = gr.State(None)
                         corner_state = gr.State(None)
                     with gr.Accordion("Settings", open=False):
-                        steps = gr.Slider(1, cfg.max_steps, value=cfg.default_steps, step=1, label="steps (ODE evaluations)")
+                        steps = gr.Slider(1, cfg.max_steps, value=cfg.default_steps, step=1, label=steps_label,
+                                          elem_id="ps-steps")
                         guidance = gr.Slider(1.0, 5.0, value=cfg.default_guidance, step=0.25,
                                              label="guidance (1 = none; >1 follows the prompt more, costs an extra pass)")
                         candidates = gr.Slider(1, cfg.max_candidates, value=1, step=1,
@@ -349,15 +480,18 @@ def build_demo(
                             method = gr.Dropdown(list(core.METHODS), value=rec_method, label="sampler")
                             seed = gr.Number(value=0, precision=0, minimum=0, label="seed")
                     run = gr.Button("Separate", variant="primary", elem_id="ps-run")
+                    api_run = gr.Button("separate (API)", visible=False)
                 with gr.Column(scale=1):
+                    status = gr.Markdown("", visible=False, elem_id="ps-status")
                     target_audio = gr.Audio(label="Target (the prompted sound)", type="filepath", interactive=False,
                                             elem_id="ps-target")
                     residual_audio = gr.Audio(label="Residual (everything else)", type="filepath", interactive=False,
                                               elem_id="ps-residual")
-                    with gr.Row():
-                        scores = gr.JSON(label="Judge scores (1-5)", elem_id="ps-scores", scale=1)
-                        downloads = gr.File(label="Download stems", file_count="multiple", interactive=False, scale=1)
                     timing = gr.Markdown("", label="time", elem_id="ps-timing")
+                    scores = gr.Markdown("", elem_id="ps-scores")
+                    scores_json = gr.JSON(visible=False)  # the API's scores
+                    downloads = gr.File(label="Download stems", file_count="multiple", interactive=False,
+                                        elem_id="ps-downloads")
                     spec_mix = gr.Image(label="Mixture spectrogram", type="numpy", format="png", interactive=False)
                     spec_tgt = gr.Image(label="Target spectrogram", type="numpy", format="png", interactive=False)
                     spec_res = gr.Image(label="Residual spectrogram", type="numpy", format="png", interactive=False)
@@ -367,34 +501,39 @@ def build_demo(
             with gr.Row(equal_height=False):
                 with gr.Column():
                     b_files = gr.File(label="Audio files", file_count="multiple", type="filepath", file_types=["audio"])
-                    b_text = gr.Textbox(label="Text prompt", placeholder="e.g. dog barking", max_lines=1)
+                    b_text = gr.Textbox(label="Text prompt", placeholder="e.g. woman speaking", max_lines=1)
                     with gr.Row():
-                        b_steps = gr.Slider(1, cfg.max_steps, value=cfg.default_steps, step=1, label="steps")
+                        b_steps = gr.Slider(1, cfg.max_steps, value=cfg.default_steps, step=1, label=steps_label)
                         b_cands = gr.Slider(1, cfg.max_candidates, value=1, step=1, label="candidates")
                     b_run = gr.Button("Separate all", variant="primary")
                 with gr.Column():
                     b_zip = gr.File(label="Stems (zip)", interactive=False)
                     b_csv = gr.File(label="Scores (CSV)", interactive=False)
-                    b_table = gr.Dataframe(label="Results", interactive=False)
+                    b_status = gr.Markdown("", visible=False)
+                    b_table = gr.Dataframe(value=[["", None, None, *([None] * len(core.SCORE_FIELDS)), ""]],
+                                           headers=core.BATCH_HEADERS, label="Results", interactive=False,
+                                           elem_id="ps-batch-table")
 
         with gr.Tab("About"):
             gr.Markdown(model_summary(separator, judge, cfg, checkpoint, judge_path))
 
         # --------------------------------------------------------- events
         ui = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
-        run.click(
-            separate,
-            [audio, text, spans, video, bx0, by0, bx1, by1, mask, steps, guidance, candidates, method, seed],
-            [target_audio, residual_audio, downloads, scores, timing, spec_mix, spec_tgt, spec_res, waveform],
+        sep_inputs = [audio, text, spans, video, bx0, by0, bx1, by1, mask, steps, guidance, candidates, method, seed]
+        ui_outputs = [target_audio, residual_audio, downloads, scores, timing, spec_mix, spec_tgt, spec_res, waveform,
+                      status]
+        for trigger in (run.click, text.submit):
+            trigger(separate_ui, sep_inputs, ui_outputs, api_visibility="private", concurrency_id="separation",
+                    concurrency_limit=cfg.concurrency_limit)
+        api_run.click(
+            separate, sep_inputs,
+            [target_audio, residual_audio, downloads, scores_json, timing, spec_mix, spec_tgt, spec_res, waveform],
             api_name="separate", concurrency_id="separation", concurrency_limit=cfg.concurrency_limit,
         )
-        text.submit(
-            separate,
-            [audio, text, spans, video, bx0, by0, bx1, by1, mask, steps, guidance, candidates, method, seed],
-            [target_audio, residual_audio, downloads, scores, timing, spec_mix, spec_tgt, spec_res, waveform],
-            api_visibility="private", concurrency_id="separation", concurrency_limit=cfg.concurrency_limit,
-        )
-        b_run.click(batch, [b_files, b_text, b_steps, b_cands], [b_zip, b_csv, b_table], api_name="batch",
+        b_run.click(batch_ui, [b_files, b_text, b_steps, b_cands], [b_zip, b_csv, b_table, b_status],
+                    api_visibility="private", concurrency_id="separation", concurrency_limit=cfg.concurrency_limit)
+        b_api = gr.Button("batch (API)", visible=False)
+        b_api.click(batch, [b_files, b_text, b_steps, b_cands], [b_zip, b_csv, b_table], api_name="batch",
                     concurrency_id="separation", concurrency_limit=cfg.concurrency_limit)
         audio.change(draw_waveform, [audio, spans], waveform, **ui)
         spans.input(draw_waveform, [audio, spans], waveform, **ui)
@@ -480,8 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             judge = Judge.from_pretrained(judge_path).eval().to(args.device)
         separator = Separator.from_pretrained(args.checkpoint, device=args.device, judge=judge)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"promptsep demo: error: cannot load the models: {exc}", file=sys.stderr)
+    except Exception as exc:  # missing folder, broken config.json / safetensors, not a separator, bad device
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"promptsep demo: error: cannot load the models: {msg}", file=sys.stderr)
         return 2
     cfg = DemoConfig(max_file_mb=args.max_file_mb, max_duration_s=args.max_duration, concurrency_limit=args.concurrency,
                      queue_max_size=args.queue_size, default_steps=args.steps)

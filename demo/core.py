@@ -27,6 +27,15 @@ logger = logging.getLogger(__name__)
 
 #: Judge score fields, in display order.
 SCORE_FIELDS = ("precision", "recall", "faithfulness", "overall")
+#: Columns of the batch tab's table and CSV.
+BATCH_HEADERS = ["file", "duration_s", "seconds", *SCORE_FIELDS, "error"]
+#: What each judge score says, one line each.
+SCORE_MEANING = {
+    "precision": "only the prompted sound is in the target (no other sounds leak in)",
+    "recall": "all of the prompted sound is in the target (none left in the residual)",
+    "faithfulness": "the target sounds natural (no artefacts or distortion)",
+    "overall": "the judge's overall rating of the separation",
+}
 #: Sampler choices offered by the UI.
 METHODS = ("midpoint", "euler", "diffusers")
 
@@ -394,14 +403,16 @@ def run_separation(
     video: Any = None,
     box: tuple[int, int, int, int] | None = None,
     mask: Any = None,
-    steps: Any = 16,
+    steps: Any = None,
     guidance: Any = 1.0,
     candidates: Any = 1,
-    method: str = "midpoint",
+    method: str | None = None,
     seed: Any = 0,
     stem: str = "",
 ) -> SeparationOutput:
     """Check the inputs, separate, score and write ``target.wav``/``residual.wav`` to ``out_dir``.
+
+    ``steps`` / ``method`` None (or empty) use the separator release's recommended sampling.
 
     Raises:
         InputError: anything wrong with the audio, prompts or settings (message names it).
@@ -418,10 +429,11 @@ def run_separation(
         raise VideoError("a box was given but no video: upload the video that shows the target")
     if text is None and not spans and vid is None:
         raise PromptError("give a prompt: describe the sound in the text box, add a time span, or upload a video with a box")
-    steps_i = clamp_int(steps, 1, cfg.max_steps, "steps")
+    steps_i = None if steps in (None, "") else clamp_int(steps, 1, cfg.max_steps, "steps")
     cand_i = clamp_int(candidates, 1, cfg.max_candidates, "candidates")
     seed_i = clamp_int(seed if seed not in (None, "") else 0, 0, 2**31 - 1, "seed")
-    if method not in METHODS:
+    method = method or None
+    if method is not None and method not in METHODS:
         raise InputError(f"sampler must be one of {', '.join(METHODS)}, got {method!r}")
     # Candidates are ranked by the judge (which needs text) or by span activity; with neither
     # there is nothing to rank them by, so one candidate is drawn.
@@ -432,6 +444,7 @@ def run_separation(
         wav, sr, text=text, spans=spans or None, video=vid, steps=steps_i, method=method, candidates=cand_i,
         guidance=guidance_map(guidance, text, spans, vid), seed=seed_i, ranker=ranker,
     )
+    _check_finite(res)
     scores = judge_scores(judge, wav, res.target, text, sr)
     prefix = f"{stem}_" if stem else ""
     # The comment names the prompt and the request folder: it documents the file, and it keeps
@@ -444,11 +457,34 @@ def run_separation(
                             time.perf_counter() - t0, dur, dict(res.info))
 
 
+def _check_finite(res) -> None:
+    """Refuse stems with NaN/Inf samples (a damaged model or settings): nothing is written."""
+    import torch
+
+    bad = [k for k in ("target", "residual") if not bool(torch.isfinite(getattr(res, k)).all())]
+    if bad:
+        raise InputError(f"the separated {' and '.join(bad)} came out with NaN/Inf samples; nothing was written "
+                         "(try guidance 1 and the recommended steps, or another checkpoint)")
+
+
+def score_markdown(scores: dict[str, float] | None, judge_loaded: bool, has_text: bool) -> str:
+    """The judge's scores as labelled numbers with what each means (Markdown)."""
+    if scores is None:
+        if not judge_loaded:
+            return "**Judge scores:** no judge loaded (start the demo with `--judge DIR`)."
+        return "**Judge scores:** the judge needs a text prompt to score the result." if not has_text else ""
+    rows = "\n".join(f"- **{k}: {scores[k]:.2f}**, {SCORE_MEANING[k]}" for k in SCORE_FIELDS if k in scores)
+    return ("**Judge scores** (1 = poor, 5 = excellent; a small learned judge's estimate, no reference needed)\n\n"
+            + rows)
+
+
 def timing_text(out: SeparationOutput) -> str:
     """One line: how long it took, relative to the audio length."""
     rtf = out.seconds / max(out.audio_seconds, 1e-9)
     info = out.info
-    extra = f" · {info.get('steps')} steps · {info.get('candidates')} candidate(s) · {info.get('method')}"
+    steps, cands = info.get("steps"), info.get("candidates")
+    extra = (f" · {steps} step{'' if steps == 1 else 's'} · {cands} candidate{'' if cands == 1 else 's'}"
+             f" · {info.get('method')}")
     return f"Separated {out.audio_seconds:.2f} s of audio in {out.seconds:.2f} s ({rtf:.2f}x real time){extra}"
 
 
@@ -471,7 +507,7 @@ def run_batch(
     out_dir: Path,
     files: Sequence[Any],
     text: str | None,
-    steps: Any = 16,
+    steps: Any = None,
     candidates: Any = 1,
     progress=None,
 ) -> tuple[Path, Path, list[list[Any]]]:
@@ -492,10 +528,10 @@ def run_batch(
     text = (text or "").strip()
     if not text:
         raise PromptError("the batch needs a text prompt that describes the sound to isolate")
-    steps_i = clamp_int(steps, 1, cfg.max_steps, "steps")
+    steps_i = None if steps in (None, "") else clamp_int(steps, 1, cfg.max_steps, "steps")
     cand_i = clamp_int(candidates, 1, cfg.max_candidates, "candidates")
     stems_dir = out_dir / "stems"
-    header = ["file", "duration_s", "seconds", *SCORE_FIELDS, "error"]
+    header = BATCH_HEADERS
     rows: list[list[Any]] = []
     taken: set[str] = set()
     n_ok = 0
@@ -534,4 +570,5 @@ def run_batch(
 __all__ = [
     "DemoConfig", "Workspace", "SeparationOutput", "run_separation", "run_batch", "parse_span_table", "parse_box",
     "order_box", "read_audio", "load_video_prompt", "judge_scores", "guidance_map", "timing_text", "SCORE_FIELDS",
+    "score_markdown", "BATCH_HEADERS",
 ]

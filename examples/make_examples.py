@@ -1,6 +1,6 @@
 """Regenerate the bundled example mixtures from the promptsep corpus.
 
-Each example mixes two real recordings of different categories (a *target* that the
+Each example mixes two corpus clips of different categories (a *target* that the
 example's text prompt names and an *interferer*), both from the corpus's TRAIN split so
 that no evaluation source appears in the examples, and both under permissive licences
 (CC0 / public domain, CC-BY, MIT, BSD, Apache). A pair under one share-alike licence
@@ -294,8 +294,10 @@ def write_readme(path: Path, rows, args, manifest_digest: str = "") -> None:
     lines = [
         "# Bundled examples",
         "",
-        "Short mixtures of two real recordings each, made by `examples/make_examples.py` from the promptsep",
-        "corpus (`python examples/make_examples.py --corpus CORPUS`). Both clips of every mixture come from the",
+        "Short mixtures of two clips of the promptsep corpus each, made by `examples/make_examples.py`",
+        "(`python examples/make_examples.py --corpus CORPUS`). The clips are what the corpus holds: recorded",
+        "telephone prompts and game sound effects, instrument parts rendered from MIDI scores with a soundfont",
+        "(synthesised, not recordings of players), and espeak-ng speech (synthetic). Both clips of every mixture come from the",
         "corpus's **train** split (no evaluation source is in the examples) and are under permissive licences",
         "(CC0 / public domain, CC-BY, MIT, BSD, Apache); a pair under one share-alike licence is marked so.",
         f"The interferer is mixed {args.ratio_db:g} dB (RMS) below the target and the mixture is peak-normalised;",
@@ -315,8 +317,8 @@ def write_readme(path: Path, rows, args, manifest_digest: str = "") -> None:
     for name, _text, _dur, t, i, _lic, note in rows:
         lines += [f"### `{name}`", "", f"- target: {describe(t)}", f"- interferer: {describe(i)}",
                   f"- licence of the mixture: {note}", ""]
-    lines += ["Try one from the command line:", "", "```bash",
-              f"promptsep separate examples/{rows[0][0]} --text \"{rows[0][1]}\" --out-dir separated", "```", ""]
+    lines += ["Try one from the command line (writes `separated/<file name>/target.wav` and `residual.wav`):", "",
+              "```bash", f"promptsep separate examples/{rows[0][0]} --text \"{rows[0][1]}\" --out-dir separated", "```", ""]
     path.write_text("\n".join(lines))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,18 +38,25 @@ def score_main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from separation.audio import load_audio
+    from separation.cli import CliError, _check_device, _load_error, _quiet_libraries
     from separation.errors import InputError
 
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        _quiet_libraries()  # no weight-loading progress bars unless -v
     try:
         if not args.text or not args.text.strip():
             raise InputError("--text is empty: give the prompt that names the target sound")
         mix, sr_m = load_audio(args.mixture)
         est, sr_e = load_audio(args.estimate)
+        _check_device(args.device)
         from judge.model import Judge
 
-        judge = Judge.from_pretrained(args.checkpoint, map_location=args.device, codec_path=args.codec)
+        try:
+            judge = Judge.from_pretrained(args.checkpoint, map_location=args.device, codec_path=args.codec)
+        except Exception as exc:  # missing folder, broken config.json or safetensors, not a judge
+            raise _load_error("judge", args.checkpoint, exc) from None
         scores = judge.score(mix, est, args.text, sr_m, estimate_sample_rate=sr_e)
-    except (InputError, FileNotFoundError) as exc:
+    except (InputError, FileNotFoundError, CliError) as exc:
         print(f"promptsep judge: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # a checkpoint that is not a judge, or mismatched weights

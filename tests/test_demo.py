@@ -158,7 +158,8 @@ def _check_result(out, ref_path, scored: bool):
         data, sr = sf.read(p, always_2d=True)
         assert sr == ref_sr and data.shape == ref.shape, (p, data.shape, ref.shape)
         assert np.isfinite(data).all()
-    assert len(downloads) == 2 and {os.path.basename(p) for p in downloads} == {"target.wav", "residual.wav"}
+    stem = os.path.splitext(os.path.basename(str(ref_path)))[0]
+    assert len(downloads) == 2 and {os.path.basename(p) for p in downloads} == {f"{stem}_target.wav", f"{stem}_residual.wav"}
     if scored:
         assert set(scores) == SCORE_KEYS and all(1.0 <= scores[k] <= 5.0 for k in SCORE_KEYS), scores
     assert timing.startswith("Separated") and "real time" in timing
@@ -370,3 +371,148 @@ def test_launcher_reports_a_missing_checkpoint(capsys, tmp_path):
 
     assert main(["--checkpoint", str(tmp_path / "nope"), "--no-judge"]) == 2
     assert "cannot load the models" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"kind": "promptsep_separator", "format_version": 1, "config": {}}')
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)
+    assert main(["--checkpoint", str(broken), "--no-judge"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load the models" in err and "Traceback" not in err
+
+
+def test_span_table_none_through_the_api(client, files):
+    from gradio_client import handle_file
+
+    out = client.predict(
+        audio=handle_file(str(files / "mono.wav")), text="piano", span_table=None, video=None,
+        x0=None, y0=None, x1=None, y1=None, mask=None, steps=2, guidance=1.0, candidates=1, method="midpoint",
+        seed=0, api_name="/separate",
+    )
+    _check_result(out, files / "mono.wav", scored=True)
+
+
+def test_about_tab_shows_the_model_card_figures_not_server_paths():
+    from demo.app import DEFAULT_CHECKPOINT, DEFAULT_JUDGE, model_summary, video_note
+    from demo.core import DemoConfig
+
+    class _Sep:  # what the About tab reads of a loaded separator
+        sample_rate = 16000
+
+        @staticmethod
+        def sampling():
+            return 1, "euler"
+
+    text = model_summary(_Sep(), object(), DemoConfig(), str(DEFAULT_CHECKPOINT), str(DEFAULT_JUDGE))
+    assert "promptsep-tiny" in text and "promptsep-judge-tiny" in text
+    assert str(DEFAULT_CHECKPOINT.parent) not in text and "/tmp" not in text
+    assert "Recommended sampling: euler, 1 step(s)" in text
+    assert "+5.2 dB [+3.1, +7.3]" in text  # the model card's pair_cross text figure
+    assert "5.23 M parameters in the release" in text and "dit 3.02 M" in text
+    assert "woman speaking" in text and "70 labels" in text
+    note = video_note(str(DEFAULT_CHECKPOINT))
+    assert "gains nothing from video yet" in note and "-0.2 dB" in note
+
+
+def test_score_markdown_is_labelled_numbers():
+    from demo.core import SCORE_FIELDS, score_markdown
+
+    md = score_markdown({"precision": 3.5, "recall": 2.25, "faithfulness": 4.0, "overall": 3.123}, True, True)
+    for k in SCORE_FIELDS:
+        assert f"**{k}: " in md
+    assert "**overall: 3.12**" in md and "1 = poor, 5 = excellent" in md and "{" not in md
+    assert "no judge loaded" in score_markdown(None, False, True)
+    assert "needs a text prompt" in score_markdown(None, True, False)
+
+
+SHOTS = os.environ.get("PROMPTSEP_SCREENSHOT_DIR")
+
+
+def _driver(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1900",
+              f"--user-data-dir={tmp_path / 'selenium-profile'}", "--disable-background-networking"):
+        opts.add_argument(a)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+def drive_error_keeps_results(url, audio_path, text, shots_dir=None, timeout=240):
+    """In a real browser: separate ``audio_path`` with ``text``, then run again without a prompt.
+
+    Returns a dict of what the page showed after each step (texts of the result panels).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    seen = {}
+    with tempfile.TemporaryDirectory() as td:
+        drv = _driver(Path(td))
+        try:
+            drv.get(url)
+            wait = WebDriverWait(drv, timeout)
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#ps-audio input[type=file]"))
+            drv.find_element(By.CSS_SELECTOR, "#ps-audio input[type=file]").send_keys(str(audio_path))
+            box = drv.find_element(By.CSS_SELECTOR, "#ps-text textarea, #ps-text input")
+            box.send_keys(text)
+            time.sleep(1.0)
+            drv.find_element(By.CSS_SELECTOR, "#ps-run").click()
+            wait.until(lambda d: "overall" in d.find_element(By.ID, "ps-scores").text)
+            wait.until(lambda d: "Separated" in d.find_element(By.ID, "ps-timing").text)
+            time.sleep(1.0)
+            seen["before"] = {k: drv.find_element(By.ID, k).text for k in ("ps-scores", "ps-timing", "ps-target", "ps-downloads")}
+            if shots_dir:
+                drv.save_screenshot(str(Path(shots_dir) / "demo_1_result.png"))
+            box = drv.find_element(By.CSS_SELECTOR, "#ps-text textarea, #ps-text input")
+            box.send_keys(Keys.CONTROL, "a")
+            box.send_keys(Keys.BACKSPACE)
+            time.sleep(0.5)
+            drv.find_element(By.CSS_SELECTOR, "#ps-run").click()
+            wait.until(lambda d: d.find_elements(By.ID, "ps-status") and "Error" in d.find_element(By.ID, "ps-status").text)
+            time.sleep(1.5)
+            seen["after"] = {k: drv.find_element(By.ID, k).text for k in ("ps-scores", "ps-timing", "ps-target", "ps-downloads", "ps-status", "ps-waveform")}
+            seen["target_audio_after"] = len(drv.find_elements(By.CSS_SELECTOR, "#ps-target audio, #ps-target [data-testid='waveform-controls'], #ps-target button"))
+            if shots_dir:
+                drv.execute_script("document.getElementById('ps-status').scrollIntoView({block: 'center'})")
+                time.sleep(0.3)
+                drv.save_screenshot(str(Path(shots_dir) / "demo_2_after_error.png"))
+        finally:
+            drv.quit()
+    return seen
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM) or not os.path.exists("/usr/bin/chromedriver"),
+                    reason="headless Chromium + chromedriver not installed (apt-get install chromium chromium-driver)")
+def test_browser_error_keeps_earlier_results_and_scores_are_labelled(app, files):
+    pytest.importorskip("selenium")
+    seen = drive_error_keeps_results(app[1], files / "mono.wav", "piano", shots_dir=SHOTS)
+    before, after = seen["before"], seen["after"]
+    for k in SCORE_KEYS:  # labelled numbers, not raw JSON
+        assert k in before["ps-scores"]
+    assert "{" not in before["ps-scores"] and "1 = poor, 5 = excellent" in before["ps-scores"]
+    import re
+
+    assert len(re.findall(r"\b[1-5]\.\d\d\b", before["ps-scores"])) == 4, before["ps-scores"]
+    # the error is shown once, in the status line, and the earlier results stay
+    assert "give a prompt" in after["ps-status"]
+    assert after["ps-scores"] == before["ps-scores"] and after["ps-timing"] == before["ps-timing"]
+    names = after["ps-downloads"].replace("\n", "")
+    assert "mono_target.wav" in names and "mono_residual.wav" in names
+    for k in ("ps-scores", "ps-timing", "ps-target", "ps-downloads", "ps-waveform"):
+        assert "Error" not in after[k], (k, after[k])
+    assert seen["target_audio_after"] > 0
+
+
+def test_batch_table_has_headers_and_steps_label_states_the_recommendation(app):
+    from demo.core import BATCH_HEADERS
+
+    comps = {getattr(c, "elem_id", None): c for c in app[0].blocks.values()}
+    table = comps["ps-batch-table"]
+    assert list(table.headers) == BATCH_HEADERS and BATCH_HEADERS[:2] == ["file", "duration_s"]
+    assert "recommends" in comps["ps-steps"].label

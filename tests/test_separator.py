@@ -168,9 +168,9 @@ def test_cli_end_to_end_on_a_real_wav(checkpoint, tmp_path):
                "--out-dir", str(out), "--steps", "2"])
     assert rc == 0
     for name in ("target.wav", "residual.wav"):
-        data, sr = sf.read(str(out / name))
+        data, sr = sf.read(str(out / "in" / name))
         assert sr == 22050 and data.shape == (11025, 2)
-    comment = sf.SoundFile(str(out / "target.wav")).copy_metadata()["comment"]
+    comment = sf.SoundFile(str(out / "in" / "target.wav")).copy_metadata()["comment"]
     assert comment.startswith("target; promptsep in.wav") and "text='tone'" in comment and "spans=+0.1:0.3" in comment
     assert main(["separate", str(src), "--span", "+0.3:0.1", "--checkpoint", checkpoint, "--out-dir", str(out)]) == 2
     assert main(["info", checkpoint]) == 0
