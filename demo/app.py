@@ -8,7 +8,7 @@ module globals hold models); ``main(argv)`` is the ``promptsep demo`` launcher::
 
 The UI is a thin layer over :mod:`demo.core` (checks, separation, scoring, files) and
 :mod:`demo.plots` (pictures). Every user mistake raises
-:class:`separation.errors.InputError`, shown as a ``gr.Error`` pop-up; the app keeps serving.
+:class:`promptsep.errors.InputError`, shown as a ``gr.Error`` pop-up; the app keeps serving.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from demo.core import SCORE_FIELDS, DemoConfig, Workspace
+from promptsep.release import packaged_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
@@ -33,8 +34,8 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Shipped default models and bundled examples of a checkout.
-DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "promptsep-tiny"
-DEFAULT_JUDGE = ROOT / "checkpoints" / "promptsep-judge-tiny"
+DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-tiny")
+DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
 DEFAULT_EXAMPLES = ROOT / "examples"
 
 SPAN_HEADERS = ["sign (+/-)", "start (s)", "end (s)"]
@@ -66,7 +67,7 @@ def _user_errors(fn: Callable) -> Callable:
     """Show :class:`InputError` messages as ``gr.Error`` and hide tracebacks of anything else."""
     import gradio as gr
 
-    from separation.errors import InputError
+    from promptsep.errors import InputError
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

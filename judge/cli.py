@@ -18,9 +18,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-DEFAULT_JUDGE = Path(__file__).resolve().parent.parent / "checkpoints" / "promptsep-judge-tiny"
+from promptsep.release import packaged_checkpoint
+
+DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
 
 
 def score_main(argv: Sequence[str] | None = None) -> int:
@@ -36,8 +37,8 @@ def score_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
-    from separation.audio import load_audio
-    from separation.errors import InputError
+    from promptsep.audio import load_audio
+    from promptsep.errors import InputError
 
     try:
         if not args.text or not args.text.strip():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from separation.train import CONF_DIR
+from separation.harness import CONF_DIR
 
 GROUPS = {g: sorted(p.stem for p in (Path(CONF_DIR) / g).glob("*.yaml")) for g in ("model", "codec", "data", "trainer")}
 
@@ -62,15 +62,142 @@ def test_resume_matches_uninterrupted_run(tiny_corpus, tmp_path):
     from separation.train import train
 
     full = train(_debug_cfg(tiny_corpus, tmp_path / "a", 4))
-    train(_debug_cfg(tiny_corpus, tmp_path / "b", 2))           # "killed" after 2 steps
+    train(_debug_cfg(tiny_corpus, tmp_path / "b", 2))           # stopped after 2 steps
     resumed = train(_debug_cfg(tiny_corpus, tmp_path / "b", 4))  # resume=auto picks up last.ckpt
     assert resumed["global_step"] == 4
-    a = torch.load(full["last_checkpoint"], map_location="cpu", weights_only=False)
-    b = torch.load(resumed["last_checkpoint"], map_location="cpu", weights_only=False)
+    a = torch.load(full["last_checkpoint"], map_location="cpu", weights_only=True)
+    b = torch.load(resumed["last_checkpoint"], map_location="cpu", weights_only=True)
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
-    for k, v in a["ema_dit"].items():
-        torch.testing.assert_close(b["ema_dit"][k], v, rtol=0, atol=1e-6, msg=k)
+    for k, v in a["ema"].items():
+        torch.testing.assert_close(b["ema"][k], v, rtol=0, atol=1e-6, msg=k)
+
+
+class _Payload:
+    """Unpickling this creates ``path`` (a harmless stand-in for arbitrary code)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_malicious_resume_pickle_is_refused_and_never_executed(tiny_corpus, tmp_path):
+    """Issue 11 item 2: resume state loads with weights_only=True everywhere (ours and Lightning's)."""
+    from separation.harness import ResumeError, _safe_checkpoint_io
+    from separation.train import train
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"global_step": 1, "state_dict": {}, "x": _Payload(marker)}, evil)
+    # the payload is live: an unsafe load would run it
+    probe = tmp_path / "probe"
+    torch.save({"x": _Payload(probe)}, tmp_path / "probe.ckpt")
+    torch.load(tmp_path / "probe.ckpt", weights_only=False)
+    assert probe.exists()
+
+    with pytest.raises(ResumeError, match="weights_only=True"):
+        train(_debug_cfg(tiny_corpus, tmp_path / "run", 2, [f"resume={evil}"]))
+    assert not marker.exists()
+    with pytest.raises(ResumeError):  # the checkpoint I/O Lightning itself resumes through
+        _safe_checkpoint_io().load_checkpoint(evil)
+    assert not marker.exists()
+
+
+_KILL_STEPS = 10
+
+
+def _spy_steps(monkeypatch):
+    """Record (global_step, batch fingerprint) of every real training step run in this process."""
+    from separation.train import SeparationModule
+
+    seen = []
+    real = SeparationModule.training_step
+
+    def step(self, batch, batch_idx):
+        seen.append((int(self.global_step), float(batch["mixture"].double().sum())))
+        return real(self, batch, batch_idx)
+
+    monkeypatch.setattr(SeparationModule, "training_step", step)
+    return seen
+
+
+def _kill_and_resume(tiny_corpus, tmp_path, monkeypatch, resume: str):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from separation.train import train
+
+    out = tmp_path / "killed"
+    over = ["experiment=debug", f"data.root={tiny_corpus}", f"out_dir={out}", f"trainer.max_steps={_KILL_STEPS}",
+            "trainer.ckpt_every=1", "val.every=1000"]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-m", "separation.train", *over], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = out / "last.ckpt"
+    killed_at = None
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if last.is_file():
+                step = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+                if step >= 2:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            time.sleep(0.02)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, "the training process finished before it could be killed"
+    killed_at = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+    assert 2 <= killed_at < _KILL_STEPS
+    seen = _spy_steps(monkeypatch)
+    result = train(_compose(overrides=[*over, f"resume={resume}"]))
+    return killed_at, seen, result
+
+
+def _assert_same_state(a, b):
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
+    for k, v in a["ema"].items():
+        torch.testing.assert_close(b["ema"][k], v, rtol=0, atol=1e-6, msg=f"ema {k}")
+    sa, sb = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        for name, v in sa[i].items():
+            torch.testing.assert_close(sb[i][name], v, rtol=0, atol=1e-6, msg=f"optimizer {i} {name}")
+    assert a["global_step"] == b["global_step"]
+
+
+def test_killed_training_process_resumes_exactly(tiny_corpus, tmp_path, monkeypatch):
+    """Issue 11 item 6: a real training process is SIGKILLed mid-run; the resumed run trains only the
+    remaining steps on the same data and ends with the weights, EMA, optimizer state and step of
+    an uninterrupted run."""
+    from separation.train import train
+
+    killed_at, seen, resumed = _kill_and_resume(tiny_corpus, tmp_path, monkeypatch, "auto")
+    seen_resumed = list(seen)  # (the spy below wraps this one, which would keep recording)
+    assert [s for s, _ in seen_resumed] == list(range(killed_at, _KILL_STEPS)), "resumed run retrained steps"
+    seen_full = _spy_steps(monkeypatch)
+    full = train(_compose(overrides=["experiment=debug", f"data.root={tiny_corpus}", f"out_dir={tmp_path / 'full'}",
+                                     f"trainer.max_steps={_KILL_STEPS}", "trainer.ckpt_every=1", "val.every=1000"]))
+    assert seen_full[killed_at:] == seen_resumed  # same data order from the resume point on
+    assert resumed["global_step"] == full["global_step"] == _KILL_STEPS
+    a = torch.load(full["last_checkpoint"], map_location="cpu", weights_only=True)
+    b = torch.load(resumed["last_checkpoint"], map_location="cpu", weights_only=True)
+    _assert_same_state(a, b)
+
+
+def test_kill_and_resume_test_fails_without_resuming(tiny_corpus, tmp_path, monkeypatch):
+    """The check above is not vacuous: with resuming disabled the rerun retrains from step 0."""
+    killed_at, seen, _ = _kill_and_resume(tiny_corpus, tmp_path, monkeypatch, "null")
+    assert [s for s, _ in seen] != list(range(killed_at, _KILL_STEPS))
 
 
 def test_codec_training_exports_a_normalised_codec(tiny_corpus, tmp_path):

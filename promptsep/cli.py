@@ -22,17 +22,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from separation.errors import InputError
+from promptsep.errors import InputError
+from promptsep.release import packaged_checkpoint
 
 logger = logging.getLogger(__name__)
 
-#: Where a clean checkout keeps the shipped default model.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "promptsep-tiny"
+#: The shipped default model (found through the installed package).
+DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-tiny")
 
 #: sub-command -> "module:function" taking argv.
 COMMANDS = {
-    "separate": "separation.cli:separate_main",
-    "info": "separation.cli:info_main",
+    "separate": "promptsep.cli:separate_main",
+    "info": "promptsep.cli:info_main",
     "data": "separation.data.build:cli_main",
     "train": "separation.train:main",
     "train-codec": "separation.train_codec:main",
@@ -74,7 +75,7 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
-    from separation.audio import load_audio, provenance, save_audio
+    from promptsep.audio import load_audio, provenance, save_audio
     from separation.separator import Separator
 
     try:
@@ -121,7 +122,7 @@ def info_main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="promptsep info")
     p.add_argument("checkpoint", nargs="?", default=str(DEFAULT_CHECKPOINT))
     args = p.parse_args(argv)
-    from separation.model import resolve_checkpoint
+    from promptsep.release import resolve_checkpoint
 
     try:
         root = resolve_checkpoint(args.checkpoint)

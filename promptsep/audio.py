@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from separation.errors import AudioError
+from promptsep.errors import AudioError
 
 logger = logging.getLogger(__name__)
 
