@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -355,3 +356,48 @@ def sample_chunked(
         out[:, s:e] = sample(fn, x0c, nfe, method)
         done = e
     return out
+
+
+# ---------------------------------------------------------------- objective
+def drop_prompts(cfg: FlowConfig, cond: Any, drop: Callable[[Any, str, torch.Tensor], Any], batch: int,
+                 device=None, generator: torch.Generator | None = None) -> Any:
+    """Prompt dropout for guidance: each prompt kind is replaced by its null embedding in a random
+    share of the rows (``p_drop_text``, ``p_drop_span``, ``p_drop_video``).
+
+    Args:
+        cfg: the flow config.
+        cond: the conditioning of a batch of ``batch`` rows.
+        drop: ``drop(cond, kind, rows [B] bool) -> cond`` (the model's null-embedding swap).
+        generator: RNG of the masks.
+    """
+    for kind, p in (("text", cfg.p_drop_text), ("span", cfg.p_drop_span), ("video", cfg.p_drop_video)):
+        cond = drop(cond, kind, drop_mask(p, batch, device, generator))
+    return cond
+
+
+def objective(cfg: FlowConfig, x1: torch.Tensor, z_mix: torch.Tensor,
+              network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              to_data: Callable[[torch.Tensor], torch.Tensor] | None = None,
+              latent_std: torch.Tensor | None = None, offset: torch.Tensor | float = 0.0,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flow-matching training objective: prior, time sampling, interpolation and loss.
+
+    Args:
+        cfg: the flow config (prior, time sampler, prediction, data loss).
+        x1: data ``[B, T, 2C]`` (target | residual latents).
+        z_mix: mixture latents ``[B, T, C]`` (for the prior and mask predictions).
+        network: ``network(x_t, t) -> output [B, T, 2C]`` (the conditioned backbone).
+        to_data: for ``prediction="mask"``: network output -> data estimate (see :func:`mask_split`).
+        latent_std / offset: latent statistics for :func:`data_loss`.
+        generator: RNG of the noise and the times.
+
+    Returns:
+        ``(loss, t [B])``.
+    """
+    x0 = prior_sample(cfg, z_mix, torch.randn(x1.shape, device=x1.device, generator=generator))
+    t = sample_timesteps(cfg, x1.shape[0], x1.device, generator)
+    pred = network(interpolate(x0, x1, t), t)
+    if cfg.prediction == "velocity":
+        return flow_loss(pred, velocity_target(x0, x1)), t
+    # data prediction: the error of the stems themselves (the velocity error weighted by (1 - t)^2)
+    return data_loss(cfg.data_loss, to_data(pred), x1, z_mix, latent_std, offset), t

@@ -1,9 +1,12 @@
 """The separation model: codec + prompt encoders + DiT backbone + flow matching.
 
-:class:`SeparationModel` composes the parts. It owns the learned null embeddings
-used for prompt dropout and classifier-free guidance, turns prompts into a
-:class:`Conditioning`, computes the training loss and generates latents. The
-backbone (:mod:`separation.dit`) knows nothing of any of that.
+:class:`SeparationModel` composes the parts: it owns the learned null embeddings
+used for prompt dropout and classifier-free guidance and turns prompts into a
+:class:`Conditioning`. The objective (prior, time sampling, prompt dropout, loss:
+:func:`separation.flow.objective`, :func:`separation.flow.drop_prompts`) and the
+samplers, chunked long-audio sampling included (:func:`separation.flow.sample_chunked`),
+live in :mod:`separation.flow`; the backbone (:mod:`separation.dit`) knows nothing of
+any of that.
 """
 
 from __future__ import annotations
@@ -26,15 +29,12 @@ from separation.codec import DACVAE, CodecConfig, build_codec
 from separation.dit import DiT, DiTConfig
 from separation.flow import (
     FlowConfig,
-    data_loss,
-    drop_mask,
-    flow_loss,
+    drop_prompts,
     guided_velocity,
-    interpolate,
     mask_split,
+    objective,
     prior_sample,
     sample_chunked,
-    sample_timesteps,
     velocity_from_data,
 )
 
@@ -355,17 +355,13 @@ class SeparationModel(nn.Module):
         dur = n / self.sample_rate
         cond = self.encode_prompts(texts, spans, videos, num_frames, [dur] * b)
         fc = self.cfg.flow
-        for kind, p in (("text", fc.p_drop_text), ("span", fc.p_drop_span), ("video", fc.p_drop_video)):
-            cond = self.apply_dropout(cond, kind, drop_mask(p, b, device, generator))
-        x0 = self.initial_state(z_mix, torch.randn(x1.shape, device=device, generator=generator))
-        t = sample_timesteps(fc, b, device, generator)
-        xt = interpolate(x0, x1, t)
-        pred = self.dit(xt, t, z_mix, cond.text, cond.text_mask, cond.anchors, cond.video, None)
-        if fc.prediction == "velocity":
-            loss = flow_loss(pred, x1 - x0)
-        else:  # data prediction: the error of the stems themselves (the velocity error weighted by (1 - t)^2)
-            loss = data_loss(fc.data_loss, self.predict_data(pred, z_mix), x1, z_mix, self.codec.latent_std,
-                             self._latent_offset())
+        cond = drop_prompts(fc, cond, self.apply_dropout, b, device, generator)
+
+        def network(xt, t):
+            return self.dit(xt, t, z_mix, cond.text, cond.text_mask, cond.anchors, cond.video, None)
+
+        loss, t = objective(fc, x1, z_mix, network, lambda out: self.predict_data(out, z_mix),
+                            self.codec.latent_std, self._latent_offset(), generator)
         return {"loss": loss, "t": t.detach()}
 
     # -------------------------------------------------------------- generation
