@@ -69,22 +69,14 @@ class CodecModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-@torch.no_grad()
 def measure_latent_stats(codec, dataset, batches: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std ``[C]`` of the raw (unnormalised) latent means over train crops."""
-    codec.eval()
+    """Per-channel mean and std ``[C]`` of the raw (unnormalised) latent means over ``batches`` batches
+    of train crops (:func:`separation.codec.compute_latent_stats` over a fixed slice of the data)."""
+    from separation.codec import compute_latent_stats
+
     loader = DataLoader(dataset, batch_size=batch_size, sampler=StepSampler(10**8, batches * batch_size))
-    sums = sq = None
-    count = 0
-    for wav in loader:
-        mean, _ = codec.encode_dist(wav)
-        m = mean.transpose(0, 1).reshape(mean.shape[1], -1)
-        sums = m.sum(1) if sums is None else sums + m.sum(1)
-        sq = m.pow(2).sum(1) if sq is None else sq + m.pow(2).sum(1)
-        count += m.shape[1]
-    mu = sums / count
-    std = (sq / count - mu.pow(2)).clamp_min(1e-8).sqrt()
-    return mu, std
+    with torch.no_grad():
+        return compute_latent_stats(codec, loader)
 
 
 def train_codec(cfg) -> dict[str, Any]:

@@ -215,3 +215,22 @@ def test_codec_training_exports_a_normalised_codec(tiny_corpus, tmp_path):
     assert codec.cfg.latent_std is not None and len(codec.cfg.latent_std) == 8
     z = codec.encode(torch.randn(1, 1, 4000) * 0.1)
     assert z.shape == (1, 8, codec.num_frames(4000))
+
+
+def test_misspelt_override_or_unknown_config_key_fails_naming_it():
+    from omegaconf import open_dict
+
+    from separation.train import model_config_from
+
+    with pytest.raises(Exception, match="widht"):
+        _compose(overrides=["model.dit.widht=64"])  # Hydra's struct mode
+    cfg = _compose(overrides=["experiment=debug"])
+    with open_dict(cfg):
+        cfg.model.dit.widht = 64  # e.g. a key a YAML adds that DiTConfig does not know
+    with pytest.raises(ValueError, match="'model.dit.widht'"):
+        model_config_from(cfg)
+    with open_dict(cfg):
+        del cfg.model.dit.widht
+        cfg.model.size = "tiny"
+    with pytest.raises(ValueError, match="model.size"):
+        model_config_from(cfg)
