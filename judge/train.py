@@ -14,7 +14,7 @@ expensive part of a step on a CPU. Training therefore runs in two phases:
    interrupted run picks up where it stopped. The same is done for ``val.groups``
    valid-split groups.
 2. **Training** of the judge's own layers over the cached pairs with Lightning: the pair
-   order is a function of the global step (:class:`~separation.train.StepSampler` over a
+   order is a function of the global step (:class:`~separation.harness.StepSampler` over a
    per-epoch permutation seeded by ``(seed, epoch)``), resume checkpoints are written
    atomically to ``out_dir`` (frozen weights left out), and ``resume=auto`` continues from
    ``out_dir/last.ckpt``.

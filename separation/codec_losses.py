@@ -129,7 +129,6 @@ def mel_loss(est: torch.Tensor, ref: torch.Tensor, sample_rate: int,
     return total / max(1, len(windows))
 
 
-# ----------------------------------------------------------------- discriminator
 # ----------------------------------------------------------------- codec objective
 def codec_loss(out: dict[str, torch.Tensor], wav: torch.Tensor, cfg: CodecLossConfig, sample_rate: int,
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

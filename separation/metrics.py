@@ -1,6 +1,7 @@
 """Reference-based separation metrics shared by training, the judge and the benchmarks.
 
-All functions take ``[..., N]`` tensors (any leading batch dims) and return ``[...]``.
+All functions take ``[..., N]`` tensors (any leading batch dims, broadcast against each other)
+and return ``[...]``. SI-SDR, SNR and SDR are torchmetrics' implementations.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, zero_mean: bool = Tr
     """
     from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
 
-    return scale_invariant_signal_distortion_ratio(estimate, reference, zero_mean=zero_mean)
+    return scale_invariant_signal_distortion_ratio(*torch.broadcast_tensors(estimate, reference), zero_mean=zero_mean)
 
 
 def snr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Plain signal-to-noise ratio in dB, ``[..., N] -> [...]``."""
     from torchmetrics.functional.audio import signal_noise_ratio
 
-    return signal_noise_ratio(estimate, reference)
+    return signal_noise_ratio(*torch.broadcast_tensors(estimate, reference))
 
 
 def sdr(estimate: torch.Tensor, reference: torch.Tensor, filter_length: int = 512) -> torch.Tensor:

@@ -10,9 +10,9 @@ uniformly (label-balanced), a clip of that label, a random crop of ``crop_s`` se
 added underneath at ``snr_db`` (in the mel power domain), a time and a frequency mask,
 per-clip standardisation; and, for ``clap``, one of the label's prompt variants
 (``labels.json``), whose frozen MiniLM sentence embedding is also precomputed. The data
-order follows the global step (:class:`separation.train.StepSampler`), so ``resume=auto``
+order follows the global step (:class:`separation.harness.StepSampler`), so ``resume=auto``
 continues exactly; resume checkpoints are written atomically
-(:func:`separation.train._atomic_checkpoint_io`).
+(:mod:`separation.harness`).
 
 Validation (zero-shot accuracy and text-to-audio recall@5 on the VALID split's clean clips)
 runs every ``trainer.val_every`` steps; at the end the weights are exported to
