@@ -270,17 +270,23 @@ def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_g
 
 # ------------------------------------------------------------------- metrics
 def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Pearson correlation of two ``[N]`` tensors (nan when either is constant)."""
-    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
-    den = float(x.norm() * y.norm())
-    return float((x * y).sum()) / den if den > 0 else float("nan")
+    """Pearson correlation of two ``[N]`` tensors (torchmetrics; nan when either is constant)."""
+    from torchmetrics.functional import pearson_corrcoef
+
+    x, y = x.double().flatten(), y.double().flatten()
+    if len(x) < 2 or float(x.std()) == 0 or float(y.std()) == 0:
+        return float("nan")
+    return float(pearson_corrcoef(x, y))
 
 
 def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-    from scipy.stats import rankdata
+    """Spearman rank correlation (torchmetrics; average ranks for ties; nan when either is constant)."""
+    from torchmetrics.functional import spearman_corrcoef
 
-    return pearson(torch.from_numpy(rankdata(x.numpy())), torch.from_numpy(rankdata(y.numpy())))
+    x, y = x.double().flatten(), y.double().flatten()
+    if len(x) < 2 or float(x.std()) == 0 or float(y.std()) == 0:
+        return float("nan")
+    return float(spearman_corrcoef(x, y))
 
 
 @torch.no_grad()
