@@ -291,6 +291,21 @@ def config_dir() -> Path:
     return pkg / "conf"
 
 
+def conf_node(group: str, name: str) -> dict[str, Any]:
+    """The plain content of ``conf/<group>/<name>.yaml`` (the one table of named sizes and layouts).
+
+    Raises:
+        ValueError: no such option (the message lists the known ones).
+    """
+    import yaml
+
+    path = config_dir() / group / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+        raise ValueError(f"unknown {group} option {name!r}; known presets: {known}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
 def packaged_checkpoint(name: str) -> Path:
     """A shipped release by name, e.g. ``packaged_checkpoint("promptsep-tiny")``."""
     return checkpoints_dir() / name

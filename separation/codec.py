@@ -158,25 +158,8 @@ class CodecConfig(release.JsonConfig):
 
 
 
-_PRESETS: dict[str, dict[str, Any]] = {
-    # CPU-trainable 16 kHz codec: hop 320 -> 50 latent frames/s, 128 latent channels (SAM Audio's
-    # count), PCA-initialised linear frame path. Widths are reduced from 32/256 (186 GFLOP per
-    # forward+backward of 8 x 1 s, ~6 s on one core) to 16/128 (47 GFLOP, ~2.2 s on one core).
-    "tiny16k": dict(latent_dim=128, linear_path=True, dac_mean=False),
-    # SAM Audio's layout: 48 kHz, hop 1920 -> 25 frames/s, encoder output 1024 ch, 128 latents.
-    "sam48k": dict(
-        sample_rate=48000,
-        encoder_dim=64,
-        encoder_rates=(2, 8, 10, 12),
-        latent_dim=128,
-        decoder_dim=1536,
-        decoder_rates=(12, 10, 8, 2),
-    ),
-}
-
-
 def codec_preset(name: str) -> CodecConfig:
-    """A named codec layout.
+    """A named codec layout: ``conf/codec/<name>.yaml`` (the one table of codec layouts).
 
     Args:
         name: ``"tiny16k"`` (the :class:`CodecConfig` defaults) or ``"sam48k"`` (SAM Audio's layout).
@@ -187,9 +170,7 @@ def codec_preset(name: str) -> CodecConfig:
     Raises:
         ValueError: for an unknown name (the message lists the known ones).
     """
-    if name not in _PRESETS:
-        raise ValueError(f"unknown codec preset {name!r}; known presets: {sorted(_PRESETS)}")
-    return CodecConfig(**_PRESETS[name])
+    return release.config_from_dict(CodecConfig, release.conf_node("codec", name), f"codec/{name}.yaml")
 
 
 def _to_parametrized_weight_norm(module: nn.Module) -> None:

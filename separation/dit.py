@@ -56,16 +56,9 @@ class DiTConfig:
 def dit_config(size: str, **overrides) -> DiTConfig:
     """The :class:`DiTConfig` of a named size: the ``dit`` node of ``conf/model/<size>.yaml``, the one
     table of model sizes (``latent_dim``, ``text_dim`` and ``video_dim`` come from the codec and encoders)."""
-    import yaml
+    from promptsep.release import conf_node, config_from_dict
 
-    from promptsep.release import config_dir, config_from_dict
-
-    path = config_dir() / "model" / f"{size}.yaml"
-    if not path.is_file():
-        sizes = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
-        raise ValueError(f"unknown DiT size {size!r}; choose from {sizes}")
-    node = yaml.safe_load(path.read_text())["dit"]
-    return config_from_dict(DiTConfig, {**node, **overrides}, f"model/{size}.yaml dit")
+    return config_from_dict(DiTConfig, {**conf_node("model", size)["dit"], **overrides}, f"model/{size}.yaml dit")
 
 
 def RMSNorm(dim: int, eps: float = 1e-6, affine: bool = True) -> nn.RMSNorm:
