@@ -234,3 +234,36 @@ def test_misspelt_override_or_unknown_config_key_fails_naming_it():
         cfg.model.size = "tiny"
     with pytest.raises(ValueError, match="model.size"):
         model_config_from(cfg)
+
+
+def test_embedding_trainer_validates_through_lightnings_loop(tiny_corpus, tmp_path):
+    """The embedding trainer's validation runs over the valid bank in Lightning's loop (one
+    validation_step per batch) and scores exactly what evaluate_bank scores on the same model."""
+    from hydra import compose, initialize_config_dir
+
+    from bench.embedding.train import CONF_DIR, EmbeddingModule, train_embedding
+
+    calls = []
+    real = EmbeddingModule.validation_step
+
+    def spy(self, batch, batch_idx):
+        calls.append(len(batch["idx"]))
+        return real(self, batch, batch_idx)
+
+    EmbeddingModule.validation_step = spy
+    try:
+        overrides = [
+            f"corpus={tiny_corpus}", f"out_dir={tmp_path / 'run'}", "model.text_kind=tiny_t5", "model.text_dim=32",
+            "model.text_hidden=32", "model.embed_dim=16", "model.audio.channels=[4,8]", "model.audio.width=16",
+            "model.audio.depth=1", "model.audio.heads=2", "data.batch_size=4", "data.crop_s=0.5",
+            "trainer.max_steps=2", "trainer.val_every=2", "trainer.ckpt_every=2", "trainer.log_every=1",
+            "progress=false", "final_eval=null",
+        ]
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            result = train_embedding(compose(config_name="train_clap", overrides=overrides))
+    finally:
+        EmbeddingModule.validation_step = real
+    assert calls and sum(calls) == result["evaluation"]["valid"]["clips"]  # every valid clip, once
+    last = result["val_history"][-1]
+    assert last["step"] == 2
+    assert last["zero_shot_acc"] == pytest.approx(result["evaluation"]["valid"]["zero_shot_acc"])

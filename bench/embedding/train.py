@@ -191,15 +191,13 @@ class ContrastiveClips(Dataset):
 
 # -------------------------------------------------------------- evaluation
 @torch.no_grad()
-def embed_bank(model, bank: MelBank, batch_size: int = 32, max_frames: int = 1001) -> np.ndarray:
-    """Clip embeddings ``[N, D]`` of a :class:`MelBank` (each clip's first ``max_frames`` frames)."""
+def bank_batches(bank: MelBank, batch_size: int = 32, max_frames: int = 1001) -> list[dict[str, torch.Tensor]]:
+    """Length-sorted batches of a :class:`MelBank`: ``{"idx" [b], "mel" [b, M, F] standardised, "frames" [b]}``
+    (each clip's first ``max_frames`` frames)."""
     from embeddings.logmel import normalise_logmel
 
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
     order = np.argsort([m.shape[-1] for m in bank.mels])
-    out = np.zeros((len(bank), model.dim), dtype=np.float32)
+    out = []
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
         ms = [bank.mels[i][:, :max_frames].float() for i in idx]
@@ -207,12 +205,25 @@ def embed_bank(model, bank: MelBank, batch_size: int = 32, max_frames: int = 100
         x = torch.zeros(len(ms), ms[0].shape[0], int(f.max()))
         for j, m in enumerate(ms):
             x[j, :, : m.shape[-1]] = m
-        x = normalise_logmel(x, f).to(device)
-        if hasattr(model, "audio_from_mel"):
-            e = model.audio_from_mel(x, f.to(device))
-        else:
-            e = torch.nn.functional.normalize(model.audio_tower(x, f.to(device))[0], dim=-1)
-        out[idx] = e.cpu().numpy()
+        out.append({"idx": torch.as_tensor(idx), "mel": normalise_logmel(x, f), "frames": f})
+    return out
+
+
+def embed_batch(model, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Unit-norm clip embeddings ``[b, D]`` of standardised log-mel ``[b, M, F]``."""
+    if hasattr(model, "audio_from_mel"):
+        return model.audio_from_mel(mel, frames)
+    return torch.nn.functional.normalize(model.audio_tower(mel, frames)[0], dim=-1)
+
+
+def embed_bank(model, bank: MelBank, batch_size: int = 32, max_frames: int = 1001) -> np.ndarray:
+    """Clip embeddings ``[N, D]`` of a :class:`MelBank` (each clip's first ``max_frames`` frames)."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = np.zeros((len(bank), model.dim), dtype=np.float32)
+    for b in bank_batches(bank, batch_size, max_frames):
+        out[b["idx"].numpy()] = embed_batch(model, b["mel"].to(device), b["frames"].to(device)).cpu().numpy()
     model.train(was)
     return out
 
@@ -220,9 +231,15 @@ def embed_bank(model, bank: MelBank, batch_size: int = 32, max_frames: int = 100
 @torch.no_grad()
 def evaluate_bank(model, bank: MelBank, sentence: dict[str, torch.Tensor] | None, k: int = 5) -> dict[str, float]:
     """Zero-shot accuracy and text-to-audio recall@k (``clap``) or probe accuracy (``mosaic``) on clean clips."""
+    return score_bank(model, bank, sentence, embed_bank(model, bank), k)
+
+
+@torch.no_grad()
+def score_bank(model, bank: MelBank, sentence: dict[str, torch.Tensor] | None, x: np.ndarray,
+               k: int = 5) -> dict[str, float]:
+    """The figures of :func:`evaluate_bank` from the bank's clip embeddings ``x [N, D]``."""
     from bench.embedding.tasks import prepare_classification, prepare_text_to_audio, prepare_zero_shot
 
-    x = embed_bank(model, bank)
     labels = sorted(set(bank.labels))
     y = np.array([labels.index(lab) for lab in bank.labels])
     idx = np.arange(len(y))
@@ -306,13 +323,18 @@ class EmbeddingModule(L.LightningModule):
     def on_train_start(self):
         self.t_fit = time.perf_counter()
 
+    def on_validation_epoch_start(self):
+        self._val_x = np.zeros((len(self.val_bank), self.model.dim), dtype=np.float32) if self.val_bank else None
+
     def validation_step(self, batch, batch_idx):
-        return None
+        """Embeds one batch of the validation bank (Lightning's loop, model in eval mode)."""
+        self._val_x[batch["idx"].cpu().numpy()] = embed_batch(self.model, batch["mel"], batch["frames"]).cpu().numpy()
 
     def on_validation_epoch_end(self):
+        """Scores the whole bank (probe / zero-shot need every clip) and logs ``val/*``."""
         if self.val_bank is None or self.trainer.sanity_checking:
             return
-        m = evaluate_bank(self.model, self.val_bank, self.val_sentence)
+        m = score_bank(self.model, self.val_bank, self.val_sentence, self._val_x)
         m["step"] = float(self.global_step)
         self.val_history.append(m)
         for key, v in m.items():
@@ -458,11 +480,14 @@ def train_embedding(cfg) -> dict[str, Any]:
                           freq_mask=int(d.freq_mask))
     loader = DataLoader(ds, batch_size=bs, sampler=StepSampler(start_step * bs, 10**9), collate_fn=_collate,
                         num_workers=int(d.num_workers), persistent_workers=int(d.num_workers) > 0)
+    # Validation through Lightning's loop: the bank's batches are embedded by validation_step, the
+    # whole bank is scored (probe, zero-shot) at the end of each validation epoch.
+    val_loader = DataLoader(bank_batches(module.val_bank), batch_size=None) if module.val_bank is not None else None
     trainer = build_trainer(cfg.trainer, out_dir, int(cfg.trainer.max_steps), grad_clip=float(cfg.optim.grad_clip),
-                            ckpt_every=int(cfg.trainer.ckpt_every), val_every=int(cfg.trainer.val_every),
-                            progress=progress, limit_val_batches=1)
-    # The validation bank is scored as a whole (probe, zero-shot) at the end of each validation epoch.
-    last = fit(trainer, module, loader, ckpt_path, out_dir, val_loader=DataLoader([0], batch_size=1))
+                            ckpt_every=int(cfg.trainer.ckpt_every),
+                            val_every=int(cfg.trainer.val_every) if val_loader is not None else None,
+                            progress=progress)
+    last = fit(trainer, module, loader, ckpt_path, out_dir, val_loader=val_loader)
     wall = time.perf_counter() - t_start
 
     result: dict[str, Any] = {"out_dir": str(out_dir), "last_checkpoint": str(last), "global_step": trainer.global_step,
