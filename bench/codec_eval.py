@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 def evaluate_codec(codec, corpus: str, split: str = "test", max_clips: int | None = None) -> dict:
     """Round-trip metrics of ``codec`` on the clips of ``split`` (each clip whole, mono)."""
-    from separation.audio import load_audio
+    from promptsep.audio import load_audio
     from separation.data.clips import read_manifest
     from separation.metrics import multi_resolution_stft_distance, si_sdr
 

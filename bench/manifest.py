@@ -41,7 +41,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from separation.errors import InputError
+from promptsep.errors import InputError
 
 logger = logging.getLogger(__name__)
 

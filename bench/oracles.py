@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from separation.audio import resample
+from promptsep.audio import resample
 
 EPS = 1e-10
 

@@ -67,8 +67,8 @@ import torch
 
 from bench.manifest import LoadedItem, load_manifest, read_item
 from bench.oracles import codec_round_trip, ideal_ratio_mask
+from promptsep.errors import NonFiniteOutputError
 from separation import metrics as M
-from separation.errors import NonFiniteOutputError
 from separation.refine import REFINE_MODES
 
 logger = logging.getLogger(__name__)

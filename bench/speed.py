@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(measure(**json.loads(argv[1]))), flush=True)
         return 0
     p = argparse.ArgumentParser(prog="promptsep bench speed", description="CPU real-time factor and peak memory.")
-    from separation.cli import DEFAULT_CHECKPOINT
+    from promptsep.cli import DEFAULT_CHECKPOINT
 
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     p.add_argument("--out", default="runs/speed")

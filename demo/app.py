@@ -8,7 +8,7 @@ module globals hold models); ``main(argv)`` is the ``promptsep demo`` launcher::
 
 The UI is a thin layer over :mod:`demo.core` (checks, separation, scoring, files) and
 :mod:`demo.plots` (pictures). Every user mistake raises
-:class:`separation.errors.InputError`, shown as a ``gr.Error`` pop-up; the app keeps serving.
+:class:`promptsep.errors.InputError`, shown as a ``gr.Error`` pop-up; the app keeps serving.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from demo.core import SCORE_FIELDS, DemoConfig, Workspace
+from promptsep.release import packaged_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
@@ -33,8 +34,8 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Shipped default models and bundled examples of a checkout.
-DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "promptsep-tiny"
-DEFAULT_JUDGE = ROOT / "checkpoints" / "promptsep-judge-tiny"
+DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-tiny")
+DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
 DEFAULT_EXAMPLES = ROOT / "examples"
 
 SPAN_HEADERS = ["sign (+/-)", "start (s)", "end (s)"]
@@ -66,7 +67,7 @@ def _hide_paths(message: str) -> str:
 
 def user_message(exc: BaseException) -> str:
     """What to tell the user about a failed request (no tracebacks, no server paths)."""
-    from separation.errors import InputError
+    from promptsep.errors import InputError
 
     if isinstance(exc, InputError):
         return _hide_paths(str(exc))
@@ -79,7 +80,7 @@ def _user_errors(fn: Callable) -> Callable:
     """For API endpoints: show :class:`InputError` messages as ``gr.Error`` and hide tracebacks of anything else."""
     import gradio as gr
 
-    from separation.errors import InputError
+    from promptsep.errors import InputError
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -100,7 +101,7 @@ def _keep_results(n_outputs: int) -> Callable[[Callable], Callable]:
     each of them) and put the message in the status line, the last output."""
     import gradio as gr
 
-    from separation.errors import InputError
+    from promptsep.errors import InputError
 
     def deco(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -187,7 +188,7 @@ def _release(path: str | None) -> dict | None:
     """``promptsep info``'s view of a release folder, or None (in-memory model, unreadable folder)."""
     if not path:
         return None
-    from separation.cli import CliError, release_info
+    from promptsep.cli import CliError, release_info
 
     try:
         return release_info(path)

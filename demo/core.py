@@ -1,7 +1,7 @@
 """The demo's logic without any Gradio: input checks, prompts, separation, scoring, files.
 
 :mod:`demo.app` is a thin UI over these functions; tests can call them directly. Every
-problem a user can cause raises :class:`separation.errors.InputError` (or a subclass)
+problem a user can cause raises :class:`promptsep.errors.InputError` (or a subclass)
 with a message that names it; the UI turns those into ``gr.Error`` pop-ups.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from separation.errors import AudioError, InputError, PromptError, VideoError
+from promptsep.errors import AudioError, InputError, PromptError, VideoError
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def read_audio(value: Any, cfg: DemoConfig, name: str = "input audio"):
     Raises:
         AudioError: no file, too large, unreadable, empty, non-finite, silent or too long.
     """
-    from separation.audio import load_audio
+    from promptsep.audio import load_audio
 
     path = _path_of(value)
     if path is None:
@@ -417,7 +417,7 @@ def run_separation(
     Raises:
         InputError: anything wrong with the audio, prompts or settings (message names it).
     """
-    from separation.audio import provenance, save_audio
+    from promptsep.audio import provenance, save_audio
 
     t0 = time.perf_counter()
     wav, sr = read_audio(audio, cfg)

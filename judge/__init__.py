@@ -6,7 +6,7 @@
 * :mod:`judge.data`: training / evaluation pairs with candidate estimates of graded quality.
 * :mod:`judge.train`: Lightning + Hydra training (``conf/train_judge.yaml``).
 * :mod:`judge.evaluate`: correlations with the reference targets beside two baselines.
-* :mod:`judge.cli`: ``promptsep judge MIX.wav EST.wav --text "..."``.
+* ``promptsep judge MIX.wav EST.wav --text "..."`` lives in :mod:`promptsep.judge_cli` (the CLI layer).
 
 Importing this package is light; the model module is imported on first use.
 """

@@ -12,7 +12,7 @@ are measured in the same run:
   [-60, 10] dB), one score for every axis;
 - ``text_audio``: cosine similarity between the joint-embedding vectors of the prompt and
   of the estimate, one score for every axis, from the project's ``clap-tiny`` text-audio
-  embedding (``checkpoints/promptsep-clap-tiny``, :mod:`prompts.clap`, imported
+  embedding (``checkpoints/promptsep-clap-tiny``, :mod:`embeddings.clap`, imported
   lazily and only here) when that release exists; otherwise this baseline is reported as
   missing (null) and only the energy heuristic is compared.
 
@@ -42,10 +42,11 @@ from typing import Any
 import torch
 
 from judge.targets import AXES
+from promptsep.release import packaged_checkpoint
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CLAP = Path(__file__).resolve().parent.parent / "checkpoints" / "promptsep-clap-tiny"
+DEFAULT_CLAP = packaged_checkpoint("promptsep-clap-tiny")
 
 
 def _pcc(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -66,7 +67,7 @@ def load_text_audio(path: str | Path | None = None):
     if not (p / "model.safetensors").is_file():
         return None
     try:
-        from prompts.clap import ClapTiny
+        from embeddings.clap import ClapTiny
     except ImportError as exc:  # bench is optional for the judge
         logger.warning("text-audio baseline unavailable: %s", exc)
         return None
@@ -76,7 +77,7 @@ def load_text_audio(path: str | Path | None = None):
 @torch.no_grad()
 def text_audio_similarity(clap, estimates: torch.Tensor, texts: Sequence[str], sample_rate: int) -> torch.Tensor:
     """Cosine of joint embeddings ``[P]`` of estimates ``[P, 1, N]`` and texts (0 for silent audio)."""
-    from separation.audio import resample
+    from promptsep.audio import resample
 
     wav = resample(estimates[:, 0].float(), sample_rate, clap.sample_rate)
     a = clap.embed_audio(wav)
@@ -387,8 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="promptsep judge evaluate",
                                 description="Correlate a judge with reference targets on held-out mixtures.")
-    p.add_argument("--checkpoint", default=str(Path(__file__).resolve().parent.parent / "checkpoints"
-                                               / "promptsep-judge-tiny"))
+    p.add_argument("--checkpoint", default=str(packaged_checkpoint("promptsep-judge-tiny")))
     p.add_argument("--corpus", default=os.environ.get("PROMPTSEP_CORPUS", "/work/corpus"))
     p.add_argument("--split", default="test")
     p.add_argument("--groups", type=int, default=64)

@@ -11,7 +11,7 @@ Architecture (see ``docs/JUDGE.md``)::
         layer of the second transformer (``fusion="cross_attention"``), or the pooled sentence
         embedding -> FiLM (``fusion="film"``)
     second transformer (``depth_fusion`` layers) -> masked mean over frames [B, D]
-    optional text grounding (``clap_path``): the frozen audio-text embedding (prompts.clap) of
+    optional text grounding (``clap_path``): the frozen audio-text embedding (embeddings.clap) of
         the estimate, of the rest (mixture - estimate) and of the mixture, each against the
         prompt's text embedding (and against each other) -> 5 cosines [B, 5] beside the pool
     -> MLP -> [B, 4]
@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json
 import logging
 import math
 import os
@@ -45,12 +44,13 @@ import torch
 from torch import nn
 
 from prompts.text import TextEncoderConfig, build_text_encoder
+from promptsep import release
+from promptsep.errors import AudioError, PromptError
 from separation.codec import DACVAE, CodecConfig, build_codec
-from separation.errors import AudioError, PromptError
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = release.FORMAT_VERSION
 MODEL_KIND = "promptsep_judge"
 AXES = ("precision", "recall", "faithfulness", "overall")
 #: Seed of the random codec of a judge built without a codec release (tests, debug).
@@ -67,7 +67,7 @@ GROUND_SCALE = 4.0
 
 
 @dataclass
-class JudgeConfig:
+class JudgeConfig(release.JsonConfig):
     """Everything needed to rebuild a :class:`Judge`.
 
     Attributes:
@@ -90,7 +90,7 @@ class JudgeConfig:
         max_frames: longest input in codec frames (longer inputs are scored in windows).
         frame_pool: average this many codec frames (mask-aware) before the transformers
             (2 halves the cost: 25 frames/s for ``tiny16k``).
-        clap_path: a :class:`prompts.clap.ClapTiny` release folder for text grounding (does
+        clap_path: a :class:`embeddings.clap.ClapTiny` release folder for text grounding (does
             the estimate, or the rest of the mixture, sound like the prompt?); None: no grounding.
         clap_sha256: SHA-256 of its weights file (set when built; checked on load).
     """
@@ -119,23 +119,6 @@ class JudgeConfig:
         d["codec"] = self.codec.to_dict()
         return d
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> JudgeConfig:
-        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown JudgeConfig keys {sorted(unknown)}; known: {sorted(names)}")
-        kw = dict(d)
-        if isinstance(kw.get("codec"), Mapping):
-            kw["codec"] = CodecConfig.from_dict(dict(kw["codec"]))
-        if isinstance(kw.get("text"), Mapping):
-            tnames = {f.name for f in dataclasses.fields(TextEncoderConfig)}
-            bad = set(kw["text"]) - tnames
-            if bad:
-                raise ValueError(f"unknown TextEncoderConfig keys {sorted(bad)}")
-            kw["text"] = TextEncoderConfig(**kw["text"])
-        return cls(**kw)
 
 
 @dataclass
@@ -163,12 +146,7 @@ class JudgeScores:
         return cls(*v)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = release.sha256_file
 
 
 def sinusoid(length: int, dim: int, device=None) -> torch.Tensor:
@@ -411,7 +389,7 @@ class Judge(nn.Module):
     @torch.no_grad()
     def _clap_audio(self, mixture: torch.Tensor, estimate: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``[B, 3, E]`` embeddings of estimate, rest and mixture (``[B, 1, N]`` inputs at the codec rate)."""
-        from separation.audio import resample
+        from promptsep.audio import resample
 
         b = mixture.shape[0]
         wav = torch.cat([estimate, mixture - estimate, mixture], dim=0)[:, 0]
@@ -534,7 +512,7 @@ class Judge(nn.Module):
 
     # --------------------------------------------------------------- scoring
     def _prepare(self, wav, sample_rate: int, name: str) -> torch.Tensor:
-        from separation.audio import resample, to_channels_first, to_mono, validate_audio
+        from promptsep.audio import resample, to_channels_first, to_mono, validate_audio
 
         if isinstance(wav, np.ndarray):
             wav = torch.from_numpy(np.ascontiguousarray(wav))
@@ -637,38 +615,29 @@ class Judge(nn.Module):
 
     # ----------------------------------------------------------------- release
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write ``config.json`` (format_version, kind, config) and ``model.safetensors``.
+        """Write a release folder (:func:`promptsep.release.save_release`).
 
         A codec given by path is referenced, not copied: the path is stored relative to
         ``path`` (so a release folder next to the codec release can be moved together with it).
         """
-        from safetensors.torch import save_file
-
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
-        tensors = {k: state[k].detach().cpu().contiguous() for k in self.saved_state_keys()}
-        tmp = out / "model.safetensors.tmp"
-        save_file(tensors, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "kind": MODEL_KIND})
-        os.replace(tmp, out / "model.safetensors")
         cfg = dataclasses.replace(self.cfg)
         if cfg.codec_path:
             cfg.codec_path = _relative_to(cfg.codec_path, out)
         if cfg.clap_path:
             cfg.clap_path = _relative_to(cfg.clap_path, out)
-        meta = {"format_version": FORMAT_VERSION, "kind": MODEL_KIND, "axes": list(AXES), "config": cfg.to_dict()}
-        tmp = out / "config.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, out / "config.json")
-        return out
+        return release.save_release(out, {k: state[k] for k in self.saved_state_keys()}, cfg.to_dict(), MODEL_KIND,
+                                    extra={"axes": list(AXES)})
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu",
                         codec_path: str | os.PathLike | None = None) -> Judge:
-        """Load a release folder strictly (every saved tensor present, none unexpected).
+        """Load a release folder or hub id strictly (checksum verified, every saved tensor present).
 
         Args:
-            path: the judge release folder.
+            path: the judge release folder (or a hub id).
             map_location: device.
             codec_path: override where the codec release is (default: the stored path,
                 relative to the judge folder, then relative to the working directory).
@@ -677,16 +646,7 @@ class Judge(nn.Module):
             FileNotFoundError: missing folder, files or codec release.
             ValueError: wrong kind or format version, a different codec, or mismatched weights.
         """
-        from safetensors.torch import load_file
-
-        root = Path(path)
-        if not root.is_dir() or not (root / "config.json").is_file() or not (root / "model.safetensors").is_file():
-            raise FileNotFoundError(f"{root} is not a judge checkpoint folder (needs config.json and model.safetensors)")
-        meta = json.loads((root / "config.json").read_text())
-        if meta.get("kind") != MODEL_KIND:
-            raise ValueError(f"{root} holds a {meta.get('kind')!r} checkpoint, not a judge ({MODEL_KIND!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{root}: format version {meta.get('format_version')} is not {FORMAT_VERSION}")
+        root, meta, tensors = release.read_release(path, MODEL_KIND, "cpu")
         cfg = JudgeConfig.from_dict(meta["config"])
         if codec_path is not None:
             cfg.codec_path = str(codec_path)
@@ -695,13 +655,7 @@ class Judge(nn.Module):
         if cfg.clap_path:
             cfg.clap_path = _find_release(root, cfg.clap_path, "audio-text embedding", "clap_path")
         model = cls(cfg)
-        tensors = load_file(str(root / "model.safetensors"), device="cpu")
-        expected = set(model.saved_state_keys())
-        missing, unexpected = expected - set(tensors), set(tensors) - expected
-        if missing or unexpected:
-            raise ValueError(f"{root}: checkpoint mismatch, missing {sorted(missing)[:5]}, "
-                             f"unexpected {sorted(unexpected)[:5]}")
-        model.load_state_dict(tensors, strict=False)
+        release.load_state_strict(model, tensors, model.saved_state_keys(), root)
         return model.eval().to(map_location)
 
 
@@ -716,9 +670,9 @@ def _relative_to(path: str, folder: Path) -> str:
 
 def _find_release(root: Path, stored: str, what: str, arg: str) -> str:
     """Resolve a release folder stored in a judge config: absolute, else relative to the judge
-    folder, the working directory or the repository."""
+    folder, the working directory, or a shipped checkpoint of the same name."""
     cands = [Path(stored)] if Path(stored).is_absolute() else \
-        [root / stored, Path(stored), Path(__file__).resolve().parent.parent / stored]
+        [root / stored, Path(stored), release.checkpoints_dir() / Path(stored).name]
     found = next((c for c in cands if (c / "model.safetensors").is_file()), None)
     if found is None:
         raise FileNotFoundError(f"the judge in {root} needs its {what} release {stored!r} (looked in "
@@ -727,8 +681,8 @@ def _find_release(root: Path, stored: str, what: str, arg: str) -> str:
 
 
 def load_clap(path: str | os.PathLike):
-    """A :class:`prompts.clap.ClapTiny` release and the SHA-256 of its weights file."""
-    from prompts.clap import ClapTiny
+    """A :class:`embeddings.clap.ClapTiny` release and the SHA-256 of its weights file."""
+    from embeddings.clap import ClapTiny
 
     root = Path(path)
     if root.is_file():

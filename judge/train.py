@@ -14,7 +14,7 @@ expensive part of a step on a CPU. Training therefore runs in two phases:
    interrupted run picks up where it stopped. The same is done for ``val.groups``
    valid-split groups.
 2. **Training** of the judge's own layers over the cached pairs with Lightning: the pair
-   order is a function of the global step (:class:`~separation.train.StepSampler` over a
+   order is a function of the global step (:class:`~separation.harness.StepSampler` over a
    per-epoch permutation seeded by ``(seed, epoch)``), resume checkpoints are written
    atomically to ``out_dir`` (frozen weights left out), and ``resume=auto`` continues from
    ``out_dir/last.ckpt``.
@@ -28,16 +28,18 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from separation.train import CONF_DIR, StepSampler, _atomic_checkpoint_io
+from judge.model import AXES
+from promptsep.release import config_from_dict
+from separation import harness
 
 logger = logging.getLogger(__name__)
 
@@ -51,23 +53,11 @@ def judge_config_from(cfg) -> Any:
     from omegaconf import OmegaConf
 
     from judge.model import JudgeConfig
-    from prompts.text import TextEncoderConfig
-    from separation.codec import CodecConfig
 
     d = OmegaConf.to_container(cfg.judge, resolve=True)
-    names = {f.name for f in dataclasses.fields(JudgeConfig)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"unknown judge options {sorted(unknown)}; known: {sorted(names)}")
-    text = d.pop("text", None) or {}
-    codec = OmegaConf.to_container(cfg.codec, resolve=True) if cfg.get("codec") is not None else {}
-    cnames = {f.name for f in dataclasses.fields(CodecConfig)}
-    return JudgeConfig(
-        codec=CodecConfig(**{k: v for k, v in codec.items() if k in cnames}),
-        codec_path=cfg.get("codec_checkpoint") or None,
-        text=TextEncoderConfig(**text),
-        **d,
-    )
+    d["codec"] = OmegaConf.to_container(cfg.codec, resolve=True) if cfg.get("codec") is not None else {}
+    d["codec_path"] = cfg.get("codec_checkpoint") or None
+    return config_from_dict(JudgeConfig, d, "judge")
 
 
 def mix_config_from(cfg) -> Any:
@@ -280,17 +270,23 @@ def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_g
 
 # ------------------------------------------------------------------- metrics
 def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Pearson correlation of two ``[N]`` tensors (nan when either is constant)."""
-    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
-    den = float(x.norm() * y.norm())
-    return float((x * y).sum()) / den if den > 0 else float("nan")
+    """Pearson correlation of two ``[N]`` tensors (torchmetrics; nan when either is constant)."""
+    from torchmetrics.functional import pearson_corrcoef
+
+    x, y = x.double().flatten(), y.double().flatten()
+    if len(x) < 2 or float(x.std()) == 0 or float(y.std()) == 0:
+        return float("nan")
+    return float(pearson_corrcoef(x, y))
 
 
 def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-    from scipy.stats import rankdata
+    """Spearman rank correlation (torchmetrics; average ranks for ties; nan when either is constant)."""
+    from torchmetrics.functional import spearman_corrcoef
 
-    return pearson(torch.from_numpy(rankdata(x.numpy())), torch.from_numpy(rankdata(y.numpy())))
+    x, y = x.double().flatten(), y.double().flatten()
+    if len(x) < 2 or float(x.std()) == 0 or float(y.std()) == 0:
+        return float("nan")
+    return float(spearman_corrcoef(x, y))
 
 
 @torch.no_grad()
@@ -307,64 +303,57 @@ def predict_cached(judge, pairs: list[dict[str, Any]], batch_size: int = 64) -> 
 
 
 # ---------------------------------------------------------------- lightning
-def _module_class():
-    import lightning as L
+class JudgeModule(L.LightningModule):
+    """Lightning wrapper: weighted MSE on normalised scores; validation Pearson per axis.
 
-    from judge.model import AXES
+    Validation runs through Lightning's loop over the cached valid pairs (batches of
+    :func:`collate_features`); the epoch logs the Pearson correlation per axis and the MAE.
+    """
 
-    class JudgeModule(L.LightningModule):
-        """Lightning wrapper: weighted MSE on normalised scores; validation Pearson per axis."""
+    def __init__(self, judge, cfg):
+        super().__init__()
+        self.judge = judge
+        self.cfg = cfg
+        self.axis_weights = torch.tensor([float(w) for w in cfg.loss.axis_weights])
+        self.strict_loading = False  # frozen weights are not in the resume checkpoints
+        self._pred: list[torch.Tensor] = []
+        self._ref: list[torch.Tensor] = []
 
-        def __init__(self, judge, cfg):
-            super().__init__()
-            self.judge = judge
-            self.cfg = cfg
-            self.axis_weights = torch.tensor([float(w) for w in cfg.loss.axis_weights])
-            self.val_pairs: list | None = None
-            self.strict_loading = False  # frozen weights are not in the resume checkpoints
+    def training_step(self, batch, batch_idx):
+        raw = self.judge.forward_features(batch, batch["text"])
+        target = self.judge.normalise(batch["targets"].to(raw.device))
+        w = self.axis_weights.to(raw.device)
+        loss = ((raw - target).pow(2) * w).sum(-1).mean() / w.sum()
+        self.log("train/loss", loss, prog_bar=True, batch_size=raw.shape[0])
+        return loss
 
-        def training_step(self, batch, batch_idx):
-            raw = self.judge.forward_features(batch, batch["text"])
-            target = self.judge.normalise(batch["targets"].to(raw.device))
-            w = self.axis_weights.to(raw.device)
-            loss = ((raw - target).pow(2) * w).sum(-1).mean() / w.sum()
-            self.log("train/loss", loss, prog_bar=True, batch_size=raw.shape[0])
-            return loss
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        params = [p for p in self.judge.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=float(o.lr), weight_decay=float(o.weight_decay))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, harness.cosine_warmup(self.cfg.trainer.max_steps, o.warmup_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-        def configure_optimizers(self):
-            o = self.cfg.optim
-            params = [p for p in self.judge.parameters() if p.requires_grad]
-            opt = torch.optim.AdamW(params, lr=float(o.lr), weight_decay=float(o.weight_decay))
-            total = max(1, int(self.cfg.trainer.max_steps))
-            warm = max(1, int(o.warmup_steps))
+    def on_save_checkpoint(self, checkpoint):
+        sd = checkpoint["state_dict"]
+        for k in [k for k in sd if k.startswith(tuple("judge." + p for p in FROZEN_PREFIXES))]:
+            del sd[k]
 
-            def lr_lambda(step):
-                if step < warm:
-                    return (step + 1) / warm
-                return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm)))) * 0.95 + 0.05
+    def on_validation_epoch_start(self):
+        self._pred, self._ref = [], []
 
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    def validation_step(self, batch, batch_idx):
+        self._pred.append(self.judge.denormalise(self.judge.forward_features(batch, batch["text"])).cpu())
+        self._ref.append(batch["targets"].cpu())
 
-        def on_save_checkpoint(self, checkpoint):
-            sd = checkpoint["state_dict"]
-            for k in [k for k in sd if k.startswith(tuple("judge." + p for p in FROZEN_PREFIXES))]:
-                del sd[k]
-
-        def validation_step(self, batch, batch_idx):
-            return None
-
-        def on_validation_epoch_end(self):
-            if not self.val_pairs or self.trainer.sanity_checking:
-                return
-            pred = predict_cached(self.judge, self.val_pairs)
-            ref = torch.stack([p["targets"] for p in self.val_pairs])
-            for a, name in enumerate(AXES):
-                v = pearson(pred[:, a], ref[:, a])
-                self.log(f"val/pcc_{name}", v if v == v else 0.0, prog_bar=name == "overall")
-            self.log("val/mae", float((pred - ref).abs().mean()))
-
-    return JudgeModule
+    def on_validation_epoch_end(self):
+        if not self._pred:
+            return
+        pred, ref = torch.cat(self._pred), torch.cat(self._ref)
+        for a, name in enumerate(AXES):
+            v = pearson(pred[:, a], ref[:, a])
+            self.log(f"val/pcc_{name}", v if v == v else 0.0, prog_bar=name == "overall")
+        self.log("val/mae", float((pred - ref).abs().mean()))
 
 
 # --------------------------------------------------------------------- train
@@ -404,10 +393,6 @@ def train_judge(cfg) -> dict[str, Any]:
         ``{"out_dir", "last_checkpoint", "export_dir", "global_step", "train_pairs", "val": {...},
         "cache_seconds", "train_seconds", "wall_seconds", "val_pairs"}``.
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-    from lightning.pytorch.loggers import TensorBoardLogger
-
     from judge.data import JudgeDataset
     from judge.model import build_judge
 
@@ -452,54 +437,32 @@ def train_judge(cfg) -> dict[str, Any]:
     train_cache = FeatureCache(out_dir / "cache" / "train", seed=int(cfg.seed))
     logger.info("feature cache: %d train pairs (%.0f s)", train_cache.num_pairs, cache_seconds)
 
-    module = _module_class()(judge, cfg)
-    if val_groups > 0:
-        module.val_pairs = FeatureCache(out_dir / "cache" / "valid").all_pairs()
+    module = JudgeModule(judge, cfg)
+    val_pairs = FeatureCache(out_dir / "cache" / "valid").all_pairs() if val_groups > 0 else []
 
-    last = out_dir / "last.ckpt"
-    ckpt_path = None
-    if cfg.get("resume") == "auto":
-        ckpt_path = str(last) if last.is_file() else None
-    elif cfg.get("resume"):
-        ckpt_path = str(cfg.resume)
-    start_step = 0
-    if ckpt_path:
-        # our own resume checkpoint (written by this function); not a user-supplied file
-        start_step = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"])
-        logger.info("resuming from %s at step %d", ckpt_path, start_step)
+    ckpt_path = harness.resume_checkpoint(cfg, out_dir)
+    start_step = harness.resume_step(ckpt_path)
     bs = int(cfg.data.batch_size)
-    loader = DataLoader(train_cache, batch_size=bs, sampler=StepSampler(start_step * bs, 10**9),
+    loader = DataLoader(train_cache, batch_size=bs, sampler=harness.StepSampler(start_step * bs, 10**9),
                         collate_fn=collate_features, num_workers=0)
-    dummy_val = DataLoader([0], batch_size=1)
-    ckpt_cb = ModelCheckpoint(dirpath=str(out_dir), filename="step{step}", save_last=True, save_top_k=0,
-                              every_n_train_steps=int(cfg.trainer.ckpt_every), auto_insert_metric_name=False)
-    val_every = int(cfg.val.every) if val_groups > 0 else 10**9
+    val_loader = DataLoader(val_pairs, batch_size=64, collate_fn=collate_features) if val_pairs else None
+    val_every = min(int(cfg.val.every), int(cfg.trainer.max_steps)) if val_pairs else None
     max_time = _training_time_limit(cfg, time.time() - t_start)
-    trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
-        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, max_steps=int(cfg.trainer.max_steps),
-        max_time=max_time, log_every_n_steps=int(cfg.trainer.log_every),
-        val_check_interval=min(val_every, int(cfg.trainer.max_steps)), check_val_every_n_epoch=None,
-        num_sanity_val_steps=0, limit_val_batches=1 if val_groups > 0 else 0,
-        gradient_clip_val=float(cfg.optim.grad_clip), callbacks=[ckpt_cb, TQDMProgressBar(refresh_rate=20)],
-        logger=TensorBoardLogger(str(out_dir), name="tb"), plugins=[_atomic_checkpoint_io()],
-        enable_model_summary=False, use_distributed_sampler=False, deterministic=False,
-    )
+    trainer = harness.build_trainer(cfg.trainer, out_dir, int(cfg.trainer.max_steps), grad_clip=float(cfg.optim.grad_clip),
+                            ckpt_every=int(cfg.trainer.ckpt_every), val_every=val_every, max_time=max_time,
+                            deterministic=False)
     t1 = time.time()
-    trainer.fit(module, train_dataloaders=loader, val_dataloaders=dummy_val, ckpt_path=ckpt_path)
-    trainer.save_checkpoint(str(last))
+    last = harness.fit(trainer, module, loader, ckpt_path, out_dir, val_loader=val_loader)
     train_seconds = time.time() - t1
 
     result: dict[str, Any] = {"out_dir": str(out_dir), "last_checkpoint": str(last), "global_step": trainer.global_step,
                               "train_pairs": train_cache.num_pairs, "train_groups": int(train_cache.mix.shape[0]), "cache_seconds": round(cache_seconds, 1),
                               "train_seconds": round(train_seconds, 1)}
-    result["val_pairs"] = len(module.val_pairs or [])
+    result["val_pairs"] = len(val_pairs)
     val = {}
-    if module.val_pairs:
-        pred = predict_cached(judge, module.val_pairs)
-        ref = torch.stack([p["targets"] for p in module.val_pairs])
-        from judge.model import AXES
-
+    if val_pairs:
+        pred = predict_cached(judge, val_pairs)
+        ref = torch.stack([p["targets"] for p in val_pairs])
         val = {f"pcc_{a}": pearson(pred[:, i], ref[:, i]) for i, a in enumerate(AXES)}
     result["val"] = val
     if cfg.get("export_dir") and trainer.is_global_zero:
@@ -514,20 +477,7 @@ def train_judge(cfg) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Hydra entry point: ``python -m judge.train [overrides]`` (multirun and launchers work)."""
-    import sys
-
-    import hydra
-
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
-
-    def _run(cfg) -> None:
-        result = train_judge(cfg)
-        logger.info("done: %s", result)
-        print(json.dumps(result, indent=2))
-
-    hydra.main(config_path=CONF_DIR, config_name="train_judge", version_base="1.3")(_run)()
-    return 0
+    return harness.hydra_entry("train_judge", train_judge, argv)
 
 
 if __name__ == "__main__":

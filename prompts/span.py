@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 
 from prompts.types import SpanPrompt, format_span, validate_span
-from separation.errors import PromptError
+from promptsep.errors import PromptError
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ Three kinds of prompt, which can be combined:
 * :class:`VideoPrompt`: video frames of the object that makes the sound, with per-frame
   masks or a bounding box that select it.
 
-Each dataclass has a ``validate()`` method raising :class:`separation.errors.PromptError`
-(or :class:`separation.errors.VideoError` for videos) with a message that names the problem.
+Each dataclass has a ``validate()`` method raising :class:`promptsep.errors.PromptError`
+(or :class:`promptsep.errors.VideoError` for videos) with a message that names the problem.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from separation.errors import PromptError, VideoError
+from promptsep.errors import PromptError, VideoError
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prompts.types import VideoPrompt, check_box
-from separation.errors import VideoError
+from promptsep.errors import VideoError
 
 logger = logging.getLogger(__name__)
 

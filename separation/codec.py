@@ -26,7 +26,6 @@ config) and ``model.safetensors``; see :meth:`DACVAE.save_pretrained` and
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import warnings
@@ -38,14 +37,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from separation.errors import InputError
+from promptsep import release
+from promptsep.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = release.FORMAT_VERSION
 KIND = "dac_vae"
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = release.CONFIG_NAME
+WEIGHTS_NAME = release.WEIGHTS_NAME
 INITIAL_LOGVAR = -20.0
 INITIAL_MEAN_GAIN = 10.0
 LOGVAR_RANGE = (-30.0, 20.0)
@@ -55,7 +55,7 @@ LINEAR_MEAN_LOGVAR_MAX = -9.0
 
 
 @dataclass
-class CodecConfig:
+class CodecConfig(release.JsonConfig):
     """Architecture of a :class:`DACVAE` (model only; loss weights live in ``CodecLossConfig``).
 
     Attributes:
@@ -156,35 +156,10 @@ class CodecConfig:
         d["decoder_rates"] = list(self.decoder_rates)
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CodecConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown CodecConfig keys {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**d)
-
-
-_PRESETS: dict[str, dict[str, Any]] = {
-    # CPU-trainable 16 kHz codec: hop 320 -> 50 latent frames/s, 128 latent channels (SAM Audio's
-    # count), PCA-initialised linear frame path. Widths are reduced from 32/256 (186 GFLOP per
-    # forward+backward of 8 x 1 s, ~6 s on one core) to 16/128 (47 GFLOP, ~2.2 s on one core).
-    "tiny16k": dict(latent_dim=128, linear_path=True, dac_mean=False),
-    # SAM Audio's layout: 48 kHz, hop 1920 -> 25 frames/s, encoder output 1024 ch, 128 latents.
-    "sam48k": dict(
-        sample_rate=48000,
-        encoder_dim=64,
-        encoder_rates=(2, 8, 10, 12),
-        latent_dim=128,
-        decoder_dim=1536,
-        decoder_rates=(12, 10, 8, 2),
-    ),
-}
 
 
 def codec_preset(name: str) -> CodecConfig:
-    """A named codec layout.
+    """A named codec layout: ``conf/codec/<name>.yaml`` (the one table of codec layouts).
 
     Args:
         name: ``"tiny16k"`` (the :class:`CodecConfig` defaults) or ``"sam48k"`` (SAM Audio's layout).
@@ -195,9 +170,7 @@ def codec_preset(name: str) -> CodecConfig:
     Raises:
         ValueError: for an unknown name (the message lists the known ones).
     """
-    if name not in _PRESETS:
-        raise ValueError(f"unknown codec preset {name!r}; known presets: {sorted(_PRESETS)}")
-    return CodecConfig(**_PRESETS[name])
+    return release.config_from_dict(CodecConfig, release.conf_node("codec", name), f"codec/{name}.yaml")
 
 
 def _to_parametrized_weight_norm(module: nn.Module) -> None:
@@ -454,27 +427,16 @@ class DACVAE(nn.Module):
         Returns:
             The directory path.
         """
-        from safetensors.torch import save_file
-
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tmp = out / (WEIGHTS_NAME + ".tmp")
-        save_file(state, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "kind": KIND})
-        tmp.replace(out / WEIGHTS_NAME)
-        meta = {"format_version": FORMAT_VERSION, "kind": KIND, "config": self.cfg.to_dict()}
-        tmp = out / (CONFIG_NAME + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(out / CONFIG_NAME)
+        out = release.save_release(path, self.state_dict(), self.cfg.to_dict(), KIND)
         logger.info("saved codec (%d parameters) to %s", self.param_count(), out)
         return out
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DACVAE:
-        """Load a release folder written by :meth:`save_pretrained` (strictly).
+        """Load a release folder written by :meth:`save_pretrained` (strictly, checksum verified).
 
         Args:
-            path: the folder, or a file inside it (``config.json`` / ``model.safetensors``).
+            path: the folder, a file inside it (``config.json`` / ``model.safetensors``) or a hub id.
             map_location: device for the weights.
 
         Returns:
@@ -482,37 +444,12 @@ class DACVAE(nn.Module):
 
         Raises:
             FileNotFoundError: the folder or one of its files is missing.
-            ValueError: wrong ``kind`` or ``format_version``, or weights that do not match the config.
+            ValueError: wrong ``kind`` or ``format_version``, a checksum mismatch, or weights
+                that do not match the config.
         """
-        from safetensors.torch import load_file
-
-        root = Path(path)
-        if root.is_file():
-            root = root.parent
-        if not root.is_dir():
-            raise FileNotFoundError(f"codec checkpoint folder not found: {str(path)!r}")
-        cfg_file, weights_file = root / CONFIG_NAME, root / WEIGHTS_NAME
-        for f in (cfg_file, weights_file):
-            if not f.is_file():
-                raise FileNotFoundError(f"codec checkpoint {str(root)!r} has no {f.name}")
-        try:
-            meta = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"codec config {str(cfg_file)!r} is not valid JSON: {e}") from e
-        if not isinstance(meta, dict) or meta.get("kind") != KIND:
-            got = meta.get("kind") if isinstance(meta, dict) else None
-            raise ValueError(f"{str(cfg_file)!r} is not a codec checkpoint (kind {got!r}, expected {KIND!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"codec checkpoint {str(root)!r} has format_version {meta.get('format_version')!r}; "
-                f"this version of promptsep reads format_version {FORMAT_VERSION}"
-            )
+        root, meta, state = release.read_release(path, KIND, map_location)
         model = cls(CodecConfig.from_dict(meta["config"]))
-        state = load_file(str(weights_file), device=str(map_location))
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"codec weights in {str(weights_file)!r} do not match its config: {e}") from e
+        release.load_state_strict(model, state, model.state_dict().keys(), root)
         model.to(map_location)
         model.eval()
         logger.info("loaded codec from %s (%d parameters)", root, model.param_count())

@@ -2,15 +2,12 @@
 
 The reconstruction objective follows DAC / stable-audio-tools: a multi-resolution
 STFT loss (log-magnitude L1 + spectral convergence), a multi-scale log-mel L1 loss, a
-waveform L1 loss, and a KL term pulling the posterior towards N(0, 1). An optional small
-multi-scale STFT discriminator (hinge loss + feature matching) is available but off by
-default (``adversarial_weight = 0``): CPU training runs are short and the spectral losses
-alone train a usable codec.
+waveform L1 loss, and a KL term pulling the posterior towards N(0, 1). There is no
+adversarial term: CPU training runs are short and the spectral losses alone train a
+usable codec.
 
-Training code calls :func:`codec_train_step` (one forward pass + all generator losses).
-With a discriminator the caller also runs :func:`discriminator_loss` on
-``recon.detach()`` with its own optimiser; :func:`codec_loss` takes the codec outputs so
-the reconstruction can be reused for that.
+Training code calls :func:`codec_train_step` (one forward pass + all losses);
+:func:`codec_loss` takes the codec outputs so the reconstruction can be reused.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -43,8 +39,6 @@ class CodecLossConfig:
         mel_bins: mel bands per mel resolution.
         log_mag_weight: weight of the log-magnitude L1 term inside the STFT loss.
         spectral_convergence_weight: weight of the spectral-convergence term inside the STFT loss.
-        adversarial_weight: weight of the hinge generator loss (0 = no discriminator).
-        feature_matching_weight: weight of the discriminator feature-matching loss.
     """
 
     kl_weight: float = 1e-4
@@ -56,8 +50,6 @@ class CodecLossConfig:
     mel_bins: tuple[int, ...] = (80, 40, 10)
     log_mag_weight: float = 1.0
     spectral_convergence_weight: float = 1.0
-    adversarial_weight: float = 0.0
-    feature_matching_weight: float = 2.0
 
     def __post_init__(self) -> None:
         self.stft_windows = tuple(int(w) for w in self.stft_windows)
@@ -137,96 +129,8 @@ def mel_loss(est: torch.Tensor, ref: torch.Tensor, sample_rate: int,
     return total / max(1, len(windows))
 
 
-# ----------------------------------------------------------------- discriminator
-class _STFTDiscriminator(nn.Module):
-    """One resolution: complex STFT (real, imag) ``[B, 2, F, T']`` -> logits and features."""
-
-    def __init__(self, n_fft: int, channels: int = 16, layers: int = 3):
-        super().__init__()
-        self.n_fft = n_fft
-        convs = [nn.Conv2d(2, channels, (3, 9), padding=(1, 4))]
-        for _ in range(layers):
-            convs.append(nn.Conv2d(channels, channels, (3, 9), stride=(1, 2), padding=(1, 4)))
-        convs.append(nn.Conv2d(channels, channels, (3, 3), padding=(1, 1)))
-        self.convs = nn.ModuleList(nn.utils.parametrizations.weight_norm(c) for c in convs)
-        self.out = nn.Conv2d(channels, 1, (3, 3), padding=(1, 1))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = x.reshape(-1, x.shape[-1])
-        window = torch.hann_window(self.n_fft, device=x.device, dtype=x.dtype)
-        spec = torch.stft(x, self.n_fft, hop_length=self.n_fft // 4, window=window, center=True,
-                          pad_mode="constant", return_complex=True)
-        h = torch.stack([spec.real, spec.imag], dim=1).transpose(-1, -2)  # [B, 2, T', F]
-        feats = []
-        for conv in self.convs:
-            h = F.leaky_relu(conv(h), 0.2)
-            feats.append(h)
-        return self.out(h), feats
-
-
-class MultiScaleSTFTDiscriminator(nn.Module):
-    """Small multi-resolution complex-STFT discriminator (EnCodec-style, reduced).
-
-    Args:
-        windows: STFT window lengths, one sub-discriminator each.
-        channels: conv width.
-    """
-
-    def __init__(self, windows: Sequence[int] = (1024, 512, 256), channels: int = 16):
-        super().__init__()
-        self.discriminators = nn.ModuleList(_STFTDiscriminator(int(w), channels) for w in windows)
-
-    def forward(self, wav: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
-        """``[B, 1, N]`` -> per resolution ``(logits [B, 1, T', F'], features)``."""
-        return [d(wav) for d in self.discriminators]
-
-
-def discriminator_loss(disc: MultiScaleSTFTDiscriminator, real: torch.Tensor,
-                       fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Hinge loss for the discriminator.
-
-    Args:
-        disc: the discriminator.
-        real: reference audio ``[B, 1, N]``.
-        fake: reconstruction ``[B, 1, N]`` (detach it from the codec graph first).
-
-    Returns:
-        ``(loss, logs)``.
-    """
-    loss = real.new_zeros(())
-    for (lr, _), (lf, _) in zip(disc(real), disc(fake)):
-        loss = loss + F.relu(1 - lr).mean() + F.relu(1 + lf).mean()
-    loss = loss / len(disc.discriminators)
-    return loss, {"disc": loss.detach()}
-
-
-def generator_adversarial_loss(disc: MultiScaleSTFTDiscriminator, real: torch.Tensor,
-                               fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hinge generator loss and relative feature-matching L1.
-
-    Args:
-        disc: the discriminator.
-        real: reference audio ``[B, 1, N]``.
-        fake: reconstruction ``[B, 1, N]`` (with gradient to the codec).
-
-    Returns:
-        ``(adversarial, feature_matching)`` scalars.
-    """
-    adv = fake.new_zeros(())
-    fm = fake.new_zeros(())
-    with torch.no_grad():
-        real_out = disc(real)
-    for (_, fr), (lf, ff) in zip(real_out, disc(fake)):
-        adv = adv + F.relu(1 - lf).mean()
-        for a, b in zip(fr, ff):
-            fm = fm + (a - b).abs().mean() / a.abs().mean().clamp_min(1e-5)
-    n = len(disc.discriminators)
-    return adv / n, fm / (n * len(real_out[0][1]))
-
-
 # ----------------------------------------------------------------- codec objective
 def codec_loss(out: dict[str, torch.Tensor], wav: torch.Tensor, cfg: CodecLossConfig, sample_rate: int,
-               discriminator: MultiScaleSTFTDiscriminator | None = None,
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted codec (generator) loss from a :meth:`DACVAE.forward` output.
 
@@ -235,11 +139,10 @@ def codec_loss(out: dict[str, torch.Tensor], wav: torch.Tensor, cfg: CodecLossCo
         wav: the input audio ``[B, 1, N]``.
         cfg: loss weights.
         sample_rate: audio rate (for the mel filterbanks).
-        discriminator: used only when ``cfg.adversarial_weight > 0``.
 
     Returns:
         ``(loss, logs)``; logs hold detached scalar tensors (``loss``, ``wave``, ``stft``,
-        ``mel``, ``kl`` and, with a discriminator, ``adv`` and ``fm``).
+        ``mel``, ``kl``).
     """
     recon = out["recon"]
     if recon.shape != wav.shape:
@@ -258,15 +161,11 @@ def codec_loss(out: dict[str, torch.Tensor], wav: torch.Tensor, cfg: CodecLossCo
         loss = loss + cfg.mel_weight * terms["mel"]
     terms["kl"] = out["kl"]
     loss = loss + cfg.kl_weight * out["kl"]
-    if discriminator is not None and cfg.adversarial_weight > 0:
-        terms["adv"], terms["fm"] = generator_adversarial_loss(discriminator, wav, recon)
-        loss = loss + cfg.adversarial_weight * terms["adv"] + cfg.feature_matching_weight * terms["fm"]
     logs = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
     return loss, logs
 
 
 def codec_train_step(codec: nn.Module, wav: torch.Tensor, loss_cfg: CodecLossConfig | None = None,
-                     discriminator: MultiScaleSTFTDiscriminator | None = None,
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One codec forward pass and its loss (the caller runs backward and the optimiser).
 
@@ -274,7 +173,6 @@ def codec_train_step(codec: nn.Module, wav: torch.Tensor, loss_cfg: CodecLossCon
         codec: a :class:`~separation.codec.DACVAE` (in training mode for the sampled bottleneck).
         wav: audio batch ``[B, 1, N]`` at the codec's sample rate.
         loss_cfg: loss weights (default :class:`CodecLossConfig`).
-        discriminator: optional discriminator for the adversarial terms.
 
     Returns:
         ``(loss, logs)`` as in :func:`codec_loss`.
@@ -283,4 +181,4 @@ def codec_train_step(codec: nn.Module, wav: torch.Tensor, loss_cfg: CodecLossCon
     if wav.dim() == 2:
         wav = wav.unsqueeze(1)
     out = codec(wav)
-    return codec_loss(out, wav, cfg, codec.sample_rate, discriminator)
+    return codec_loss(out, wav, cfg, codec.sample_rate)

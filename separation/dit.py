@@ -53,33 +53,17 @@ class DiTConfig:
     dropout: float = 0.0
 
 
-#: Named sizes; ``latent_dim``, ``text_dim`` and ``video_dim`` come from the codec and encoders.
-DIT_SIZES: dict[str, dict[str, int]] = {
-    "tiny": {"width": 192, "depth": 4, "heads": 4},
-    "small": {"width": 384, "depth": 8, "heads": 6},
-    "base": {"width": 1024, "depth": 16, "heads": 16},
-    "large": {"width": 1536, "depth": 24, "heads": 24},
-}
-
-
 def dit_config(size: str, **overrides) -> DiTConfig:
-    """Return the :class:`DiTConfig` of a named size (``tiny``/``small``/``base``/``large``)."""
-    if size not in DIT_SIZES:
-        raise ValueError(f"unknown DiT size {size!r}; choose from {sorted(DIT_SIZES)}")
-    return DiTConfig(**{**DIT_SIZES[size], **overrides})
+    """The :class:`DiTConfig` of a named size: the ``dit`` node of ``conf/model/<size>.yaml``, the one
+    table of model sizes (``latent_dim``, ``text_dim`` and ``video_dim`` come from the codec and encoders)."""
+    from promptsep.release import conf_node, config_from_dict
+
+    return config_from_dict(DiTConfig, {**conf_node("model", size)["dit"], **overrides}, f"model/{size}.yaml dit")
 
 
-class RMSNorm(nn.Module):
-    """Root-mean-square norm over the last dimension with a learned scale."""
-
-    def __init__(self, dim: int, eps: float = 1e-6, affine: bool = True):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim)) if affine else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return y * self.weight if self.weight is not None else y
+def RMSNorm(dim: int, eps: float = 1e-6, affine: bool = True) -> nn.RMSNorm:
+    """Root-mean-square norm over the last dimension (``torch.nn.RMSNorm``), learned scale if ``affine``."""
+    return nn.RMSNorm(dim, eps=eps, elementwise_affine=affine)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:

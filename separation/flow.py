@@ -15,8 +15,9 @@ budget need (the codec latents are linear in the audio, so the split is exact in
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -314,3 +315,89 @@ def sample(fn: VelocityFn, x0: torch.Tensor, nfe: int = 16, method: str = "midpo
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; choose from {sorted(SAMPLERS)}")
     return SAMPLERS[method](fn, x0, nfe)
+
+
+def sample_chunked(
+    chunk_fn: Callable[[int, int], VelocityFn],
+    x0: torch.Tensor,
+    bounds: Sequence[tuple[int, int]],
+    nfe: int = 16,
+    method: str = "midpoint",
+) -> torch.Tensor:
+    """Integrate a long sequence chunk by chunk along time, with pinned overlaps.
+
+    Chunk ``[s, e)`` is integrated from ``x0[:, s:e]``; the frames it shares with chunks already
+    done are *pinned*: their velocity is the constant ``x1_done - x0`` (a straight path to the
+    finished result), so every sampler reproduces them exactly and the new frames are generated
+    in the context of the old ones (no seam, no drift between chunks). With one chunk this is
+    :func:`sample`.
+
+    Args:
+        chunk_fn: ``chunk_fn(s, e)`` -> velocity ``fn(x [B, e-s, D], t [B])`` of that chunk.
+        x0: initial state ``[B, T, D]`` of the whole sequence.
+        bounds: ``[s, e)`` chunks, in order, covering ``[0, T)``; consecutive chunks may overlap.
+        nfe / method: as in :func:`sample`.
+
+    Returns:
+        ``x1 [B, T, D]``.
+    """
+    out = torch.zeros_like(x0)
+    done = 0  # frames [0, done) are final
+    for s, e in bounds:
+        x0c = x0[:, s:e]
+        known = max(0, done - s)
+        known_v = out[:, s : s + known] - x0c[:, :known] if known else None
+        vel = chunk_fn(s, e)
+
+        def fn(x, t, known=known, known_v=known_v, vel=vel):
+            v = vel(x, t)
+            return torch.cat([known_v, v[:, known:]], dim=1) if known else v
+
+        out[:, s:e] = sample(fn, x0c, nfe, method)
+        done = e
+    return out
+
+
+# ---------------------------------------------------------------- objective
+def drop_prompts(cfg: FlowConfig, cond: Any, drop: Callable[[Any, str, torch.Tensor], Any], batch: int,
+                 device=None, generator: torch.Generator | None = None) -> Any:
+    """Prompt dropout for guidance: each prompt kind is replaced by its null embedding in a random
+    share of the rows (``p_drop_text``, ``p_drop_span``, ``p_drop_video``).
+
+    Args:
+        cfg: the flow config.
+        cond: the conditioning of a batch of ``batch`` rows.
+        drop: ``drop(cond, kind, rows [B] bool) -> cond`` (the model's null-embedding swap).
+        generator: RNG of the masks.
+    """
+    for kind, p in (("text", cfg.p_drop_text), ("span", cfg.p_drop_span), ("video", cfg.p_drop_video)):
+        cond = drop(cond, kind, drop_mask(p, batch, device, generator))
+    return cond
+
+
+def objective(cfg: FlowConfig, x1: torch.Tensor, z_mix: torch.Tensor,
+              network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              to_data: Callable[[torch.Tensor], torch.Tensor] | None = None,
+              latent_std: torch.Tensor | None = None, offset: torch.Tensor | float = 0.0,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flow-matching training objective: prior, time sampling, interpolation and loss.
+
+    Args:
+        cfg: the flow config (prior, time sampler, prediction, data loss).
+        x1: data ``[B, T, 2C]`` (target | residual latents).
+        z_mix: mixture latents ``[B, T, C]`` (for the prior and mask predictions).
+        network: ``network(x_t, t) -> output [B, T, 2C]`` (the conditioned backbone).
+        to_data: for ``prediction="mask"``: network output -> data estimate (see :func:`mask_split`).
+        latent_std / offset: latent statistics for :func:`data_loss`.
+        generator: RNG of the noise and the times.
+
+    Returns:
+        ``(loss, t [B])``.
+    """
+    x0 = prior_sample(cfg, z_mix, torch.randn(x1.shape, device=x1.device, generator=generator))
+    t = sample_timesteps(cfg, x1.shape[0], x1.device, generator)
+    pred = network(interpolate(x0, x1, t), t)
+    if cfg.prediction == "velocity":
+        return flow_loss(pred, velocity_target(x0, x1)), t
+    # data prediction: the error of the stems themselves (the velocity error weighted by (1 - t)^2)
+    return data_loss(cfg.data_loss, to_data(pred), x1, z_mix, latent_std, offset), t

@@ -1,6 +1,7 @@
 """Reference-based separation metrics shared by training, the judge and the benchmarks.
 
-All functions take ``[..., N]`` tensors (any leading batch dims) and return ``[...]``.
+All functions take ``[..., N]`` tensors (any leading batch dims, broadcast against each other)
+and return ``[...]``. SI-SDR, SNR and SDR are torchmetrics' implementations.
 """
 
 from __future__ import annotations
@@ -22,19 +23,16 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, zero_mean: bool = Tr
         ``[...]`` SI-SDR in dB. A silent reference gives -inf-like large negative values;
         callers that can meet silent references should handle them (see :func:`energy_ratio_db`).
     """
-    if zero_mean:
-        estimate = estimate - estimate.mean(-1, keepdim=True)
-        reference = reference - reference.mean(-1, keepdim=True)
-    alpha = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + EPS)
-    target = alpha * reference
-    noise = estimate - target
-    return 10 * torch.log10((target.pow(2).sum(-1) + EPS) / (noise.pow(2).sum(-1) + EPS))
+    from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
+
+    return scale_invariant_signal_distortion_ratio(*torch.broadcast_tensors(estimate, reference), zero_mean=zero_mean)
 
 
 def snr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Plain signal-to-noise ratio in dB, ``[..., N] -> [...]``."""
-    noise = estimate - reference
-    return 10 * torch.log10((reference.pow(2).sum(-1) + EPS) / (noise.pow(2).sum(-1) + EPS))
+    from torchmetrics.functional.audio import signal_noise_ratio
+
+    return signal_noise_ratio(*torch.broadcast_tensors(estimate, reference))
 
 
 def sdr(estimate: torch.Tensor, reference: torch.Tensor, filter_length: int = 512) -> torch.Tensor:

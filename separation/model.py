@@ -1,15 +1,17 @@
 """The separation model: codec + prompt encoders + DiT backbone + flow matching.
 
-:class:`SeparationModel` composes the parts. It owns the learned null embeddings
-used for prompt dropout and classifier-free guidance, turns prompts into a
-:class:`Conditioning`, computes the training loss and generates latents. The
-backbone (:mod:`separation.dit`) knows nothing of any of that.
+:class:`SeparationModel` composes the parts: it owns the learned null embeddings
+used for prompt dropout and classifier-free guidance and turns prompts into a
+:class:`Conditioning`. The objective (prior, time sampling, prompt dropout, loss:
+:func:`separation.flow.objective`, :func:`separation.flow.drop_prompts`) and the
+samplers, chunked long-audio sampling included (:func:`separation.flow.sample_chunked`),
+live in :mod:`separation.flow`; the backbone (:mod:`separation.dit`) knows nothing of
+any of that.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,26 +24,24 @@ from torch import nn
 from prompts.span import NULL, PAD, spans_to_anchors
 from prompts.text import TextEncoderConfig, build_text_encoder
 from prompts.video import VideoEncoderConfig
+from promptsep import release
 from separation.codec import DACVAE, CodecConfig, build_codec
 from separation.dit import DiT, DiTConfig
 from separation.flow import (
     FlowConfig,
-    data_loss,
-    drop_mask,
-    flow_loss,
+    drop_prompts,
     guided_velocity,
-    interpolate,
     mask_split,
+    objective,
     prior_sample,
-    sample,
-    sample_timesteps,
+    sample_chunked,
     velocity_from_data,
 )
 
 logger = logging.getLogger(__name__)
 
 #: Version of the release checkpoint layout (config.json + model.safetensors).
-FORMAT_VERSION = 1
+FORMAT_VERSION = release.FORMAT_VERSION
 MODEL_KIND = "promptsep_separator"
 
 
@@ -64,7 +64,7 @@ class SamplingDefaults:
 
 
 @dataclass
-class SeparationModelConfig:
+class SeparationModelConfig(release.JsonConfig):
     """Everything needed to rebuild a separation model.
 
     Attributes:
@@ -85,32 +85,6 @@ class SeparationModelConfig:
     video: VideoEncoderConfig | None = field(default_factory=VideoEncoderConfig)
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SeparationModelConfig:
-        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
-
-        def make(kls, sub):
-            if sub is None:
-                return None
-            names = {f.name for f in dataclasses.fields(kls)}
-            unknown = set(sub) - names
-            if unknown:
-                raise ValueError(f"unknown {kls.__name__} keys: {sorted(unknown)}")
-            kw = {k: (tuple(v) if isinstance(v, list) and k.endswith("rates") else v) for k, v in sub.items()}
-            return kls(**kw)
-
-        return cls(
-            codec=make(CodecConfig, d.get("codec", {})),
-            dit=make(DiTConfig, d.get("dit", {})),
-            flow=make(FlowConfig, d.get("flow", {})),
-            text=make(TextEncoderConfig, d.get("text", {})),
-            video=make(VideoEncoderConfig, d.get("video")),
-            sampling=make(SamplingDefaults, d.get("sampling", {})),
-        )
 
 
 @dataclass
@@ -287,7 +261,7 @@ class SeparationModel(nn.Module):
                 feats = self.video_encoder(frames[None].to(device), None if masks is None else masks[None].to(device))
                 video[i] = resample_to_latent(feats, fps, num_frames, self.frame_rate)[0]
         elif bool(has_video.any()):
-            from separation.errors import PromptError
+            from promptsep.errors import PromptError
 
             raise PromptError("this model was trained without video prompts")
         cond = Conditioning(text, text_mask, anchors, video, has_text, has_span, has_video)
@@ -381,17 +355,13 @@ class SeparationModel(nn.Module):
         dur = n / self.sample_rate
         cond = self.encode_prompts(texts, spans, videos, num_frames, [dur] * b)
         fc = self.cfg.flow
-        for kind, p in (("text", fc.p_drop_text), ("span", fc.p_drop_span), ("video", fc.p_drop_video)):
-            cond = self.apply_dropout(cond, kind, drop_mask(p, b, device, generator))
-        x0 = self.initial_state(z_mix, torch.randn(x1.shape, device=device, generator=generator))
-        t = sample_timesteps(fc, b, device, generator)
-        xt = interpolate(x0, x1, t)
-        pred = self.dit(xt, t, z_mix, cond.text, cond.text_mask, cond.anchors, cond.video, None)
-        if fc.prediction == "velocity":
-            loss = flow_loss(pred, x1 - x0)
-        else:  # data prediction: the error of the stems themselves (the velocity error weighted by (1 - t)^2)
-            loss = data_loss(fc.data_loss, self.predict_data(pred, z_mix), x1, z_mix, self.codec.latent_std,
-                             self._latent_offset())
+        cond = drop_prompts(fc, cond, self.apply_dropout, b, device, generator)
+
+        def network(xt, t):
+            return self.dit(xt, t, z_mix, cond.text, cond.text_mask, cond.anchors, cond.video, None)
+
+        loss, t = objective(fc, x1, z_mix, network, lambda out: self.predict_data(out, z_mix),
+                            self.codec.latent_std, self._latent_offset(), generator)
         return {"loss": loss, "t": t.detach()}
 
     # -------------------------------------------------------------- generation
@@ -410,66 +380,48 @@ class SeparationModel(nn.Module):
         method: str = "midpoint",
         guidance: Mapping[str, float] | None = None,
         audio_mask: torch.Tensor | None = None,
+        chunks: Sequence[tuple[int, int]] | None = None,
     ) -> torch.Tensor:
         """Integrate the flow to ``[target | residual]`` latents ``[B, T, 2C]``.
 
         ``noise [B, T, 2C]`` is standard normal; it is mapped to the configured source
-        distribution by :meth:`initial_state` first.
+        distribution by :meth:`initial_state` first. Long inputs are generated in ``chunks``
+        (``[s, e)`` latent-frame windows that may overlap) with pinned overlaps
+        (:func:`~separation.flow.sample_chunked`); None: one chunk.
         """
-
-        def vel(x, t, dropped):
-            return self.velocity(x, t, z_mix, cond, audio_mask, dropped)
-
         x0 = self.initial_state(z_mix, noise)
-        return sample(lambda x, t: guided_velocity(vel, x, t, guidance), x0, nfe, method)
+        total = z_mix.shape[1]
+
+        def chunk_velocity(s, e):
+            c = cond if (s, e) == (0, total) else cond.frames(s, e)
+            m = None if audio_mask is None else audio_mask[:, s:e]
+            zm = z_mix[:, s:e]
+
+            def vel(x, t, dropped):
+                return self.velocity(x, t, zm, c, m, dropped)
+
+            return lambda x, t: guided_velocity(vel, x, t, guidance)
+
+        return sample_chunked(chunk_velocity, x0, list(chunks) if chunks else [(0, total)], nfe, method)
 
     # ------------------------------------------------------------- persistence
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (the current weights) to ``path``."""
-        from safetensors.torch import save_file
-
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
+        """Write a release folder (:func:`promptsep.release.save_release`) with the current weights."""
         state = self.state_dict()
-        tensors = {k: state[k].detach().cpu().contiguous() for k in self.trainable_state_keys()}
-        save_file(tensors, str(out / "model.safetensors"), metadata={"format_version": str(FORMAT_VERSION)})
-        meta = {"format_version": FORMAT_VERSION, "kind": MODEL_KIND, "config": self.cfg.to_dict()}
-        (out / "config.json").write_text(json.dumps(meta, indent=2))
-        return out
+        return release.save_release(path, {k: state[k] for k in self.trainable_state_keys()},
+                                    self.cfg.to_dict(), MODEL_KIND)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> SeparationModel:
-        """Load a release folder strictly (every saved tensor must match, none missing)."""
-        from safetensors.torch import load_file
-
-        root = resolve_checkpoint(path)
-        meta = json.loads((root / "config.json").read_text())
-        if meta.get("kind") != MODEL_KIND:
-            raise ValueError(f"{root} holds a {meta.get('kind')!r} checkpoint, not a separator")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{root}: format version {meta.get('format_version')} is not {FORMAT_VERSION}")
+        """Load a release folder or hub id strictly (checksum verified; every saved tensor must match)."""
+        root, meta, tensors = release.read_release(path, MODEL_KIND, map_location)
         model = cls(SeparationModelConfig.from_dict(meta["config"]))
-        tensors = load_file(str(root / "model.safetensors"), device=str(map_location))
-        expected = set(model.trainable_state_keys())
-        missing, unexpected = expected - set(tensors), set(tensors) - expected
-        if missing or unexpected:
-            raise ValueError(f"{root}: checkpoint mismatch, missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
-        model.load_state_dict(tensors, strict=False)
+        release.load_state_strict(model, tensors, model.trainable_state_keys(), root)
         return model.eval().to(map_location)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A local release folder, or a hub id downloaded with ``huggingface_hub`` (needs network)."""
-    p = Path(path)
-    if p.is_dir():
-        if not (p / "config.json").is_file() or not (p / "model.safetensors").is_file():
-            raise FileNotFoundError(f"{p} is not a checkpoint folder (needs config.json and model.safetensors)")
-        return p
-    if p.exists() or str(path).startswith((".", "/")) or str(path).count("/") != 1:
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(str(path), allow_patterns=["config.json", "model.safetensors", "*.md"]))
+#: Kept for callers of the old name: :func:`promptsep.release.resolve_checkpoint`.
+resolve_checkpoint = release.resolve_checkpoint
 
 
 def _video_parts(v: Any) -> tuple[torch.Tensor, torch.Tensor | None, float]:

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from prompts.span import parse_span
-from separation.audio import load_audio, resample, to_channels_first, validate_audio
-from separation.errors import AudioError, NonFiniteOutputError, OptionError, PromptError
-from separation.flow import PROMPT_KINDS, SAMPLERS, guided_velocity, sample
-from separation.model import Conditioning, SeparationModel
+from promptsep.audio import load_audio, resample, to_channels_first, validate_audio
+from promptsep.errors import AudioError, NonFiniteOutputError, OptionError, PromptError
+from separation.flow import PROMPT_KINDS, SAMPLERS
+from separation.model import SeparationModel
 from separation.refine import REFINE_MODES, wiener_refine
 
 #: Largest gain (dB, either way) of the input level normalisation (:class:`Separator` ``input_level_db``).
@@ -316,10 +316,12 @@ class Separator:
         k = candidates
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn(len(rows) * k, num_frames, 2 * self.model.latent_dim, generator=gen).to(self.device)
-        x1 = self._generate_chunked(
-            z_mix.repeat_interleave(k, 0), cond.repeat(k), noise, steps, method, guidance,
-            None if audio_mask is None else audio_mask.repeat_interleave(k, 0),
-        )
+        with torch.no_grad():
+            x1 = self.model.generate(
+                z_mix.repeat_interleave(k, 0), cond.repeat(k), noise, nfe=steps, method=method, guidance=guidance,
+                audio_mask=None if audio_mask is None else audio_mask.repeat_interleave(k, 0),
+                chunks=self._chunk_bounds(num_frames, self.model.frame_rate),
+            )
         c = self.model.latent_dim
         tgt = self._decode(x1[..., :c], n_max)  # [R*K, 1, N]
         res = self._decode(x1[..., c:], n_max)
@@ -462,35 +464,6 @@ class Separator:
             wav = self.model.decode_latents(z[:, a:b], (b - a) * hop)
             out.append(wav[..., (s - a) * hop : (e - a) * hop])
         return torch.cat(out, dim=-1)[..., :length]
-
-    def _generate_chunked(self, z_mix, cond: Conditioning, noise, steps, method, guidance, audio_mask):
-        """Generate ``[B, T, 2C]`` latents chunk by chunk with pinned overlaps."""
-        total = z_mix.shape[1]
-        bounds = self._chunk_bounds(total, self.model.frame_rate)
-        noise = self.model.initial_state(z_mix, noise)  # x_0 of the whole sequence
-        out = torch.zeros_like(noise)
-        done = 0  # frames [0, done) are final
-        for s, e in bounds:
-            c = cond.frames(s, e)
-            m = None if audio_mask is None else audio_mask[:, s:e]
-            x0 = noise[:, s:e]
-            known = max(0, done - s)
-            known_v = out[:, s : s + known] - x0[:, :known] if known else None
-
-            def vel(x, t, dropped, c=c, m=m, zm=z_mix[:, s:e]):
-                return self.model.velocity(x, t, zm, c, m, dropped)
-
-            def fn(x, t, known=known, known_v=known_v, vel=vel):
-                v = guided_velocity(vel, x, t, guidance)
-                if known:
-                    v = torch.cat([known_v, v[:, known:]], dim=1)
-                return v
-
-            with torch.no_grad():
-                x1 = sample(fn, x0, steps, method)
-            out[:, s:e] = x1
-            done = e
-        return out
 
     def _rank(self, mix, tgt, k, owners, texts, spans, ranker, lengths):
         """Pick the best of ``k`` candidates per row; returns (indices [R], scores [R, K] or None)."""

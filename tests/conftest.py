@@ -76,3 +76,22 @@ def tiny_model_config(video: bool = True):
         text=TextEncoderConfig(kind="tiny_t5"),
         video=VideoEncoderConfig(image_size=32) if video else None,
     )
+
+
+def _checkpoint_digests() -> dict[str, str]:
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "checkpoints"
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shipped_checkpoints_untouched():
+    """No test may write into the shipped ``checkpoints/`` (a trainer's default export_dir points there)."""
+    before = _checkpoint_digests()
+    yield
+    after = _checkpoint_digests()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"tests changed shipped checkpoint files: {changed}"

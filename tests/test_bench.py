@@ -159,8 +159,8 @@ def test_manifest_is_deterministic_and_held_out(tiny_corpus, manifest, tmp_path,
     """The same seed gives the same manifest and audio; train is refused (builder, CLI and benchmark)."""
     from bench.cli import main
     from bench.manifest import build_manifest
+    from promptsep.errors import InputError
     from separation.data import mixing
-    from separation.errors import InputError
 
     splits = []
     orig = mixing.MixtureDataset.__init__

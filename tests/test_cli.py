@@ -22,7 +22,7 @@ from tests.conftest import tiny_model_config
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "checkpoints" / "promptsep-tiny"
 #: The CLI module (``separation/cli.py`` moves to ``promptsep/cli.py``).
-CLI_MODULE = "promptsep.cli" if (ROOT / "promptsep" / "cli.py").is_file() else "separation.cli"
+CLI_MODULE = "promptsep.cli"
 
 
 @pytest.fixture(scope="module")

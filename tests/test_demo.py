@@ -303,7 +303,7 @@ def test_ui_helpers_preview_video_click_box_and_draw_spans(app, files):
 
 def test_span_table_and_box_parsing():
     from demo.core import order_box, parse_box, parse_span_table
-    from separation.errors import PromptError, VideoError
+    from promptsep.errors import PromptError, VideoError
 
     table = {"data": [["+", 0.5, 1.0], ["", None, None], ["minus", "1.5", "2"]]}
     assert parse_span_table(table, 2.0) == [("+", 0.5, 1.0), ("-", 1.5, 2.0)]

@@ -116,7 +116,7 @@ def test_mteb_models_and_tasks_by_name_fail_clearly_offline(tmp_path, monkeypatc
 
 # ------------------------------------------------------------- models/cache
 def tiny_clap():
-    from prompts.clap import AudioTowerConfig, ClapTiny, ClapTinyConfig
+    from embeddings.clap import AudioTowerConfig, ClapTiny, ClapTinyConfig
 
     cfg = ClapTinyConfig(audio=AudioTowerConfig(channels=(4, 8), width=16, depth=1, heads=2), embed_dim=16,
                          text_kind="tiny_t5", text_dim=32, text_hidden=32)
@@ -126,7 +126,7 @@ def tiny_clap():
 
 def test_registry_self_check_logmel_and_tiny_clap(tmp_path):
     from bench.embedding.models import EMBEDDERS, ClapTinyEmbedder, LogMelStats, build_embedder, self_check
-    from prompts.clap import ClapTiny
+    from embeddings.clap import ClapTiny
 
     assert {"clap-tiny", "resemblyzer", "codec-mean", "logmel-stats", "mosaic-tiny", "clap-hub"} <= set(EMBEDDERS)
     rep = self_check(build_embedder("logmel-stats"))
@@ -151,8 +151,8 @@ def test_registry_self_check_logmel_and_tiny_clap(tmp_path):
 
 def test_mosaic_model_self_check_and_loss():
     from bench.embedding.models import MosaicEmbedder, self_check
-    from bench.embedding.mosaic import MosaicConfig, MosaicTiny
-    from prompts.clap import AudioTowerConfig
+    from embeddings.clap import AudioTowerConfig
+    from embeddings.mosaic import MosaicConfig, MosaicTiny
 
     torch.manual_seed(0)
     m = MosaicTiny(MosaicConfig(audio=AudioTowerConfig(channels=(4, 8), width=16, depth=1, heads=2), head_dim=8))

@@ -171,3 +171,26 @@ def test_t0_prob_puts_a_share_of_training_times_at_zero():
     assert abs(float((t == 0).float().mean()) - 0.5) < 0.03 and bool((t < 1).all())
     with pytest.raises(ValueError, match="t0_prob"):
         FlowConfig(t0_prob=1.0)
+
+
+def test_objective_and_prompt_dropout_live_in_flow():
+    from separation.flow import FlowConfig, drop_prompts, objective
+
+    cfg = FlowConfig(timestep_sampler="uniform")
+    x1 = torch.randn(4, 6, 8)
+    z_mix = torch.randn(4, 6, 4)
+    gen = torch.Generator().manual_seed(0)
+
+    def exact(xt, t):  # the true velocity x1 - x0, recovered from x_t = (1 - t) x0 + t x1
+        tt = t.view(-1, 1, 1)
+        return (x1 - xt) / (1 - tt)
+
+    loss, t = objective(cfg, x1, z_mix, exact, generator=gen)
+    assert t.shape == (4,) and float(loss) < 1e-8
+    bad, _ = objective(cfg, x1, z_mix, lambda xt, t: torch.zeros_like(xt), generator=gen)
+    assert float(bad) > 0.5
+    calls = []
+    cond = drop_prompts(FlowConfig(p_drop_text=1.0, p_drop_span=0.0, p_drop_video=1.0), "cond",
+                        lambda c, kind, rows: calls.append((kind, rows.tolist())) or c, 3)
+    assert cond == "cond"
+    assert calls == [("text", [True] * 3), ("span", [False] * 3), ("video", [True] * 3)]

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from judge.targets import reference_targets
-from separation.errors import AudioError, PromptError
+from promptsep.errors import AudioError, PromptError
 from tests.conftest import tiny_model_config
 
 SR = 16000
@@ -191,10 +191,15 @@ def test_save_load_bit_exact(judge, tmp_path):
     t = load_file(str(path / "model.safetensors"))
     t["extra.weight"] = torch.zeros(1)
     save_file(t, str(path / "model.safetensors"))
+    with pytest.raises(ValueError, match="corrupt or was modified"):  # the checksum catches it first
+        Judge.from_pretrained(path)
+    from promptsep.release import stamp_weights_sha256
+
+    stamp_weights_sha256(path)
     with pytest.raises(ValueError, match="mismatch"):
         Judge.from_pretrained(path)
     (path / "config.json").write_text(json.dumps({**meta, "kind": "promptsep_separator"}))
-    with pytest.raises(ValueError, match="not a judge"):
+    with pytest.raises(ValueError, match="not 'promptsep_judge'"):
         Judge.from_pretrained(path)
 
 
@@ -283,7 +288,7 @@ def test_train_judge_runs_resumes_and_exports(tiny_corpus, tmp_path):
 
 
 def test_cli_scores_files_and_refuses_bad_input(judge, tmp_path, capsys):
-    from judge.cli import main
+    from promptsep.judge_cli import main
 
     ckpt = judge.save_pretrained(tmp_path / "judge")
     x = (np.random.default_rng(0).standard_normal(8000) * 0.1).astype(np.float32)
@@ -387,7 +392,7 @@ def test_silent_probe_and_report(judge, tiny_corpus, tmp_path):
 
 
 def _tiny_clap_release(path):
-    from prompts.clap import AudioTowerConfig, ClapTiny, ClapTinyConfig
+    from embeddings.clap import AudioTowerConfig, ClapTiny, ClapTinyConfig
 
     cfg = ClapTinyConfig(audio=AudioTowerConfig(channels=(4, 8), width=16, depth=1, heads=2), embed_dim=16,
                          text_kind="tiny_t5", text_dim=32, text_hidden=32)
@@ -426,6 +431,11 @@ def test_grounded_judge_features_release_and_tamper_check(tmp_path):
     k0 = next(iter(w))
     w[k0] = w[k0] + 1.0
     save_file(w, str(clap_dir / "model.safetensors"))
+    with pytest.raises(ValueError, match="corrupt or was modified"):  # the clap release's own checksum
+        Judge.from_pretrained(path)
+    from promptsep.release import stamp_weights_sha256
+
+    stamp_weights_sha256(clap_dir)  # a consistent, but different, clap release under the same path
     with pytest.raises(ValueError, match="not the one this judge was trained with"):
         Judge.from_pretrained(path)
 

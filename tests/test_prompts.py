@@ -16,7 +16,7 @@ import torch
 
 from prompts.span import NEG, NULL, PAD, POS, activity_to_spans, anchors_batch, parse_span, spans_to_anchors
 from prompts.types import SpanPrompt, TextPrompt, VideoPrompt
-from separation.errors import PromptError, VideoError
+from promptsep.errors import PromptError, VideoError
 
 # --------------------------------------------------------------------- spans
 

@@ -8,7 +8,6 @@ nor is explained fails the test, so a new README command needs a decision.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -66,8 +65,7 @@ def skip_reason(argv: list[str]) -> str | None:
 
 
 def _cli_module() -> str:
-    return "promptsep.cli" if importlib.util.find_spec("promptsep") and (ROOT / "promptsep" / "cli.py").is_file() \
-        else "separation.cli"
+    return "promptsep.cli"
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from separation.errors import InputError
+from promptsep.errors import InputError
 from tests.conftest import tiny_model_config
 
 SR = 16000
@@ -83,7 +83,7 @@ def test_unavailable_cuda_device_is_a_clear_error(model):
 
 def test_corrupted_weights_fail_loudly_instead_of_returning_nan(model):
     """A bit-flipped weight (here: one Inf) makes NaN stems; they must never be returned."""
-    from separation.errors import NonFiniteOutputError
+    from promptsep.errors import NonFiniteOutputError
     from separation.separator import Separator
 
     broken = copy.deepcopy(model)
@@ -96,7 +96,7 @@ def test_corrupted_weights_fail_loudly_instead_of_returning_nan(model):
 
 
 def test_save_audio_refuses_non_finite_audio(tmp_path):
-    from separation.audio import save_audio
+    from promptsep.audio import save_audio
 
     x = noise()
     x[0, 10] = float("nan")
@@ -158,7 +158,7 @@ def test_raw_generated_stems_stay_available(sep):
 
 
 def test_float_input_above_full_scale_is_written_as_float_not_clipped(tmp_path):
-    from separation.audio import load_audio, save_audio
+    from promptsep.audio import load_audio, save_audio
 
     x = noise(scale=1.0)
     x[0, 100] = 1.75
@@ -176,7 +176,7 @@ def test_float_input_above_full_scale_is_written_as_float_not_clipped(tmp_path):
 
 
 def test_stems_of_a_float_input_stay_float(tmp_path):
-    from separation.audio import stem_subtype
+    from promptsep.audio import stem_subtype
 
     x = noise().numpy().T
     sf.write(str(tmp_path / "f.wav"), x, SR, subtype="FLOAT")
@@ -187,7 +187,7 @@ def test_stems_of_a_float_input_stay_float(tmp_path):
 
 # ---------------------------------------------------------------------- item 4: safe writer
 def test_writer_does_not_follow_a_planted_temporary_symlink(tmp_path):
-    from separation.audio import save_audio
+    from promptsep.audio import save_audio
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
@@ -201,8 +201,8 @@ def test_writer_does_not_follow_a_planted_temporary_symlink(tmp_path):
 
 
 def test_writer_refuses_to_overwrite_unless_asked(tmp_path):
-    from separation.audio import save_audio
-    from separation.errors import OutputExistsError
+    from promptsep.audio import save_audio
+    from promptsep.errors import OutputExistsError
 
     p = save_audio(tmp_path / "target.wav", noise(seed=1), SR)
     before = p.read_bytes()
@@ -216,8 +216,8 @@ def test_writer_refuses_to_overwrite_unless_asked(tmp_path):
 
 
 def test_overwrite_replaces_a_planted_destination_link_not_its_target(tmp_path):
-    from separation.audio import save_audio
-    from separation.errors import OutputExistsError
+    from promptsep.audio import save_audio
+    from promptsep.errors import OutputExistsError
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
@@ -335,7 +335,7 @@ def test_bench_counts_non_finite_output_as_failed(bench_manifest, model, tmp_pat
 def test_item_metrics_refuse_non_finite_estimates():
     from bench.manifest import LoadedItem
     from bench.separation import item_metrics
-    from separation.errors import NonFiniteOutputError
+    from promptsep.errors import NonFiniteOutputError
 
     x = noise()
     li = LoadedItem(item={"id": "a"}, mixture=x, target=0.5 * x, sample_rate=SR, text="t", spans=None, video=None,

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from separation.errors import AudioError, PromptError
+from promptsep.errors import AudioError, PromptError
 from tests.conftest import tiny_model_config
 
 SR = 16000
@@ -100,10 +100,16 @@ def test_chunked_equals_unchunked_on_short_input(model):
     z = model.encode_audio(x[None])
     cond = model.encode_prompts(["tone"], [None], [None], z.shape[1], [0.5])
     noise = torch.randn(1, z.shape[1], 2 * model.latent_dim, generator=torch.Generator().manual_seed(0))
-    full = chunked._generate_chunked(z, cond, noise, 2, "midpoint", None, None)
-    n0 = int(round(0.25 * model.frame_rate))
-    first = short._generate_chunked(z[:, :n0], cond.frames(0, n0), noise[:, :n0], 2, "midpoint", None, None)
-    torch.testing.assert_close(full[:, :n0], first)
+    bounds = chunked._chunk_bounds(z.shape[1], model.frame_rate)
+    assert len(bounds) > 1 and short._chunk_bounds(z.shape[1], model.frame_rate) == [(0, z.shape[1])]
+    with torch.no_grad():  # the Separator's one generation path: SeparationModel.generate(chunks=...)
+        full = model.generate(z, cond, noise, nfe=2, method="midpoint", chunks=bounds)
+        n0 = int(round(0.25 * model.frame_rate))
+        first = model.generate(z[:, :n0], cond.frames(0, n0), noise[:, :n0], nfe=2, method="midpoint")
+        torch.testing.assert_close(full[:, :n0], first)
+        # one chunk is exactly the unchunked sampler
+        torch.testing.assert_close(model.generate(z, cond, noise, nfe=2, chunks=[(0, z.shape[1])]),
+                                   model.generate(z, cond, noise, nfe=2), rtol=0, atol=0)
     # and with chunking the whole signal still comes back at full length without NaN
     res = chunked.separate(x, SR, text="tone", steps=2)
     assert res.target.shape == whole.target.shape and torch.isfinite(res.target).all()
@@ -159,7 +165,7 @@ def test_video_prompt_runs(checkpoint):
 
 
 def test_cli_end_to_end_on_a_real_wav(checkpoint, tmp_path):
-    from separation.cli import main
+    from promptsep.cli import main
 
     src = tmp_path / "in.wav"
     sf.write(str(src), (0.3 * np.random.default_rng(0).standard_normal((11025, 2))).astype(np.float32), 22050)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from separation.train import CONF_DIR
+from separation.harness import CONF_DIR
 
 GROUPS = {g: sorted(p.stem for p in (Path(CONF_DIR) / g).glob("*.yaml")) for g in ("model", "codec", "data", "trainer")}
 
@@ -62,15 +62,142 @@ def test_resume_matches_uninterrupted_run(tiny_corpus, tmp_path):
     from separation.train import train
 
     full = train(_debug_cfg(tiny_corpus, tmp_path / "a", 4))
-    train(_debug_cfg(tiny_corpus, tmp_path / "b", 2))           # "killed" after 2 steps
+    train(_debug_cfg(tiny_corpus, tmp_path / "b", 2))           # stopped after 2 steps
     resumed = train(_debug_cfg(tiny_corpus, tmp_path / "b", 4))  # resume=auto picks up last.ckpt
     assert resumed["global_step"] == 4
-    a = torch.load(full["last_checkpoint"], map_location="cpu", weights_only=False)
-    b = torch.load(resumed["last_checkpoint"], map_location="cpu", weights_only=False)
+    a = torch.load(full["last_checkpoint"], map_location="cpu", weights_only=True)
+    b = torch.load(resumed["last_checkpoint"], map_location="cpu", weights_only=True)
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
-    for k, v in a["ema_dit"].items():
-        torch.testing.assert_close(b["ema_dit"][k], v, rtol=0, atol=1e-6, msg=k)
+    for k, v in a["ema"].items():
+        torch.testing.assert_close(b["ema"][k], v, rtol=0, atol=1e-6, msg=k)
+
+
+class _Payload:
+    """Unpickling this creates ``path`` (a harmless stand-in for arbitrary code)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_malicious_resume_pickle_is_refused_and_never_executed(tiny_corpus, tmp_path):
+    """Issue 11 item 2: resume state loads with weights_only=True everywhere (ours and Lightning's)."""
+    from separation.harness import ResumeError, _safe_checkpoint_io
+    from separation.train import train
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"global_step": 1, "state_dict": {}, "x": _Payload(marker)}, evil)
+    # the payload is live: an unsafe load would run it
+    probe = tmp_path / "probe"
+    torch.save({"x": _Payload(probe)}, tmp_path / "probe.ckpt")
+    torch.load(tmp_path / "probe.ckpt", weights_only=False)
+    assert probe.exists()
+
+    with pytest.raises(ResumeError, match="weights_only=True"):
+        train(_debug_cfg(tiny_corpus, tmp_path / "run", 2, [f"resume={evil}"]))
+    assert not marker.exists()
+    with pytest.raises(ResumeError):  # the checkpoint I/O Lightning itself resumes through
+        _safe_checkpoint_io().load_checkpoint(evil)
+    assert not marker.exists()
+
+
+_KILL_STEPS = 30  # long enough that a busy machine still kills it mid-run (after step 2)
+
+
+def _spy_steps(monkeypatch):
+    """Record (global_step, batch fingerprint) of every real training step run in this process."""
+    from separation.train import SeparationModule
+
+    seen = []
+    real = SeparationModule.training_step
+
+    def step(self, batch, batch_idx):
+        seen.append((int(self.global_step), float(batch["mixture"].double().sum())))
+        return real(self, batch, batch_idx)
+
+    monkeypatch.setattr(SeparationModule, "training_step", step)
+    return seen
+
+
+def _kill_and_resume(tiny_corpus, tmp_path, monkeypatch, resume: str):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from separation.train import train
+
+    out = tmp_path / "killed"
+    over = ["experiment=debug", f"data.root={tiny_corpus}", f"out_dir={out}", f"trainer.max_steps={_KILL_STEPS}",
+            "trainer.ckpt_every=1", "val.every=1000"]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-m", "separation.train", *over], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = out / "last.ckpt"
+    killed_at = None
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if last.is_file():
+                step = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+                if step >= 2:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            time.sleep(0.02)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, "the training process finished before it could be killed"
+    killed_at = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+    assert 2 <= killed_at < _KILL_STEPS
+    seen = _spy_steps(monkeypatch)
+    result = train(_compose(overrides=[*over, f"resume={resume}"]))
+    return killed_at, seen, result
+
+
+def _assert_same_state(a, b):
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
+    for k, v in a["ema"].items():
+        torch.testing.assert_close(b["ema"][k], v, rtol=0, atol=1e-6, msg=f"ema {k}")
+    sa, sb = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        for name, v in sa[i].items():
+            torch.testing.assert_close(sb[i][name], v, rtol=0, atol=1e-6, msg=f"optimizer {i} {name}")
+    assert a["global_step"] == b["global_step"]
+
+
+def test_killed_training_process_resumes_exactly(tiny_corpus, tmp_path, monkeypatch):
+    """Issue 11 item 6: a real training process is SIGKILLed mid-run; the resumed run trains only the
+    remaining steps on the same data and ends with the weights, EMA, optimizer state and step of
+    an uninterrupted run."""
+    from separation.train import train
+
+    killed_at, seen, resumed = _kill_and_resume(tiny_corpus, tmp_path, monkeypatch, "auto")
+    seen_resumed = list(seen)  # (the spy below wraps this one, which would keep recording)
+    assert [s for s, _ in seen_resumed] == list(range(killed_at, _KILL_STEPS)), "resumed run retrained steps"
+    seen_full = _spy_steps(monkeypatch)
+    full = train(_compose(overrides=["experiment=debug", f"data.root={tiny_corpus}", f"out_dir={tmp_path / 'full'}",
+                                     f"trainer.max_steps={_KILL_STEPS}", "trainer.ckpt_every=1", "val.every=1000"]))
+    assert seen_full[killed_at:] == seen_resumed  # same data order from the resume point on
+    assert resumed["global_step"] == full["global_step"] == _KILL_STEPS
+    a = torch.load(full["last_checkpoint"], map_location="cpu", weights_only=True)
+    b = torch.load(resumed["last_checkpoint"], map_location="cpu", weights_only=True)
+    _assert_same_state(a, b)
+
+
+def test_kill_and_resume_test_fails_without_resuming(tiny_corpus, tmp_path, monkeypatch):
+    """The check above is not vacuous: with resuming disabled the rerun retrains from step 0."""
+    killed_at, seen, _ = _kill_and_resume(tiny_corpus, tmp_path, monkeypatch, "null")
+    assert [s for s, _ in seen] != list(range(killed_at, _KILL_STEPS))
 
 
 def test_codec_training_exports_a_normalised_codec(tiny_corpus, tmp_path):
@@ -88,3 +215,56 @@ def test_codec_training_exports_a_normalised_codec(tiny_corpus, tmp_path):
     assert codec.cfg.latent_std is not None and len(codec.cfg.latent_std) == 8
     z = codec.encode(torch.randn(1, 1, 4000) * 0.1)
     assert z.shape == (1, 8, codec.num_frames(4000))
+
+
+def test_misspelt_override_or_unknown_config_key_fails_naming_it():
+    from omegaconf import open_dict
+
+    from separation.train import model_config_from
+
+    with pytest.raises(Exception, match="widht"):
+        _compose(overrides=["model.dit.widht=64"])  # Hydra's struct mode
+    cfg = _compose(overrides=["experiment=debug"])
+    with open_dict(cfg):
+        cfg.model.dit.widht = 64  # e.g. a key a YAML adds that DiTConfig does not know
+    with pytest.raises(ValueError, match="'model.dit.widht'"):
+        model_config_from(cfg)
+    with open_dict(cfg):
+        del cfg.model.dit.widht
+        cfg.model.size = "tiny"
+    with pytest.raises(ValueError, match="model.size"):
+        model_config_from(cfg)
+
+
+def test_embedding_trainer_validates_through_lightnings_loop(tiny_corpus, tmp_path):
+    """The embedding trainer's validation runs over the valid bank in Lightning's loop (one
+    validation_step per batch) and scores exactly what evaluate_bank scores on the same model."""
+    from hydra import compose, initialize_config_dir
+
+    from bench.embedding.train import CONF_DIR, EmbeddingModule, train_embedding
+
+    calls = []
+    real = EmbeddingModule.validation_step
+
+    def spy(self, batch, batch_idx):
+        calls.append(len(batch["idx"]))
+        return real(self, batch, batch_idx)
+
+    EmbeddingModule.validation_step = spy
+    try:
+        overrides = [
+            f"corpus={tiny_corpus}", f"out_dir={tmp_path / 'run'}", f"export_dir={tmp_path / 'export'}",
+            "model.text_kind=tiny_t5", "model.text_dim=32",
+            "model.text_hidden=32", "model.embed_dim=16", "model.audio.channels=[4,8]", "model.audio.width=16",
+            "model.audio.depth=1", "model.audio.heads=2", "data.batch_size=4", "data.crop_s=0.5",
+            "trainer.max_steps=2", "trainer.val_every=2", "trainer.ckpt_every=2", "trainer.log_every=1",
+            "progress=false", "final_eval=null",
+        ]
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            result = train_embedding(compose(config_name="train_clap", overrides=overrides))
+    finally:
+        EmbeddingModule.validation_step = real
+    assert calls and sum(calls) == result["evaluation"]["valid"]["clips"]  # every valid clip, once
+    last = result["val_history"][-1]
+    assert last["step"] == 2
+    assert last["zero_shot_acc"] == pytest.approx(result["evaluation"]["valid"]["zero_shot_acc"])

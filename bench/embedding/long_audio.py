@@ -215,7 +215,7 @@ def run_segment_study(embedder, wavs: Sequence[torch.Tensor], labels: Sequence[s
     """
     from tqdm.auto import tqdm
 
-    from prompts.logmel import resample_list
+    from embeddings.logmel import resample_list
 
     y = np.asarray(labels)
     wavs = resample_list(list(wavs), sample_rate, embedder.sample_rate)

@@ -37,12 +37,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from prompts.logmel import AudioBatch, LogMel, MelConfig, as_wav_list, pad_batch, resample_list
+from embeddings.logmel import AudioBatch, LogMel, MelConfig, as_wav_list, pad_batch, resample_list
+from promptsep.release import packaged_checkpoint
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CODEC_DIR = REPO_ROOT / "checkpoints" / "promptsep-tiny" / "codec"
+DEFAULT_CODEC_DIR = packaged_checkpoint("promptsep-tiny") / "codec"
 
 
 class AudioEmbedder:
@@ -367,7 +368,7 @@ class ClapTinyEmbedder(_TowerEmbedder):
 
     def __init__(self, path: str | Path | None = None, model: Any | None = None, device: str = "cpu",
                  batch_size: int = 16):
-        from prompts.clap import DEFAULT_CLAP_DIR, ClapTiny
+        from embeddings.clap import DEFAULT_CLAP_DIR, ClapTiny
 
         if model is None:
             path = Path(path) if path is not None else DEFAULT_CLAP_DIR
@@ -390,7 +391,7 @@ class MosaicEmbedder(_TowerEmbedder):
 
     def __init__(self, path: str | Path | None = None, model: Any | None = None, device: str = "cpu",
                  batch_size: int = 16):
-        from bench.embedding.mosaic import DEFAULT_MOSAIC_DIR, MosaicTiny
+        from embeddings.mosaic import DEFAULT_MOSAIC_DIR, MosaicTiny
 
         if model is None:
             path = Path(path) if path is not None else DEFAULT_MOSAIC_DIR

@@ -10,9 +10,9 @@ uniformly (label-balanced), a clip of that label, a random crop of ``crop_s`` se
 added underneath at ``snr_db`` (in the mel power domain), a time and a frequency mask,
 per-clip standardisation; and, for ``clap``, one of the label's prompt variants
 (``labels.json``), whose frozen MiniLM sentence embedding is also precomputed. The data
-order follows the global step (:class:`separation.train.StepSampler`), so ``resume=auto``
+order follows the global step (:class:`separation.harness.StepSampler`), so ``resume=auto``
 continues exactly; resume checkpoints are written atomically
-(:func:`separation.train._atomic_checkpoint_io`).
+(:mod:`separation.harness`).
 
 Validation (zero-shot accuracy and text-to-audio recall@5 on the VALID split's clean clips)
 runs every ``trainer.val_every`` steps; at the end the weights are exported to
@@ -24,35 +24,38 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from promptsep.release import config_dir
+from separation.harness import StepSampler, build_trainer, fit, hydra_entry, resume_checkpoint, resume_step
+
 logger = logging.getLogger(__name__)
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf" / "embedding")
+CONF_DIR = str(config_dir() / "embedding")
 
 
 # ----------------------------------------------------------------- configs
 def clap_config_from(cfg) -> Any:
-    """:class:`~prompts.clap.ClapTinyConfig` from the ``model`` node."""
+    """:class:`~embeddings.clap.ClapTinyConfig` from the ``model`` node."""
     from omegaconf import OmegaConf
 
-    from prompts.clap import ClapTinyConfig
+    from embeddings.clap import ClapTinyConfig
 
     return ClapTinyConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
 
 
 def mosaic_config_from(cfg) -> Any:
-    """:class:`~bench.embedding.mosaic.MosaicConfig` from the ``model.audio`` and ``mosaic`` nodes."""
+    """:class:`~embeddings.mosaic.MosaicConfig` from the ``model.audio`` and ``mosaic`` nodes."""
     from omegaconf import OmegaConf
 
-    from bench.embedding.mosaic import MosaicConfig
+    from embeddings.mosaic import MosaicConfig
 
     d = OmegaConf.to_container(cfg.mosaic, resolve=True)
     d["audio"] = OmegaConf.to_container(cfg.model.audio, resolve=True)
@@ -72,7 +75,7 @@ class MelBank:
         import soundfile as sf
         from tqdm.auto import tqdm
 
-        from prompts.logmel import LogMel
+        from embeddings.logmel import LogMel
         from separation.data.clips import read_manifest
 
         root = Path(corpus_root)
@@ -93,7 +96,7 @@ class MelBank:
                                     frames=int(max_clip_s * int(r.get("sample_rate", sr))))
             wav = torch.from_numpy(np.ascontiguousarray(data.mean(1)))
             if int(file_sr) != sr:
-                from separation.audio import resample
+                from promptsep.audio import resample
 
                 wav = resample(wav[None], int(file_sr), sr)[0]
             self.mels.append(front(wav[None])[0].to(torch.float16))
@@ -148,7 +151,7 @@ class ContrastiveClips(Dataset):
         return self.length
 
     def _view(self, clip: int, rng: np.random.Generator) -> torch.Tensor:
-        from prompts.logmel import normalise_logmel
+        from embeddings.logmel import normalise_logmel
 
         x = _crop(self.bank.mels[clip], self.frames, rng)
         if self.p_mix > 0 and rng.random() < self.p_mix and len(self.labels) > 1:
@@ -188,15 +191,13 @@ class ContrastiveClips(Dataset):
 
 # -------------------------------------------------------------- evaluation
 @torch.no_grad()
-def embed_bank(model, bank: MelBank, batch_size: int = 32, max_frames: int = 1001) -> np.ndarray:
-    """Clip embeddings ``[N, D]`` of a :class:`MelBank` (each clip's first ``max_frames`` frames)."""
-    from prompts.logmel import normalise_logmel
+def bank_batches(bank: MelBank, batch_size: int = 32, max_frames: int = 1001) -> list[dict[str, torch.Tensor]]:
+    """Length-sorted batches of a :class:`MelBank`: ``{"idx" [b], "mel" [b, M, F] standardised, "frames" [b]}``
+    (each clip's first ``max_frames`` frames)."""
+    from embeddings.logmel import normalise_logmel
 
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
     order = np.argsort([m.shape[-1] for m in bank.mels])
-    out = np.zeros((len(bank), model.dim), dtype=np.float32)
+    out = []
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
         ms = [bank.mels[i][:, :max_frames].float() for i in idx]
@@ -204,12 +205,25 @@ def embed_bank(model, bank: MelBank, batch_size: int = 32, max_frames: int = 100
         x = torch.zeros(len(ms), ms[0].shape[0], int(f.max()))
         for j, m in enumerate(ms):
             x[j, :, : m.shape[-1]] = m
-        x = normalise_logmel(x, f).to(device)
-        if hasattr(model, "audio_from_mel"):
-            e = model.audio_from_mel(x, f.to(device))
-        else:
-            e = torch.nn.functional.normalize(model.audio_tower(x, f.to(device))[0], dim=-1)
-        out[idx] = e.cpu().numpy()
+        out.append({"idx": torch.as_tensor(idx), "mel": normalise_logmel(x, f), "frames": f})
+    return out
+
+
+def embed_batch(model, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Unit-norm clip embeddings ``[b, D]`` of standardised log-mel ``[b, M, F]``."""
+    if hasattr(model, "audio_from_mel"):
+        return model.audio_from_mel(mel, frames)
+    return torch.nn.functional.normalize(model.audio_tower(mel, frames)[0], dim=-1)
+
+
+def embed_bank(model, bank: MelBank, batch_size: int = 32, max_frames: int = 1001) -> np.ndarray:
+    """Clip embeddings ``[N, D]`` of a :class:`MelBank` (each clip's first ``max_frames`` frames)."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = np.zeros((len(bank), model.dim), dtype=np.float32)
+    for b in bank_batches(bank, batch_size, max_frames):
+        out[b["idx"].numpy()] = embed_batch(model, b["mel"].to(device), b["frames"].to(device)).cpu().numpy()
     model.train(was)
     return out
 
@@ -217,11 +231,17 @@ def embed_bank(model, bank: MelBank, batch_size: int = 32, max_frames: int = 100
 @torch.no_grad()
 def evaluate_bank(model, bank: MelBank, sentence: dict[str, torch.Tensor] | None, k: int = 5) -> dict[str, float]:
     """Zero-shot accuracy and text-to-audio recall@k (``clap``) or probe accuracy (``mosaic``) on clean clips."""
+    return score_bank(model, bank, sentence, embed_bank(model, bank), k)
+
+
+@torch.no_grad()
+def score_bank(model, bank: MelBank, sentence: dict[str, torch.Tensor] | None, x: np.ndarray,
+               k: int = 5) -> dict[str, float]:
+    """The figures of :func:`evaluate_bank` from the bank's clip embeddings ``x [N, D]``."""
     from sklearn.metrics import average_precision_score
 
     from bench.embedding.long_audio import probe_accuracy
 
-    x = embed_bank(model, bank)
     labels = sorted(set(bank.labels))
     y = np.array([labels.index(lab) for lab in bank.labels])
     out: dict[str, float] = {"clips": float(len(y)), "labels": float(len(labels))}
@@ -250,92 +270,93 @@ def evaluate_bank(model, bank: MelBank, sentence: dict[str, torch.Tensor] | None
 
 
 # ---------------------------------------------------------------- lightning
-def _module_class():
-    import lightning as L
+class EmbeddingModule(L.LightningModule):
+    """Contrastive training (clap: audio-text InfoNCE; mosaic: masked-patch view InfoNCE)."""
 
-    class EmbeddingModule(L.LightningModule):
-        """Contrastive training (clap: audio-text InfoNCE; mosaic: masked-patch view InfoNCE)."""
+    def __init__(self, model, cfg, sent_table: torch.Tensor | None):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.objective = str(cfg.objective)
+        if sent_table is not None:
+            self.register_buffer("sent_table", sent_table, persistent=False)
+        else:
+            self.sent_table = None
+        self.val_bank = None
+        self.val_sentence = None
+        self.t_fit = time.perf_counter()
+        self.val_history: list[dict] = []
 
-        def __init__(self, model, cfg, sent_table: torch.Tensor | None):
-            super().__init__()
-            self.model = model
-            self.cfg = cfg
-            self.objective = str(cfg.objective)
-            if sent_table is not None:
-                self.register_buffer("sent_table", sent_table, persistent=False)
-            else:
-                self.sent_table = None
-            self.val_bank = None
-            self.val_sentence = None
-            self.t_fit = time.perf_counter()
-            self.val_history: list[dict] = []
+    def training_step(self, batch, batch_idx):
+        from embeddings.clap import contrastive_loss
 
-        def training_step(self, batch, batch_idx):
-            from prompts.clap import contrastive_loss
+        if self.objective == "mosaic":
+            gen = torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + self.global_step)
+            out = self.model.loss(batch["mel"], batch["mel2"], generator=gen)
+        else:
+            a = self.model.audio_from_mel(batch["mel"])
+            t = self.model.text_from_sentence(self.sent_table[batch["text"]])
+            out = contrastive_loss(a, t, self.model.logit_scale, batch["label"])
+            self.log("train/temperature", 1.0 / self.model.logit_scale.exp().clamp(max=100.0), batch_size=a.shape[0])
+        bs = batch["mel"].shape[0]
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
+        self.log("train/acc", out["acc"], prog_bar=True, batch_size=bs)
+        return out["loss"]
 
-            if self.objective == "mosaic":
-                gen = torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + self.global_step)
-                out = self.model.loss(batch["mel"], batch["mel2"], generator=gen)
-            else:
-                a = self.model.audio_from_mel(batch["mel"])
-                t = self.model.text_from_sentence(self.sent_table[batch["text"]])
-                out = contrastive_loss(a, t, self.model.logit_scale, batch["label"])
-                self.log("train/temperature", 1.0 / self.model.logit_scale.exp().clamp(max=100.0), batch_size=a.shape[0])
-            bs = batch["mel"].shape[0]
-            self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
-            self.log("train/acc", out["acc"], prog_bar=True, batch_size=bs)
-            return out["loss"]
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        decay, no_decay = [], []
+        for n, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "logit_scale" in n else decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(o.weight_decay)},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=float(o.lr), betas=(0.9, 0.98))
+        total = max(1, int(self.cfg.trainer.max_steps))
+        warm = max(1, int(o.warmup_steps))
+        budget = _seconds(self.cfg.trainer.get("max_time")) if o.get("schedule_by", "steps") == "time" else None
 
-        def configure_optimizers(self):
-            o = self.cfg.optim
-            decay, no_decay = [], []
-            for n, p in self.model.named_parameters():
-                if not p.requires_grad:
-                    continue
-                (no_decay if p.ndim < 2 or "logit_scale" in n else decay).append(p)
-            opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(o.weight_decay)},
-                                     {"params": no_decay, "weight_decay": 0.0}], lr=float(o.lr), betas=(0.9, 0.98))
-            total = max(1, int(self.cfg.trainer.max_steps))
-            warm = max(1, int(o.warmup_steps))
-            budget = _seconds(self.cfg.trainer.get("max_time")) if o.get("schedule_by", "steps") == "time" else None
+        def lr_lambda(step):
+            if step < warm:
+                return (step + 1) / warm
+            done = (step - warm) / max(1, total - warm)
+            if budget:  # whichever of the step and the wall budget is closer to its end
+                done = max(done, (time.perf_counter() - self.t_fit) / budget)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, done))) * 0.95 + 0.05
 
-            def lr_lambda(step):
-                if step < warm:
-                    return (step + 1) / warm
-                done = (step - warm) / max(1, total - warm)
-                if budget:  # whichever of the step and the wall budget is closer to its end
-                    done = max(done, (time.perf_counter() - self.t_fit) / budget)
-                return 0.5 * (1 + math.cos(math.pi * min(1.0, done))) * 0.95 + 0.05
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    def on_train_start(self):
+        self.t_fit = time.perf_counter()
 
-        def on_train_start(self):
-            self.t_fit = time.perf_counter()
+    def on_validation_epoch_start(self):
+        self._val_x = np.zeros((len(self.val_bank), self.model.dim), dtype=np.float32) if self.val_bank else None
 
-        def validation_step(self, batch, batch_idx):
-            return None
+    def validation_step(self, batch, batch_idx):
+        """Embeds one batch of the validation bank (Lightning's loop, model in eval mode)."""
+        self._val_x[batch["idx"].cpu().numpy()] = embed_batch(self.model, batch["mel"], batch["frames"]).cpu().numpy()
 
-        def on_validation_epoch_end(self):
-            if self.val_bank is None or self.trainer.sanity_checking:
-                return
-            m = evaluate_bank(self.model, self.val_bank, self.val_sentence)
-            m["step"] = float(self.global_step)
-            self.val_history.append(m)
-            for key, v in m.items():
-                if key not in ("clips", "labels", "step") and v is not None:
-                    self.log(f"val/{key}", float(v), prog_bar=key in ("zero_shot_acc", "probe_acc"))
+    def on_validation_epoch_end(self):
+        """Scores the whole bank (probe / zero-shot need every clip) and logs ``val/*``."""
+        if self.val_bank is None or self.trainer.sanity_checking:
+            return
+        m = score_bank(self.model, self.val_bank, self.val_sentence, self._val_x)
+        m["step"] = float(self.global_step)
+        self.val_history.append(m)
+        for key, v in m.items():
+            if key not in ("clips", "labels", "step") and v is not None:
+                self.log(f"val/{key}", float(v), prog_bar=key in ("zero_shot_acc", "probe_acc"))
 
-        def on_save_checkpoint(self, checkpoint):
-            checkpoint["rng_torch"] = torch.get_rng_state()
-            checkpoint["val_history"] = self.val_history
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["rng_torch"] = torch.get_rng_state()
+        checkpoint["val_history"] = self.val_history
 
-        def on_load_checkpoint(self, checkpoint):
-            if "rng_torch" in checkpoint:
-                torch.set_rng_state(checkpoint["rng_torch"])
-            self.val_history = list(checkpoint.get("val_history", []))
+    def on_load_checkpoint(self, checkpoint):
+        if "rng_torch" in checkpoint:
+            torch.set_rng_state(checkpoint["rng_torch"])
+        self.val_history = list(checkpoint.get("val_history", []))
 
-    return EmbeddingModule
 
 
 def _seconds(max_time: str | None) -> float | None:
@@ -417,16 +438,12 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
 
 def train_embedding(cfg) -> dict[str, Any]:
     """Train from a composed ``conf/embedding/train_clap.yaml``; returns metrics and paths."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-    from lightning.pytorch.loggers import TensorBoardLogger
     from omegaconf import OmegaConf
 
     from bench.embedding.cache import file_hash
     from bench.embedding.data import label_prompts
-    from bench.embedding.mosaic import MosaicTiny
-    from prompts.clap import ClapTiny
-    from separation.train import StepSampler, _atomic_checkpoint_io
+    from embeddings.clap import ClapTiny
+    from embeddings.mosaic import MosaicTiny
 
     t_start = time.perf_counter()
     torch.set_num_threads(int(cfg.trainer.get("threads", 2)))
@@ -450,7 +467,7 @@ def train_embedding(cfg) -> dict[str, Any]:
     texts, table, sent = None, None, None
     if objective == "clap":
         texts, table, sent = _sentence_tables(model, prompts)
-    module = _module_class()(model, cfg, table)
+    module = EmbeddingModule(model, cfg, table)
     val_split = str(cfg.val.split)
     try:
         module.val_bank = MelBank(cfg.corpus, val_split, mel_cfg, float(d.max_clip_s), cfg.val.get("max_clips"),
@@ -460,16 +477,8 @@ def train_embedding(cfg) -> dict[str, Any]:
     if module.val_bank is not None and objective == "clap":
         module.val_sentence = _sentence_tables(model, label_prompts(cfg.corpus, module.val_bank.label_names))[2]
 
-    ckpt_path = None
-    last = out_dir / "last.ckpt"
-    if cfg.get("resume") == "auto":
-        ckpt_path = str(last) if last.is_file() else None
-    elif cfg.get("resume"):
-        ckpt_path = str(cfg.resume)
-    start_step = 0
-    if ckpt_path:
-        start_step = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["global_step"])
-        logger.info("resuming from %s at step %d", ckpt_path, start_step)
+    ckpt_path = resume_checkpoint(cfg, out_dir)
+    start_step = resume_step(ckpt_path)
 
     bs = int(d.batch_size)
     hop_s = mel_cfg.hop_length / mel_cfg.sample_rate
@@ -478,19 +487,14 @@ def train_embedding(cfg) -> dict[str, Any]:
                           freq_mask=int(d.freq_mask))
     loader = DataLoader(ds, batch_size=bs, sampler=StepSampler(start_step * bs, 10**9), collate_fn=_collate,
                         num_workers=int(d.num_workers), persistent_workers=int(d.num_workers) > 0)
-    ckpt_cb = ModelCheckpoint(dirpath=str(out_dir), filename="step{step}", save_last=True, save_top_k=0,
-                              every_n_train_steps=int(cfg.trainer.ckpt_every), auto_insert_metric_name=False)
-    trainer = L.Trainer(
-        accelerator=cfg.trainer.get("accelerator", "cpu"), devices=1, max_steps=int(cfg.trainer.max_steps),
-        max_time=cfg.trainer.get("max_time"), log_every_n_steps=int(cfg.trainer.log_every),
-        val_check_interval=int(cfg.trainer.val_every), check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        limit_val_batches=1, gradient_clip_val=float(cfg.optim.grad_clip),
-        callbacks=[ckpt_cb, TQDMProgressBar(refresh_rate=10)] if progress else [ckpt_cb],
-        logger=TensorBoardLogger(str(out_dir), name="tb"), plugins=[_atomic_checkpoint_io()],
-        enable_model_summary=False, enable_progress_bar=progress, use_distributed_sampler=False,
-    )
-    trainer.fit(module, train_dataloaders=loader, val_dataloaders=DataLoader([0], batch_size=1), ckpt_path=ckpt_path)
-    trainer.save_checkpoint(str(last))
+    # Validation through Lightning's loop: the bank's batches are embedded by validation_step, the
+    # whole bank is scored (probe, zero-shot) at the end of each validation epoch.
+    val_loader = DataLoader(bank_batches(module.val_bank), batch_size=None) if module.val_bank is not None else None
+    trainer = build_trainer(cfg.trainer, out_dir, int(cfg.trainer.max_steps), grad_clip=float(cfg.optim.grad_clip),
+                            ckpt_every=int(cfg.trainer.ckpt_every),
+                            val_every=int(cfg.trainer.val_every) if val_loader is not None else None,
+                            progress=progress)
+    last = fit(trainer, module, loader, ckpt_path, out_dir, val_loader=val_loader)
     wall = time.perf_counter() - t_start
 
     result: dict[str, Any] = {"out_dir": str(out_dir), "last_checkpoint": str(last), "global_step": trainer.global_step,
@@ -526,23 +530,13 @@ def train_embedding(cfg) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Hydra entry point: ``python -m bench.embedding.train [overrides]``."""
-    import hydra
 
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
-
-    def _run(cfg) -> None:
-        from hydra.core.hydra_config import HydraConfig
-        from omegaconf import open_dict
-
-        with open_dict(cfg):
-            cfg.overrides = list(HydraConfig.get().overrides.task)
+    def run(cfg):
         result = train_embedding(cfg)
         result.pop("val_history", None)
-        print(result)
+        return result
 
-    hydra.main(config_path=CONF_DIR, config_name="train_clap", version_base="1.3")(_run)()
-    return 0
+    return hydra_entry("train_clap", run, argv, config_dir=CONF_DIR, record_overrides=True)
 
 
 if __name__ == "__main__":

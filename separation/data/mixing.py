@@ -376,7 +376,7 @@ class MixtureDataset(Dataset):
         data, sr = sf.read(str(self.root / key), dtype="float32", always_2d=True)
         wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
         if int(sr) != self.cfg.sample_rate:
-            from separation.audio import resample
+            from promptsep.audio import resample
 
             wav = resample(torch.from_numpy(np.ascontiguousarray(wav)), int(sr), self.cfg.sample_rate).numpy()
         wav = np.ascontiguousarray(wav, dtype=np.float32)

@@ -8,37 +8,33 @@ InfoNCE) loss pulls the two views together against the other clips of the batch.
 labels are used. Downstream embeddings are the tower's CLS output *before* the
 projection head (the SimCLR recipe), L2-normalised.
 
-The audio tower is the one of :mod:`prompts.clap`, so both models share the
+The audio tower is the one of :mod:`embeddings.clap`, so both models share the
 front-end, the frame layout and the trainer (``objective: mosaic`` in
 ``conf/embedding/train_clap.yaml``). Release folders are ``kind: promptsep_mosaic``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prompts.clap import (
+from embeddings.clap import (
     AudioTower,
     AudioTowerConfig,
-    load_release,
-    load_strict,
-    save_release,
+    ReleaseMixin,
 )
-from prompts.logmel import LogMel, MelConfig, normalise_logmel
+from embeddings.logmel import LogMel, standard_logmel
+from promptsep import release
 
 MOSAIC_KIND = "promptsep_mosaic"
-DEFAULT_MOSAIC_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "promptsep-mosaic-tiny"
+DEFAULT_MOSAIC_DIR = release.packaged_checkpoint("promptsep-mosaic-tiny")
 
 
 @dataclass
-class MosaicConfig:
+class MosaicConfig(release.JsonConfig):
     """Self-supervised encoder settings.
 
     Attributes:
@@ -56,17 +52,6 @@ class MosaicConfig:
     mask_ratio: float = 0.5
     temperature: float = 0.1
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MosaicConfig:
-        d = dict(d)
-        audio = dict(d.pop("audio", {}) or {})
-        mel = MelConfig(**(audio.pop("mel", {}) or {}))
-        if "channels" in audio:
-            audio["channels"] = tuple(audio["channels"])
-        return cls(audio=AudioTowerConfig(mel=mel, **audio), **d)
 
 
 def mask_patches(mel: torch.Tensor, patch_mels: int, patch_frames: int, ratio: float,
@@ -79,8 +64,12 @@ def mask_patches(mel: torch.Tensor, patch_mels: int, patch_frames: int, ratio: f
     return mel * keep.to(mel.device, mel.dtype)
 
 
-class MosaicTiny(nn.Module):
+class MosaicTiny(ReleaseMixin, nn.Module):
     """Audio tower + projection head trained by masked-patch contrast."""
+
+    KIND = MOSAIC_KIND
+    CONFIG = MosaicConfig
+    DEFAULT_DIR = DEFAULT_MOSAIC_DIR
 
     def __init__(self, cfg: MosaicConfig | None = None):
         super().__init__()
@@ -93,12 +82,8 @@ class MosaicTiny(nn.Module):
                                   nn.Linear(cfg.audio.width, cfg.head_dim))
 
     def mel(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        logmel = self.frontend(wav)
-        if lengths is None:
-            frames = torch.full((wav.shape[0],), logmel.shape[-1], device=wav.device)
-        else:
-            frames = self.frontend.num_frames(lengths.to(wav.device)).clamp_max(logmel.shape[-1])
-        return normalise_logmel(logmel, frames), frames
+        """``[B, N]`` waveforms -> standardised log-mel ``[B, M, F]`` and valid frames ``[B]``."""
+        return standard_logmel(self.frontend, wav, lengths)
 
     def embed_audio(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Downstream embeddings ``[B, W]`` (CLS before the head, unit norm)."""
@@ -116,7 +101,7 @@ class MosaicTiny(nn.Module):
     def loss(self, view_a: torch.Tensor, view_b: torch.Tensor, generator: torch.Generator | None = None
              ) -> dict[str, torch.Tensor]:
         """NT-Xent between two masked views of standardised log-mel ``[B, M, F]`` crops."""
-        from prompts.clap import contrastive_loss
+        from embeddings.clap import contrastive_loss
 
         c = self.cfg
         a = mask_patches(view_a, c.patch_mels, c.patch_frames, c.mask_ratio, generator)
@@ -125,13 +110,3 @@ class MosaicTiny(nn.Module):
         zb = F.normalize(self.head(self.audio_tower(b)[0]), dim=-1)
         scale = torch.tensor(1.0 / c.temperature, device=za.device).log()
         return contrastive_loss(za, zb, scale)
-
-    def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        return save_release(self, self.cfg.to_dict(), MOSAIC_KIND, path, extra)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path = DEFAULT_MOSAIC_DIR, map_location: str = "cpu") -> MosaicTiny:
-        meta, tensors = load_release(path, MOSAIC_KIND, map_location)
-        model = cls(MosaicConfig.from_dict(meta["config"]))
-        load_strict(model, tensors, path)
-        return model.eval().to(map_location)

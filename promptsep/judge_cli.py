@@ -19,9 +19,10 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-DEFAULT_JUDGE = Path(__file__).resolve().parent.parent / "checkpoints" / "promptsep-judge-tiny"
+from promptsep.release import packaged_checkpoint
+
+DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
 
 
 def score_main(argv: Sequence[str] | None = None) -> int:
@@ -37,9 +38,9 @@ def score_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
-    from separation.audio import load_audio
-    from separation.cli import CliError, _check_device, _load_error, _quiet_libraries
-    from separation.errors import InputError
+    from promptsep.audio import load_audio
+    from promptsep.cli import CliError, _check_device, _load_error, _quiet_libraries
+    from promptsep.errors import InputError
 
     if not logging.getLogger().isEnabledFor(logging.INFO):
         _quiet_libraries()  # no weight-loading progress bars unless -v

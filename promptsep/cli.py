@@ -21,22 +21,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from separation.errors import InputError
+from promptsep.errors import InputError
+from promptsep.release import packaged_checkpoint
 
 logger = logging.getLogger(__name__)
 
-#: Where a clean checkout keeps the shipped default models.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "promptsep-tiny"
-DEFAULT_JUDGE = DEFAULT_CHECKPOINT.parent / "promptsep-judge-tiny"
+#: The shipped default models (found through the installed package).
+DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-tiny")
+DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
 
 #: sub-command -> "module:function" taking argv.
 COMMANDS = {
-    "separate": "separation.cli:separate_main",
-    "info": "separation.cli:info_main",
+    "separate": "promptsep.cli:separate_main",
+    "info": "promptsep.cli:info_main",
     "data": "separation.data.build:cli_main",
     "train": "separation.train:main",
     "train-codec": "separation.train_codec:main",
-    "judge": "judge.cli:main",
+    "judge": "promptsep.judge_cli:main",
     "bench": "bench.cli:main",
     "demo": "demo.app:main",
 }
@@ -390,7 +391,7 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from separation.audio import load_audio, provenance, save_audio, stem_subtype
+    from promptsep.audio import load_audio, provenance, save_audio, stem_subtype
     from separation.separator import Separator
 
     try:
@@ -554,7 +555,7 @@ def release_info(path: str | Path) -> dict:
     Raises:
         CliError: missing folder, unreadable ``config.json`` or ``model.safetensors``.
     """
-    from separation.model import resolve_checkpoint
+    from promptsep.release import resolve_checkpoint
 
     try:
         root = resolve_checkpoint(path)

@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from separation.errors import AudioError, OutputExistsError
+from promptsep.errors import AudioError, OutputExistsError
 
 logger = logging.getLogger(__name__)
 

