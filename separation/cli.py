@@ -33,7 +33,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "p
 COMMANDS = {
     "separate": "separation.cli:separate_main",
     "info": "separation.cli:info_main",
-    "data": "separation.data.build:cli_main",
+    "data": "corpus_build.build:cli_main",
     "train": "separation.train:main",
     "train-codec": "separation.train_codec:main",
     "judge": "judge.cli:main",
