@@ -363,3 +363,21 @@ def test_fluidsynth_accepts_effect_options(tmp_path):
     assert proc.returncode == 0, proc.stderr
     x, _ = sf.read(str(tmp_path / "t.wav"))
     assert np.abs(x).max() > 0.01
+
+
+def test_stats_and_report_tables(tmp_path, capsys):
+    from corpus_build import report
+
+    rows = assign_all_splits(_source_rows(), seed=0)
+    for r in rows:
+        r.update(category="sfx", duration=1.0)
+    stats = B.corpus_stats(rows)
+    assert set(stats["by_split"]) == set(ALL_SPLITS)
+    assert sum(v["clips"] for v in stats["by_split"].values()) == len(rows)
+    lab = stats["per_label"]["label4"]  # 5 sources
+    assert len(lab["sources"]) == 5 and 1 <= lab["train_sources"] <= 5
+    (tmp_path / "corpus_stats.json").write_text(json.dumps(stats))
+    assert report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| valid_in |" in out and "| label4 | sfx |" in out and "labels by number of sources" in out
+    assert report.main([str(tmp_path / "missing")]) == 2
