@@ -65,7 +65,7 @@ from separation.data.splits import ALL_SPLITS, assign_all_splits
 logger = logging.getLogger(__name__)
 
 #: bump when clip processing changes, to invalidate the per-source caches.
-BUILD_VERSION = 5
+BUILD_VERSION = 6
 LABELS_PATH = Path(separation.data.__file__).with_name("labels.json")
 CATEGORIES = ("speech", "instrument", "sfx", "music")
 PEAK = 10 ** (-1.0 / 20)  # -1 dBFS
@@ -761,8 +761,8 @@ def parser() -> argparse.ArgumentParser:
                    help="'default' leaves out the heavy downloads (0ad, supertuxkart, redeclipse, soundtracks ...)")
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--max-seconds", type=float, default=10.0, help="longest clip; longer files are cut")
-    p.add_argument("--max-clips-per-label", type=int, default=400, help="0: no cap")
-    p.add_argument("--scores", type=int, default=96, help="music21 scores to render (instrument stems)")
+    p.add_argument("--max-clips-per-label", type=int, default=1000, help="0: no cap")
+    p.add_argument("--scores", type=int, default=192, help="music21 scores to render (instrument stems)")
     p.add_argument("--speech-band-hz", type=float, default=0.0,
                    help="low-pass every speech clip at this frequency (0: off; bandwidth_hz is recorded anyway)")
     p.add_argument("--split", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VALID", "TEST"))

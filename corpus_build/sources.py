@@ -99,6 +99,7 @@ SOURCE_UNITS: dict[str, str] = {
     "hedgewars-data": r"/sounds/voices/([a-z]+)",
     "redeclipse-data": r"/sounds/(voice|announcer)/",
     "0ad-data": r"^audio/voice/([^/]+)/",
+    "ktuberling-data": r"/sounds/([a-z]+)",
 }
 
 
@@ -293,6 +294,10 @@ SFX_RULES: dict[str, list[tuple[str, str | None]]] = {
         (r"/misc/raving_crowd\d*\.ogg$", "crowd cheering"),
         (r"/effects/wind_chimes\d*\.ogg$", "wind chimes"),
     ],
+    "ktuberling-data": [
+        (r"/sounds/it/", None),  # no Italian anywhere (the Italian Asterisk voice is reserved)
+        (r"/sounds/[^/]+/[^/]+\.(ogg|wav|flac)$", "person speaking"),
+    ],
     # 0 A.D. audio inside public.zip
     "0ad-data": [
         (r"^audio/ambient/weather/rain", "rain"),
@@ -321,7 +326,6 @@ SFX_RULES: dict[str, list[tuple[str, str | None]]] = {
         (r"^audio/voice/global/civ_dog_", "dog barking"),
         (r"^audio/voice/[^/]+/civ/civ_female", "woman speaking"),
         (r"^audio/voice/[^/]+/civ/civ_male", "man speaking"),
-        (r"^audio/music/", "music"),
     ],
 }
 
@@ -342,6 +346,7 @@ PACKAGE_LICENSES: dict[str, str] = {
     "hedgewars-data": "GFDL-1.3 (sounds; Droplet CC-BY-SA-3.0), music GPL-2",
     "freedroidrpg-data": "GPL-2+",
     "lmms-common": "GPL-2+ (mostly; see debian/copyright)",
+    "ktuberling-data": "GPL-2+",
     "asterisk-core-sounds-en-wav": "CC-BY-SA-3.0",
     "asterisk-core-sounds-es-wav": "CC-BY-SA-3.0",
     "asterisk-core-sounds-fr-wav": "CC-BY-SA-3.0",
@@ -621,16 +626,18 @@ MUSIC_RULES: dict[str, list[tuple[str, str | None]]] = {
     "hedgewars-data": [(r"/data/music/[^/]+\.ogg$", "music")],
     "freedroidrpg-data": [(r"/sound/music/[^/]+\.ogg$", "music")],
 }
-#: soundtracks inside zip archives (pk3): package -> member regex
-MUSIC_ZIP_RULES: dict[str, str] = {"ufoai-music": r"^music/[^/]+\.ogg$"}
+#: soundtracks inside zip archives: package -> (archive file glob, member regex)
+MUSIC_ZIP_RULES: dict[str, tuple[str, str]] = {"ufoai-music": ("*.pk3", r"^music/[^/]+\.ogg$"),
+                                               "0ad-data": ("public.zip", r"^audio/music/.+\.ogg$")}
 MUSIC_LICENSES = {"widelands-data": "GPL-2+", "megaglest-data": "CC-BY-SA-3.0", "wesnoth-1.16-music": "GPL-2+",
                   "supertuxkart-data": "CC-BY-SA-3.0/CC-BY-3.0/CC0 per track (see debian/copyright)",
                   "redeclipse-data": "CC-BY-SA-3.0", "hedgewars-data": "GPL-2", "freedroidrpg-data": "GPL-2+",
-                  "ufoai-music": "GPL-2+ (some CC-BY/CC-BY-SA; see debian/copyright)"}
+                  "ufoai-music": "GPL-2+ (some CC-BY/CC-BY-SA; see debian/copyright)", "0ad-data": "CC-BY-SA-3.0"}
 
 
 def scan_music(root: Path, labels: dict, max_segments: int = 6, **_) -> list[Item]:
-    """Mixed game soundtracks cut into segments: label ``music``; group = track."""
+    """Mixed game soundtracks cut into segments: label ``music``; group = track; split source =
+    the game's soundtrack (``PACKAGE:music``, apart from the game's sound effects)."""
     items, hashes = [], []
     for pkg, rules in MUSIC_RULES.items():
         base = root / pkg
@@ -641,18 +648,19 @@ def scan_music(root: Path, labels: dict, max_segments: int = 6, **_) -> list[Ite
             lic = MUSIC_LICENSES[pkg]
             if pkg == "widelands-data" and re.search(r"ingame_2[456]\.ogg$", rel):
                 lic = "CC-BY-SA-3.0"
-            items.append(Item(key=f"{pkg}/{path.parent.name}/{path.stem}", label="music", category="music", source=pkg,
+            items.append(Item(key=f"{pkg}/{path.parent.name}/{path.stem}", label="music", category="music",
+                              source=f"{pkg}:music",
                               group=f"{pkg}:{rel}", license=lic, loader=("file", str(path)),
                               max_segments=max_segments, package=pkg))
             hashes.append(_sha1(path))
-    for pkg, pattern in MUSIC_ZIP_RULES.items():
-        for arc in sorted((root / pkg).rglob("*.pk3")):
+    for pkg, (arc_glob, pattern) in MUSIC_ZIP_RULES.items():
+        for arc in sorted((root / pkg).rglob(arc_glob)):
             with zipfile.ZipFile(arc) as z:
                 for info in sorted(z.infolist(), key=lambda i: i.filename):
                     if info.is_dir() or not re.search(pattern, info.filename.lower()):
                         continue
                     stem = info.filename.rsplit(".", 1)[0]
-                    items.append(Item(key=f"{pkg}/{stem}", label="music", category="music", source=pkg,
+                    items.append(Item(key=f"{pkg}/{stem}", label="music", category="music", source=f"{pkg}:music",
                                       group=f"{pkg}:{info.filename}", license=MUSIC_LICENSES[pkg],
                                       loader=("zip", str(arc), info.filename), max_segments=max_segments,
                                       package=pkg))
@@ -765,6 +773,7 @@ PACKAGE_GLOBS: dict[str, tuple[str, ...]] = {
     "hedgewars-data": ("*.ogg",),
     "freedroidrpg-data": ("*.ogg",),
     "lmms-common": ("*.ogg", "*.wav", "*.flac"),
+    "ktuberling-data": ("*/sounds/*",),
     "ufoai-music": ("*.pk3",),
     "wesnoth-1.16-music": ("*.ogg",),
     "0ad-data": ("*public.zip",),
@@ -827,6 +836,9 @@ SOURCES: dict[str, SourceSpec] = {
     "freedroidrpg": SourceSpec("freedroidrpg", ("freedroidrpg-data",),
                                _sub("freedroidrpg-data", _pkg_scanner("freedroidrpg-data")),
                                "FreedroidRPG effects and Tux's comments", heavy=True),
+    "ktuberling": SourceSpec("ktuberling", ("ktuberling-data",),
+                             _sub("ktuberling-data", _pkg_scanner("ktuberling-data", max_segments=1)),
+                             "KTuberling spoken words, 24 languages (split source = language)"),
     "lmms": SourceSpec("lmms", ("lmms-common",), _sub("lmms-common", _pkg_scanner("lmms-common")),
                        "LMMS drum and instrument samples"),
 }

@@ -312,6 +312,18 @@ def test_source_disjoint_split_rule():
     assert {r["id"]: r["split"] for r in other} != {r["id"]: r["split"] for r in rows}
 
 
+def test_source_split_budgets_per_category():
+    # one big multi-label instrument source would eat a global budget; per-category budgets
+    # still hold out speech sources
+    src = {f"score{i}": {f"inst{j}": 10 for j in range(8)} for i in range(10)}
+    src |= {f"voice{i}": {"speech": 5} for i in range(10)}
+    cats = {s: ("instrument" if s.startswith("score") else "speech") for s in src}
+    split = assign_source_splits(src, seed=0, source_category=cats)
+    for target in ("valid", "test"):
+        assert any(split[s] == target for s in src if s.startswith("voice")), target
+        assert any(split[s] == target for s in src if s.startswith("score")), target
+
+
 def test_source_split_keeps_single_source_labels_and_big_sources_in_train():
     split = assign_source_splits({"a": {"x": 10, "solo": 5}, "b": {"x": 3}, "c": {"x": 3, "y": 2}, "d": {"y": 2},
                                   "huge": {"x": 100}}, seed=0, fractions=(0.8, 0.1, 0.1))
@@ -331,6 +343,8 @@ def test_source_units_refine_packages():
         == "hedgewars-data:default"
     assert S.source_unit("hedgewars-data", "usr/share/games/hedgewars/Data/Sounds/explosion.ogg") == "hedgewars-data"
     assert S.source_unit("0ad-data", "audio/voice/greek/civ/civ_male_attack.ogg") == "0ad-data:greek"
+    assert S.source_unit("ktuberling-data", "usr/share/ktuberling/sounds/sr@latin/hat.ogg") == "ktuberling-data:sr"
+    assert S.match_label(S.SFX_RULES["ktuberling-data"], "usr/share/ktuberling/sounds/it/cappello.ogg") is None
     sf_names = {S.pick_soundfont(f"music21/bach/{i}") for i in range(60)}
     assert sf_names == set(S.SOUNDFONTS)  # every soundfont renders some scores
 
