@@ -34,7 +34,7 @@ DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
 COMMANDS = {
     "separate": "promptsep.cli:separate_main",
     "info": "promptsep.cli:info_main",
-    "data": "separation.data.build:cli_main",
+    "data": "corpus_build.build:cli_main",
     "train": "separation.train:main",
     "train-codec": "separation.train_codec:main",
     "judge": "promptsep.judge_cli:main",

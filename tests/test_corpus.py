@@ -12,12 +12,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from corpus_build import build as B
+from corpus_build import sources as S
 from separation.data import EXCLUDED_COMPOSERS, RESERVED_PACKAGES, RESERVED_PREFIXES, is_reserved_package
-from separation.data import build as B
-from separation.data import sources as S
-from separation.data.splits import assign_group_splits, assign_splits, base_split, group_hash
+from separation.data.splits import (
+    ALL_SPLITS,
+    assign_all_splits,
+    assign_group_splits,
+    assign_source_splits,
+    assign_splits,
+    base_split,
+    group_hash,
+)
 
-DATA_DIR = Path(S.__file__).parent
+DATA_DIR = B.LABELS_PATH.parent
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _rows(n_groups: int = 60, labels=("a", "b", "c", "d")) -> list[dict]:
@@ -89,10 +98,14 @@ def test_labels_json_covers_every_source_label():
         assert v["category"] in ("speech", "instrument", "sfx", "music"), lab
         assert v["prompts"] and all(p == p.lower() and p.strip() for p in v["prompts"]), lab
         assert lab in v["prompts"], lab
+        assert isinstance(v["parents"], list) and lab not in v["parents"], lab
+        assert all(p == p.lower() and p.strip() for p in v["parents"]), lab
+    # the hierarchy reaches a top class for every instrument (e.g. violin -> string instrument -> music)
+    assert labels["violin"]["parents"] == ["string instrument", "music"]
 
 
 def test_reserved_material_never_referenced():
-    text = (DATA_DIR / "sources.py").read_text().lower()
+    text = Path(S.__file__).read_text().lower()
     for name in RESERVED_PACKAGES + RESERVED_PREFIXES:
         assert name not in text, name
     for comp in EXCLUDED_COMPOSERS:
@@ -104,8 +117,21 @@ def test_reserved_material_never_referenced():
         for pkg in spec.packages:
             assert not is_reserved_package(pkg), pkg
     assert is_reserved_package("musescore-general-soundfont-small")
-    with pytest.raises(ValueError):
-        B.ensure_package("openttd-opensfx", Path("/nonexistent"))
+    for name in ("openttd-opensfx", "gcompris-qt-data", "asterisk-core-sounds-it-wav",
+                 "musescore-general-soundfont-lossless"):
+        with pytest.raises(ValueError):
+            B.ensure_package(name, Path("/nonexistent"))
+    for pkg, fname, _ in S.SOUNDFONTS.values():
+        assert not is_reserved_package(pkg) and "musescore" not in fname.lower()
+
+
+def test_library_never_imports_corpus_build():
+    """corpus_build is tooling: the library packages must not import it (the CLI names it as a string)."""
+    for pkg in ("separation", "prompts", "judge", "bench", "demo"):
+        for f in (REPO / pkg).rglob("*.py"):
+            text = f.read_text()
+            assert not re.search(r"^\s*(from|import) corpus_build", text, re.M), f
+
 
 
 def test_variant_stem_groups_variants():
@@ -223,3 +249,149 @@ def test_espeak_item_to_clip(tmp_path):
     r = rows[0]
     assert r["bandwidth_hz"] == 4000 and r["text"].startswith("hello")
     assert sf.info(str(tmp_path / r["path"])).samplerate == 16000
+
+
+# ----------------------------------------------------------------- source-disjoint splits
+def _source_rows(seed: int = 0) -> list[dict]:
+    """Many sources, labels spread over 1..5 sources each, several groups per source and label."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for lab in range(30):
+        n_src = 1 + lab % 5
+        for k in range(n_src):
+            src = f"pkg{(lab * 7 + k * 3) % 23}"
+            for g in range(int(rng.integers(1, 5))):
+                for c in range(2):
+                    rows.append({"id": f"{src}/{lab}/{g}/{c}", "label": f"label{lab}", "source": src,
+                                 "group": f"{src}:{lab}/{g}"})
+    return rows
+
+
+def _check_source_rule(rows: list[dict]) -> None:
+    split_sources: dict[str, set] = {s: set() for s in ALL_SPLITS}
+    for r in rows:
+        split_sources[r["split"]].add(r["source"])
+    train_side = split_sources["train"] | split_sources["valid_in"] | split_sources["test_in"]
+    # no valid/test source is a training source, valid and test sources are disjoint
+    assert not (split_sources["valid"] & train_side)
+    assert not (split_sources["test"] & train_side)
+    assert not (split_sources["valid"] & split_sources["test"])
+    # in-distribution sets only hold training sources
+    assert split_sources["valid_in"] | split_sources["test_in"] <= split_sources["train"]
+    train_src_of: dict[str, set] = {}
+    for r in rows:
+        if r["split"] == "train":
+            train_src_of.setdefault(r["label"], set()).add(r["source"])
+    n_src: dict[str, set] = {}
+    for r in rows:
+        n_src.setdefault(r["label"], set()).add(r["source"])
+    for r in rows:
+        if r["split"] in ("valid", "test", "valid_in", "test_in"):
+            # every evaluation label has >= 1 training source with train clips
+            assert train_src_of.get(r["label"]), r
+        if len(n_src[r["label"]]) == 1:
+            assert r["split"] in ("train", "valid_in", "test_in"), r
+    # groups never straddle splits
+    gs: dict[str, str] = {}
+    for r in rows:
+        assert gs.setdefault(r["group"], r["split"]) == r["split"]
+
+
+def test_source_disjoint_split_rule():
+    rows = assign_all_splits(_source_rows(), seed=0)
+    _check_source_rule(rows)
+    got = {r["split"] for r in rows}
+    assert got == set(ALL_SPLITS), got
+    frac = sum(r["split"] == "test" for r in rows) / len(rows)
+    assert 0.03 < frac <= 0.1 + 1e-9
+    # deterministic whatever the row order; the seed matters
+    again = assign_all_splits(list(reversed(_source_rows())), seed=0)
+    assert {r["id"]: r["split"] for r in again} == {r["id"]: r["split"] for r in rows}
+    other = assign_all_splits(_source_rows(), seed=5)
+    _check_source_rule(other)
+    assert {r["id"]: r["split"] for r in other} != {r["id"]: r["split"] for r in rows}
+
+
+def test_source_split_budgets_per_category():
+    # one big multi-label instrument source would eat a global budget; per-category budgets
+    # still hold out speech sources
+    src = {f"score{i}": {f"inst{j}": 10 for j in range(8)} for i in range(10)}
+    src |= {f"voice{i}": {"speech": 5} for i in range(10)}
+    cats = {s: ("instrument" if s.startswith("score") else "speech") for s in src}
+    split = assign_source_splits(src, seed=0, source_category=cats)
+    for target in ("valid", "test"):
+        assert any(split[s] == target for s in src if s.startswith("voice")), target
+        assert any(split[s] == target for s in src if s.startswith("score")), target
+
+
+def test_source_split_keeps_single_source_labels_and_big_sources_in_train():
+    split = assign_source_splits({"a": {"x": 10, "solo": 5}, "b": {"x": 3}, "c": {"x": 3, "y": 2}, "d": {"y": 2},
+                                  "huge": {"x": 100}}, seed=0, fractions=(0.8, 0.1, 0.1))
+    assert split["a"] == "train"          # holds the only source of "solo"
+    assert split["huge"] == "train"       # larger than the evaluation budget
+    assert "test" in split.values()
+    for lab in ("x", "y"):
+        assert any(split[s] == "train" for s, labs in
+                   {"a": "x", "b": "x", "c": "xy", "d": "y", "huge": "x"}.items() if lab in labs)
+    with pytest.raises(ValueError):
+        assign_all_splits([{"id": "1", "label": "x", "source": "a", "group": "g"},
+                           {"id": "2", "label": "x", "source": "b", "group": "g"}])
+
+
+def test_source_units_refine_packages():
+    assert S.source_unit("hedgewars-data", "usr/share/games/hedgewars/Data/Sounds/voices/Default_es/Hello.ogg") \
+        == "hedgewars-data:default"
+    assert S.source_unit("hedgewars-data", "usr/share/games/hedgewars/Data/Sounds/explosion.ogg") == "hedgewars-data"
+    assert S.source_unit("0ad-data", "audio/voice/greek/civ/civ_male_attack.ogg") == "0ad-data:greek"
+    assert S.source_unit("ktuberling-data", "usr/share/ktuberling/sounds/sr@latin/hat.ogg") == "ktuberling-data:sr"
+    assert S.match_label(S.SFX_RULES["ktuberling-data"], "usr/share/ktuberling/sounds/it/cappello.ogg") is None
+    sf_names = {S.pick_soundfont(f"music21/bach/{i}") for i in range(60)}
+    assert sf_names == set(S.SOUNDFONTS)  # every soundfont renders some scores
+
+
+def test_synth_effects_are_random_and_valid_options():
+    import random
+
+    fxs = [B.synth_effects(random.Random(i)) for i in range(40)]
+    assert any(f["reverb"] for f in fxs) and not all(f["reverb"] for f in fxs)
+    assert len({f.get("room_size") for f in fxs}) > 10
+    args = B.fluidsynth_fx_args({"reverb": True, "chorus": False, "room_size": 0.4})
+    assert args[:4] == ["-R", "1", "-C", "0"] and "synth.reverb.room-size=0.4" in args
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth not installed")
+def test_fluidsynth_accepts_effect_options(tmp_path):
+    import random
+    import subprocess
+
+    sf2 = next((p for p in [Path("/usr/share/sounds/sf2/TimGM6mb.sf2"), Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")]
+                if p.is_file()), None)
+    if sf2 is None:
+        pytest.skip("no GM soundfont installed")
+    ev = [(0.0, 0, bytes([0xC0, 40])), (0.0, 2, bytes([0x90, 60, 90])), (0.5, 1, bytes([0x80, 60, 0]))]
+    B.write_midi(tmp_path / "t.mid", ev, 1.0)
+    fx = {"reverb": True, "chorus": True, **{k: v for k, v in B.synth_effects(random.Random(3)).items()
+                                            if k not in ("reverb", "chorus")}}
+    proc = subprocess.run(["fluidsynth", "-ni", "-q", *B.fluidsynth_fx_args(fx), "-r", "16000", "-F",
+                           str(tmp_path / "t.wav"), str(sf2), str(tmp_path / "t.mid")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    x, _ = sf.read(str(tmp_path / "t.wav"))
+    assert np.abs(x).max() > 0.01
+
+
+def test_stats_and_report_tables(tmp_path, capsys):
+    from corpus_build import report
+
+    rows = assign_all_splits(_source_rows(), seed=0)
+    for r in rows:
+        r.update(category="sfx", duration=1.0)
+    stats = B.corpus_stats(rows)
+    assert set(stats["by_split"]) == set(ALL_SPLITS)
+    assert sum(v["clips"] for v in stats["by_split"].values()) == len(rows)
+    lab = stats["per_label"]["label4"]  # 5 sources
+    assert len(lab["sources"]) == 5 and 1 <= lab["train_sources"] <= 5
+    (tmp_path / "corpus_stats.json").write_text(json.dumps(stats))
+    assert report.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| valid_in |" in out and "| label4 | sfx |" in out and "labels by number of sources" in out
+    assert report.main([str(tmp_path / "missing")]) == 2

@@ -231,3 +231,117 @@ def test_clear_errors(tmp_path, corpus):
         MixtureDataset(corpus, "train", _cfg(min_sources=3, max_sources=2))
     with pytest.raises(FileNotFoundError, match="labels"):
         MixtureDataset(corpus, "train", _cfg(), labels_path=tmp_path / "missing.json")
+
+
+# ------------------------------------------------------------------ augmentation
+AUGS = ("speed", "pitch", "eq", "bandlimit", "reverb", "noise")
+
+
+def _aug_cfg(*names: str, **kw) -> MixConfig:
+    aug = {"rt60_s": (0.2, 0.4), "room_dim_m": (3.0, 5.0), "max_order": 10, "rir_bank": 4}
+    for n in names:
+        aug[n] = True
+        aug[f"p_{n}"] = 1.0
+    return _cfg(min_sources=2, max_sources=2, absent_prob=0.0, p_partial=0.0, augment=aug, **kw)
+
+
+@pytest.mark.parametrize("name", AUGS)
+def test_each_augmentation_applies_and_is_deterministic(corpus, name):
+    clean = MixtureDataset(corpus, "train", _aug_cfg(), seed=5, length=3)
+    a = MixtureDataset(corpus, "train", _aug_cfg(name), seed=5, length=3)
+    b = MixtureDataset(corpus, "train", _aug_cfg(name), seed=5, length=3)
+    for i in range(3):
+        x, y, c = a[i], b[i], clean[i]
+        # same seed + index -> the same item, bit for bit
+        for key in ("mixture", "target", "residual"):
+            assert torch.equal(x[key], y[key]), (name, key)
+        assert x["augmentations"] == y["augmentations"]
+        assert any(name in names for names in x["augmentations"]), x["augmentations"]
+        assert torch.equal(x["residual"], x["mixture"] - x["target"])
+        assert torch.isfinite(x["mixture"]).all() and x["mixture"].abs().max() <= 0.99 + 1e-6
+        # the augmentation has its own generator: the clips and the prompt stay those of the clean item
+        assert x["source_labels"] == c["source_labels"] and x["text"] == c["text"]
+        assert not torch.allclose(x["mixture"], c["mixture"], atol=1e-4), name
+        assert c["augmentations"] == [[], []]
+    if name == "noise":  # noise goes to the residual only: the target is the clean source
+        x, c = a[0], clean[0]
+        scale = (x["target"].abs().max() / c["target"].abs().max()).item()
+        assert torch.allclose(x["target"], c["target"] * scale, atol=1e-3)
+
+
+def test_augmentation_resumes_by_epoch_and_index(corpus):
+    cfg = _aug_cfg(*AUGS)
+    a = MixtureDataset(corpus, "train", cfg, seed=2, length=6)
+    a.set_epoch(3)
+    first = [a[i]["mixture"] for i in range(4)]
+    b = MixtureDataset(corpus, "train", cfg, seed=2, length=6)
+    b.set_epoch(3)
+    assert all(torch.equal(b[i]["mixture"], first[i]) for i in (3, 1, 0, 2))  # any order, a fresh dataset
+    b.set_epoch(4)
+    assert not torch.equal(b[0]["mixture"], first[0])
+
+
+def test_eval_split_is_not_augmented_by_default(corpus):
+    aug = MixtureDataset(corpus, "valid", _aug_cfg(*AUGS), seed=0, length=3)
+    clean = MixtureDataset(corpus, "valid", _aug_cfg(), seed=0, length=3)
+    assert aug.augmenter is None
+    for i in range(3):
+        assert torch.equal(aug[i]["mixture"], clean[i]["mixture"])
+
+
+def test_augment_config_is_strict_and_matches_conf():
+    from omegaconf import OmegaConf
+
+    from separation.data.augment import AugmentConfig
+
+    with pytest.raises(ValueError, match="unknown augment"):
+        MixConfig(augment={"reverb": True, "reverbb": True})
+    with pytest.raises(ValueError):
+        AugmentConfig(p_reverb=1.5)
+    with pytest.raises(ValueError):
+        AugmentConfig(speed_range=(1.1, 0.9))
+    conf = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parent.parent / "conf/data/corpus.yaml"))
+    cfg = MixConfig(augment=conf["augment"], p_parent_prompt=conf["p_parent_prompt"])
+    assert all(getattr(cfg.augment, n) for n in AUGS)
+
+
+def test_room_impulse_response_decays():
+    from separation.data.augment import AugmentConfig, SourceAugmenter
+
+    aug = SourceAugmenter(AugmentConfig(reverb=True, rt60_s=(0.5, 0.5), room_dim_m=(5.0, 5.0)), 16000)
+    ir = aug.simulate_room(np.random.default_rng(0))
+    assert np.argmax(np.abs(ir)) == 0 and ir.shape[0] > 0.1 * 16000
+    energy = np.cumsum(ir[::-1] ** 2)[::-1]
+    assert energy[int(0.3 * 16000)] < 0.1 * energy[0]  # decays by > 10 dB within 0.3 s
+    assert np.array_equal(ir, aug.simulate_room(np.random.default_rng(0)))
+    # the bank: room j is a pure function of j, whatever was simulated before
+    a = aug.room_ir(np.random.default_rng(7))
+    fresh = SourceAugmenter(aug.cfg, 16000)
+    fresh.room_ir(np.random.default_rng(8))
+    assert np.array_equal(a, fresh.room_ir(np.random.default_rng(7)))
+
+
+def test_parent_prompts_never_ambiguous(tmp_path):
+    root = _write_corpus(tmp_path)
+    info = json.loads((root / "labels.json").read_text())
+    info["low_tone"]["parents"] = ["tone", "music"]
+    info["high_tone"]["parents"] = ["tone", "music"]
+    info["murmur"]["excludes"] = ["hiss"]
+    (root / "labels.json").write_text(json.dumps(info))
+    ds = MixtureDataset(root, "train", _cfg(p_parent_prompt=1.0, absent_prob=0.0, min_sources=3, max_sources=4),
+                        seed=0, length=60)
+    seen_parent = False
+    for i in range(60):
+        it = ds[i]
+        labs = it["source_labels"]
+        if it["prompt_level"] == "parent":
+            seen_parent = True
+            assert it["text"] in ("tone", "music") and it["label"] in ("low_tone", "high_tone")
+            # no other tone in the mixture: "tone" names exactly one source
+            assert not ({"low_tone", "high_tone"} - {it["label"]}) & set(labs[1:])
+        if "murmur" in labs:
+            assert "hiss" not in labs
+    assert seen_parent
+    # the evaluation splits always use the label's own first prompt
+    ev = MixtureDataset(root, "valid", _cfg(p_parent_prompt=1.0), seed=0, length=5)
+    assert all(ev[i]["prompt_level"] == "label" for i in range(5))

@@ -1,6 +1,8 @@
-"""Corpus building (``python -m separation.data.build``), splits, clip and mixture datasets.
+"""Reading the corpus: splits, clip and mixture datasets, augmentation, the reserved-source list.
 
-Nothing heavy is imported here: the submodules load their own dependencies.
+Building the corpus is tooling outside the library (``corpus_build``, ``promptsep data
+build``); this package never imports it. Nothing heavy is imported here: the submodules
+load their own dependencies.
 """
 
 #: Debian packages kept for external evaluation: the corpus builder refuses them.

@@ -22,6 +22,16 @@ time spans, both, or a masked synthetic video). Mixing rules:
 - span prompts come from the target's 20 ms frame activity (:func:`activity_spans`):
   ``'+'`` where the target sounds, ``'-'`` where only the others sound, then 1..3 of
   them are kept at random (:func:`subsample_spans`);
+- on ``train`` items (``augment.train_only``), each source can be augmented before it is
+  placed (speed, pitch, EQ, band limiting, simulated room reverberation) and the mixture
+  can get light coloured noise (part of the residual): :mod:`separation.data.augment`,
+  switched per augmentation by :class:`~separation.data.augment.AugmentConfig`
+  (``MixConfig.augment``), drawn from a generator of its own (:meth:`MixtureDataset.aug_rng`);
+- labels have parent classes (``labels.json`` ``parents``, e.g. violin -> string
+  instrument -> music): with probability ``p_parent_prompt`` a train prompt names a parent
+  instead, and then no interferer belongs to that parent (the prompt stays unambiguous);
+  labels listed in a label's ``excludes`` (``person speaking`` vs ``man speaking``) are
+  never mixed with it;
 - video prompts are synthetic scenes (:func:`separation.data.av.render_av_scene`)
   whose objects are animated by the sources' loudness, the target's object masked.
 
@@ -38,7 +48,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +58,7 @@ import torch
 from torch.utils.data import Dataset
 
 from prompts.span import activity_to_spans
+from separation.data.augment import AugmentConfig, SourceAugmenter
 from separation.data.av import num_video_frames, render_av_scene
 from separation.data.clips import read_manifest
 
@@ -91,6 +102,9 @@ class MixConfig:
         max_spans: spans kept per prompt: 1..``max_spans`` drawn at random (at least one
             ``'+'`` when the target is present); ``<= 0`` keeps them all.
         cache_mb: per-worker memory budget of the decoded-clip LRU cache.
+        p_parent_prompt: probability that a train prompt names a parent class of the label.
+        augment: on-the-fly augmentation (:class:`~separation.data.augment.AugmentConfig`;
+            a mapping is converted strictly: unknown keys raise).
     """
 
     sample_rate: int = 16000
@@ -118,6 +132,14 @@ class MixConfig:
     min_span_s: float = 0.1
     max_spans: int = 3
     cache_mb: float = 512.0
+    p_parent_prompt: float = 0.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):
+            self.augment = AugmentConfig.from_dict(self.augment)
+        elif not isinstance(self.augment, AugmentConfig):
+            raise ValueError(f"MixConfig.augment must be an AugmentConfig or a mapping, got {type(self.augment)}")
 
     def kind_probs(self) -> dict[str, float]:
         """Prompt kind -> probability as configured (before renormalisation)."""
@@ -326,10 +348,21 @@ class MixtureDataset(Dataset):
                            len(unknown), unknown[:10])
         self.prompts: dict[str, list[str]] = {}
         self.category: dict[str, str] = {}
+        self.parents: dict[str, list[str]] = {}
+        self.excludes: dict[str, set[str]] = {}
         for lab in self.labels:
             info = label_info.get(lab, {})
             self.prompts[lab] = list(info.get("prompts") or [lab.replace("_", " ")])
             self.category[lab] = str(info.get("category") or self.by_label[lab][0].get("category", "unknown"))
+            self.parents[lab] = [str(p) for p in info.get("parents") or []]
+            self.excludes[lab] = {str(x) for x in info.get("excludes") or []}
+        for lab in self.labels:  # exclusion is symmetric
+            for other in self.excludes[lab]:
+                if other in self.excludes:
+                    self.excludes[other].add(lab)
+        aug = cfg.augment
+        on = (aug.any_source() or aug.noise) and (self.train or not aug.train_only)
+        self.augmenter = SourceAugmenter(aug, cfg.sample_rate) if on else None
 
         kinds = cfg.kind_probs()
         if not cfg.video:
@@ -349,8 +382,8 @@ class MixtureDataset(Dataset):
             raise ValueError(f"segment_s must be positive, got {c.segment_s}")
         if c.level_db[0] > c.level_db[1]:
             raise ValueError(f"level_db must be (low, high), got {c.level_db}")
-        probs = [c.absent_prob, c.p_cross_category, c.p_partial, *c.kind_probs().values()]
-        if any(p < 0 for p in probs) or c.absent_prob > 1 or c.p_cross_category > 1 or c.p_partial > 1:
+        probs = [c.absent_prob, c.p_cross_category, c.p_partial, c.p_parent_prompt, *c.kind_probs().values()]
+        if any(p < 0 for p in probs) or max(c.absent_prob, c.p_cross_category, c.p_partial, c.p_parent_prompt) > 1:
             raise ValueError("MixConfig probabilities must be in [0, 1]")
 
     def __len__(self) -> int:
@@ -363,6 +396,12 @@ class MixtureDataset(Dataset):
     def item_rng(self, i: int) -> np.random.Generator:
         """The generator of item ``i``: ``[seed, i]`` for eval splits, ``[seed, epoch, i]`` for train."""
         key = [self.seed, self.epoch, int(i)] if self.train else [self.seed, int(i)]
+        return np.random.default_rng(key)
+
+    def aug_rng(self, i: int) -> np.random.Generator:
+        """The augmentation generator of item ``i`` (the item key plus a constant): independent
+        of :meth:`item_rng`, so switching augmentations leaves clips, crops and prompts alone."""
+        key = [self.seed, self.epoch, int(i), 0xA06] if self.train else [self.seed, int(i), 0xA06]
         return np.random.default_rng(key)
 
     # ------------------------------------------------------------ clips
@@ -415,8 +454,10 @@ class MixtureDataset(Dataset):
             out[start : start + m] = clip
         return out
 
-    def _place(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A ``[N]`` source: the clip's active part placed at a random onset, loudness-normalised."""
+    def _place(self, clip: np.ndarray, rng: np.random.Generator, arng: np.random.Generator | None = None,
+               applied: list[str] | None = None) -> np.ndarray:
+        """A ``[N]`` source: the clip's active part (augmented when ``arng`` is given) placed at a
+        random onset, loudness-normalised. Names of the augmentations applied go to ``applied``."""
         c = self.cfg
         n = c.num_samples
         min_active = min(n, max(1, int(round(c.min_active_s * c.sample_rate))))
@@ -425,7 +466,18 @@ class MixtureDataset(Dataset):
             onset = int(rng.integers(0, n - active + 1))
         else:
             active, onset = n, 0
-        seg = self._take(clip, active, rng)
+        aug = self.augmenter if arng is not None else None
+        factor = aug.speed_factor(arng) if aug is not None else 1.0
+        take = max(1, int(round(active * factor)))
+        seg = self._take(clip, take, rng)
+        if aug is not None:
+            if take != active:
+                seg = aug.apply_speed(seg, active)
+                if applied is not None:
+                    applied.append("speed")
+            seg, names = aug.source(seg, arng)
+            if applied is not None:
+                applied += names
         fade = min(active // 4, int(0.005 * c.sample_rate))
         if fade > 1:
             ramp = np.linspace(0.0, 1.0, fade)
@@ -445,17 +497,20 @@ class MixtureDataset(Dataset):
         return src * (10 ** (c.ref_db / 20) / level)
 
     # ------------------------------------------------------------ sampling
-    def _pick_labels(self, prompt_label: str, count: int, rng: np.random.Generator) -> list[str]:
-        """``count`` distinct labels other than ``prompt_label``, preferring other categories."""
+    def _pick_labels(self, prompt_label: str, count: int, rng: np.random.Generator,
+                     exclude: set[str] | None = None) -> list[str]:
+        """Up to ``count`` distinct labels other than ``prompt_label`` and ``exclude``, preferring other categories."""
         cat = self.category[prompt_label]
-        left = [lab for lab in self.labels if lab != prompt_label]
+        left = [lab for lab in self.labels if lab != prompt_label and lab not in (exclude or ())]
         out: list[str] = []
         for _ in range(count):
+            if not left:
+                break
             cross = [lab for lab in left if self.category[lab] != cat]
             pool = cross if cross and rng.random() < self.cfg.p_cross_category else left
             lab = pool[int(rng.integers(len(pool)))]
             out.append(lab)
-            left.remove(lab)
+            left = [x for x in left if x != lab and x not in self.excludes.get(lab, ())]
         return out
 
     def _pick_kind(self, present: bool, rng: np.random.Generator) -> str:
@@ -476,22 +531,40 @@ class MixtureDataset(Dataset):
         cap = n_labels if present else n_labels - 1
         k = int(rng.integers(min(c.min_sources, cap), min(c.max_sources, cap) + 1))
         label = self.labels[int(rng.integers(n_labels))]
-        others = self._pick_labels(label, k - 1 if present else k, rng)
+        parent = None  # drawn only when enabled, so p_parent_prompt=0 leaves the stream unchanged
+        if present and self.train and c.p_parent_prompt > 0 and self.parents[label] \
+                and rng.random() < c.p_parent_prompt:
+            parent = self.parents[label][int(rng.integers(len(self.parents[label])))]
+        exclude = set(self.excludes[label])
+        if parent is not None:
+            exclude |= {lab for lab in self.labels if lab == parent or parent in self.parents[lab]}
+        others = self._pick_labels(label, k - 1 if present else k, rng, exclude)
+        if not present and not others:  # nothing left to mix: make the target present after all
+            present = True
         mix_labels = ([label] if present else []) + others
 
+        arng = self.aug_rng(i) if self.augmenter is not None else None
+        applied: list[list[str]] = []
         sources = []
         for lab in mix_labels:
             rows = self.by_label[lab]
             clip = self._load(rows[int(rng.integers(len(rows)))])
             gain = 10 ** (rng.uniform(*c.level_db) / 20)
-            sources.append(self._place(clip, rng) * gain)
+            names: list[str] = []
+            sources.append(self._place(clip, rng, arng, names) * gain)
+            applied.append(names)
         stack = np.stack(sources)  # [K, N] float64
         mix64 = stack.sum(0)
+        noise = self.augmenter.noise(mix64, arng) if arng is not None else None
+        if noise is not None:
+            mix64 = mix64 + noise
         tgt64 = stack[0] if present else np.zeros_like(mix64)
         peak = max(np.abs(mix64).max(), np.abs(tgt64).max(), np.abs(mix64 - tgt64).max())
         if peak > c.peak:
             stack *= c.peak / peak
             mix64 *= c.peak / peak
+            if noise is not None:
+                noise *= c.peak / peak
             tgt64 = stack[0] if present else np.zeros_like(mix64)
         mixture = torch.from_numpy(mix64.astype(np.float32))[None]
         target = torch.from_numpy(tgt64.astype(np.float32))[None]
@@ -499,7 +572,10 @@ class MixtureDataset(Dataset):
 
         kind = self._pick_kind(present, rng)
         prompts = self.prompts[label]
-        text = prompts[int(rng.integers(len(prompts)))] if self.train else prompts[0]
+        if parent is not None:
+            text = parent
+        else:
+            text = prompts[int(rng.integers(len(prompts)))] if self.train else prompts[0]
         spans = activity_spans(tgt64, mix64 - tgt64, c.sample_rate, c.activity_frame_s, c.activity_db,
                                c.min_gap_s, c.min_span_s)
         spans = subsample_spans(spans, c.max_spans, rng)
@@ -522,6 +598,8 @@ class MixtureDataset(Dataset):
             "target_present": present,
             "num_sources": len(mix_labels),
             "source_labels": mix_labels,
+            "augmentations": applied + ([["noise"]] if noise is not None else []),
+            "prompt_level": "parent" if parent is not None else "label",
         }
 
     def num_video_frames(self) -> int:

@@ -1,6 +1,31 @@
-"""Group-level train/valid/test splits of the corpus.
+"""Splits of the corpus: source-disjoint evaluation plus in-distribution (group-disjoint) sets.
 
-Rule (deterministic in the set of groups, their labels and the seed; adding or removing
+Split names: ``train``; ``valid`` and ``test`` hold out whole *sources* (see
+:func:`assign_source_splits`; model selection uses ``valid``); ``valid_in`` and ``test_in``
+hold out groups (files, scores, voices) of the training sources only, the in-distribution
+figures reported beside the source-disjoint ones.
+
+Source rule (:func:`assign_source_splits`, deterministic in the sources, their labels and
+clip counts, and the seed):
+
+1. A source is a Debian package, or a finer unit where one package holds several
+   recordings' origins (a Hydrogen drum kit, a game's voice family, an espeak-ng voice
+   variant, a music21 composer rendered with one soundfont). Every clip of a source goes
+   to the same side.
+2. A source may leave ``train`` only if every one of its labels keeps at least one other
+   source in ``train``: so each ``valid``/``test`` label has >= 1 training source, and a
+   label with a single source can only be ``train``/``valid_in``/``test_in``.
+3. ``test`` then ``valid`` take turns picking, among the eligible sources that fit their
+   clip budget (``fraction * the clips of the source's category``: every category gets
+   held-out sources; a source counts in its clips' majority category), the one adding the
+   most labels not yet in that split (the first source of a split and category may take up
+   to twice the budget) (ties: ``sha1(f"{seed}:{source}")`` order). Sources adding no new label are taken
+   only while the split holds less than half its budget.
+
+Group rule inside the training sources (:func:`assign_group_splits`, below):
+``train``/``valid``/``test`` there become ``train``/``valid_in``/``test_in``.
+
+Group rule (deterministic in the set of groups, their labels and the seed; adding or removing
 groups of a label can move other groups of that label):
 
 1. Groups are stratified by label (a group with several labels, e.g. the stems of one
@@ -29,6 +54,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 SPLITS = ("train", "valid", "test")
+#: every split name a manifest can hold: source-disjoint valid/test, in-distribution valid_in/test_in.
+ALL_SPLITS = ("train", "valid", "test", "valid_in", "test_in")
+IN_DISTRIBUTION = {"train": "train", "valid": "valid_in", "test": "test_in"}
 
 
 def group_hash(group: str, seed: int = 0) -> float:
@@ -125,4 +153,103 @@ def assign_splits(rows: list[dict], seed: int = 0,
     split = assign_group_splits(gl, seed, fractions)
     for r in rows:
         r["split"] = split[r["group"]]
+    return rows
+
+
+def assign_source_splits(source_labels: dict[str, dict[str, float]], seed: int = 0,
+                         fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                         source_category: dict[str, str] | None = None) -> dict[str, str]:
+    """Split per source following the module's source rule.
+
+    Args:
+        source_labels: source -> {label: weight (clips)}.
+        seed: split seed (tie order).
+        fractions: train/valid/test fractions of the clips (budgets of valid and test).
+        source_category: source -> category (its clips' majority category). Budgets are
+            then per category (``fraction * the category's clips``), so every category
+            gets held-out sources; default: one budget for all.
+
+    Returns:
+        source -> ``"train" | "valid" | "test"``.
+    """
+    total_f = float(sum(fractions))
+    if total_f <= 0 or any(f < 0 for f in fractions):
+        raise ValueError(f"split fractions must be non-negative and not all zero, got {fractions}")
+    weight = {s: float(sum(v.values())) for s, v in source_labels.items()}
+    cat = {s: (source_category or {}).get(s, "") for s in source_labels}
+    cat_total: dict[str, float] = defaultdict(float)
+    for s, w in weight.items():
+        cat_total[cat[s]] += w
+    budget = {(t, c): fractions[i] / total_f * tot for c, tot in cat_total.items()
+              for i, t in ((1, "valid"), (2, "test"))}
+    n_train: dict[str, int] = defaultdict(int)
+    for labs in source_labels.values():
+        for lab in labs:
+            n_train[lab] += 1
+    order = sorted(source_labels, key=lambda s: (group_hash(s, seed), s))
+    split = {s: "train" for s in order}
+    used = {k: 0.0 for k in budget}
+    covered: dict[str, set[str]] = {"valid": set(), "test": set()}
+    while True:
+        moved = False
+        for target in ("test", "valid"):
+            best, best_gain = None, -1
+            for s in order:
+                key = (target, cat[s])
+                if split[s] != "train":
+                    continue
+                # the first source of a split and category may take up to twice the budget
+                # (otherwise a category of a few equal sources would get none)
+                limit = budget[key] if used[key] > 0 else 2 * budget[key]
+                if used[key] + weight[s] > limit:
+                    continue
+                if any(n_train[lab] < 2 for lab in source_labels[s]):
+                    continue
+                gain = len(set(source_labels[s]) - covered[target])
+                if gain == 0 and used[key] >= 0.5 * budget[key]:
+                    continue
+                if gain > best_gain:
+                    best, best_gain = s, gain
+            if best is None:
+                continue
+            split[best] = target
+            used[(target, cat[best])] += weight[best]
+            covered[target] |= set(source_labels[best])
+            for lab in source_labels[best]:
+                n_train[lab] -= 1
+            moved = True
+        if not moved:
+            return split
+
+
+def assign_all_splits(rows: list[dict], seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                      in_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> list[dict]:
+    """Set ``row["split"]`` (one of :data:`ALL_SPLITS`) on manifest rows in place; returns ``rows``.
+
+    Whole sources go to ``valid``/``test`` (:func:`assign_source_splits`, weights = clips,
+    budgets per category: a source counts in its clips' majority category);
+    the groups of the remaining sources are split into ``train``/``valid_in``/``test_in``
+    (:func:`assign_group_splits`).
+
+    Raises:
+        ValueError: a group spans several sources.
+    """
+    src_labels: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    src_cats: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    group_src: dict[str, str] = {}
+    for r in rows:
+        src_labels[r["source"]][r["label"]] += 1.0
+        src_cats[r["source"]][str(r.get("category", ""))] += 1
+        if group_src.setdefault(r["group"], r["source"]) != r["source"]:
+            raise ValueError(f"group {r['group']!r} spans sources {group_src[r['group']]!r} and {r['source']!r}")
+    majority = {s: max(sorted(c), key=lambda k: c[k]) for s, c in src_cats.items()}
+    ssplit = assign_source_splits({s: dict(v) for s, v in src_labels.items()}, seed, fractions, majority)
+    gl: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        if ssplit[r["source"]] == "train":
+            gl[r["group"]].add(r["label"])
+    gsplit = assign_group_splits(gl, seed, in_fractions)
+    for r in rows:
+        s = ssplit[r["source"]]
+        r["split"] = IN_DISTRIBUTION[gsplit[r["group"]]] if s == "train" else s
     return rows

@@ -2,14 +2,14 @@
 
 Usage::
 
-    python -m separation.data.build --out /work/corpus            # default sources
-    python -m separation.data.build --out DIR --sources sonic-pi,hydrogen --max-clips-per-label 20
-    python -m separation.data.build --out DIR --heavy              # + 0 A.D. (1.4 GB download)
+    python -m corpus_build.build --out /work/corpus            # default sources
+    python -m corpus_build.build --out DIR --sources sonic-pi,hydrogen --max-clips-per-label 20
+    python -m corpus_build.build --out DIR --light              # without the heavy downloads
     promptsep data build --out DIR
 
 Steps: ``apt-get download`` each needed Debian package into ``DIR/_debs`` (skipped when the
 ``.deb`` is there), extract the audio members into ``DIR/_src/PACKAGE`` (skipped when done),
-scan every source into work items (:mod:`separation.data.sources`), decode / resample /
+scan every source into work items (:mod:`corpus_build.sources`), decode / resample /
 trim / cut / normalise them into ``DIR/clips/...`` (cached per source in ``DIR/_rows``, so
 a re-run only redoes what changed), cap clips per label, assign group splits
 (:mod:`separation.data.splits`) and write ``DIR/manifest.jsonl`` and ``DIR/corpus_stats.json``.
@@ -48,15 +48,25 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+import separation.data
+from corpus_build.sources import (
+    DEFAULT_SOURCES,
+    GM_INSTRUMENTS,
+    LIGHT_SOURCES,
+    PACKAGE_GLOBS,
+    SFX_RULES,
+    SOUNDFONTS,
+    SOURCES,
+    Item,
+)
 from separation.data import EXCLUDED_COMPOSERS, is_reserved_package
-from separation.data.sources import DEFAULT_SOURCES, GM_INSTRUMENTS, PACKAGE_GLOBS, SOURCES, Item
-from separation.data.splits import assign_splits
+from separation.data.splits import ALL_SPLITS, assign_all_splits
 
 logger = logging.getLogger(__name__)
 
 #: bump when clip processing changes, to invalidate the per-source caches.
-BUILD_VERSION = 5
-LABELS_PATH = Path(__file__).with_name("labels.json")
+BUILD_VERSION = 6
+LABELS_PATH = Path(separation.data.__file__).with_name("labels.json")
 CATEGORIES = ("speech", "instrument", "sfx", "music")
 PEAK = 10 ** (-1.0 / 20)  # -1 dBFS
 
@@ -262,12 +272,9 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_")
 
 
-SOURCE_SHORT = {"espeak-ng synthetic": "espeak", "music21 corpus + FluidR3_GM": "music21"}
-
-
 def clip_id(item: Item, category: str, suffix: str) -> str:
-    src = SOURCE_SHORT.get(item.source, item.source)
-    key = item.key.split("/", 1)[1] if "/" in item.key else item.key
+    """``CATEGORY/SOURCEPKG/KEY_SUFFIX`` (the first component of the item key names its package or tool)."""
+    src, _, key = item.key.partition("/") if "/" in item.key else (item.source, "", item.key)
     return f"{category}/{_slug(src)}/{_slug(key.replace('/', '__'))}{suffix}"
 
 
@@ -303,7 +310,7 @@ def process_item(args: tuple[Item, dict]) -> list[dict]:
             row = {"id": cid, "path": rel, "label": item.label, "category": item.category, "source": item.source,
                    "group": item.group, "license": item.license, "duration": round(len(seg) / sr, 4),
                    "sample_rate": sr, "split": None, "bandwidth_hz": int(band), "offset_s": round(off, 3),
-                   "orig_sample_rate": sr0}
+                   "orig_sample_rate": sr0, "package": item.package or item.source}
             row.update({k2: v for k2, v in item.extra.items() if k2 in ("text", "lang", "synthetic") and v != ""})
             rows.append(row)
         return rows
@@ -391,9 +398,11 @@ def process_score(item: Item, cfg: dict) -> list[dict]:
     if len(parts) < 2:
         return []
     rng = random.Random(f"{cfg['seed']}:{item.key}")
-    qpm = rng.uniform(66, 112)
+    qpm = rng.uniform(60, 140)
     spq = 60.0 / qpm
     labels = choose_instruments(parts, rng)
+    vel_scale = [rng.uniform(0.6, 1.2) for _ in parts]  # per part dynamics
+    fx = synth_effects(rng)
     length = max(on + d for notes in parts for on, d, _, _ in notes) * spq
     win = [w * max_s for w in range(max(1, int(math.ceil(length / max_s))))]
     if len(win) > 1 and length - win[-1] < 2.0:
@@ -416,7 +425,7 @@ def process_score(item: Item, cfg: dict) -> list[dict]:
                 end = min(start + max(0.02, d * spq * 0.98), ws + max_s)
                 if not ws <= start < ws + max_s:
                     continue
-                v = max(30, min(120, vel + rng.randint(-8, 8)))
+                v = max(20, min(127, int(round(vel * vel_scale[i])) + rng.randint(-10, 10)))
                 for p in ps:
                     if 0 <= p < 128:
                         events.append((t0 + start - ws, 2, bytes([0x90 | ch, p, v])))
@@ -424,11 +433,13 @@ def process_score(item: Item, cfg: dict) -> list[dict]:
             # safety: all notes off at the end of the window (no note can ring into the next block)
             events.append((t0 + max_s + 0.01, 1, bytes([0xB0 | ch, 123, 0])))
     render_sr = 48000 if 48000 % sr == 0 else sr
+    sfn = item.extra.get("soundfont", "FluidR3_GM")
+    sf2 = cfg["soundfonts"][sfn]
     with tempfile.TemporaryDirectory() as td:
         mid, wav = Path(td) / "s.mid", Path(td) / "s.wav"
         write_midi(mid, events, len(blocks) * block)
-        subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(render_sr),
-                        "-F", str(wav), cfg["sf2"], str(mid)], check=True, capture_output=True, timeout=600)
+        subprocess.run(["fluidsynth", "-ni", "-q", *fluidsynth_fx_args(fx), "-g", "0.6", "-r", str(render_sr),
+                        "-F", str(wav), sf2, str(mid)], check=True, capture_output=True, timeout=600)
         data, got_sr = sf.read(str(wav), dtype="float32", always_2d=True)
     audio = resample(to_mono(data), got_sr, sr)
     rows = []
@@ -445,8 +456,35 @@ def process_score(item: Item, cfg: dict) -> list[dict]:
                          "group": item.group, "license": item.license, "duration": round(len(seg) / sr, 4),
                          "sample_rate": sr, "split": None, "bandwidth_hz": int(sr // 2),
                          "offset_s": round(ws + off, 3), "window_s": ws, "orig_sample_rate": render_sr,
-                         "program": GM_INSTRUMENTS[lab][0], "part": i, "tempo_qpm": round(qpm, 1)})
+                         "program": GM_INSTRUMENTS[lab][0], "part": i, "tempo_qpm": round(qpm, 1),
+                         "package": item.package, "soundfont": sfn, "velocity_scale": round(vel_scale[i], 3),
+                         "synth_fx": fx})
     return rows
+
+
+def synth_effects(rng: random.Random) -> dict:
+    """Random fluidsynth reverb and chorus settings of one score (each on with probability 0.6)."""
+    fx: dict = {"reverb": rng.random() < 0.6, "chorus": rng.random() < 0.6}
+    if fx["reverb"]:
+        fx.update(room_size=round(rng.uniform(0.1, 0.9), 3), damp=round(rng.uniform(0.0, 0.8), 3),
+                  width=round(rng.uniform(0.2, 1.0), 3), reverb_level=round(rng.uniform(0.2, 0.9), 3))
+    if fx["chorus"]:
+        fx.update(chorus_nr=rng.randint(2, 6), chorus_level=round(rng.uniform(0.5, 2.5), 3),
+                  chorus_speed=round(rng.uniform(0.2, 1.5), 3), chorus_depth=round(rng.uniform(2.0, 12.0), 3))
+    return fx
+
+
+def fluidsynth_fx_args(fx: dict) -> list[str]:
+    """fluidsynth command-line options for :func:`synth_effects` settings."""
+    args = ["-R", "1" if fx.get("reverb") else "0", "-C", "1" if fx.get("chorus") else "0"]
+    names = {"room_size": "synth.reverb.room-size", "damp": "synth.reverb.damp", "width": "synth.reverb.width",
+             "reverb_level": "synth.reverb.level", "chorus_nr": "synth.chorus.nr",
+             "chorus_level": "synth.chorus.level", "chorus_speed": "synth.chorus.speed",
+             "chorus_depth": "synth.chorus.depth"}
+    for k, opt in names.items():
+        if k in fx:
+            args += ["-o", f"{opt}={fx[k]}"]
+    return args
 
 
 # --------------------------------------------------------------------------------------
@@ -524,8 +562,13 @@ def corpus_stats(rows: list[dict], root: Path | None = None) -> dict:
         pl["groups"].add(r["group"])
         pl["splits"][r["split"]] += 1
         pl["sources"].add(r["source"])
+    train_src: dict[str, set] = defaultdict(set)
+    for r in rows:
+        if r["split"] in ("train", "valid_in", "test_in"):
+            train_src[r["label"]].add(r["source"])
     labels = {k: {"category": v["category"], "clips": v["clips"], "hours": round(v["hours"], 4),
-                  "groups": len(v["groups"]), "splits": dict(v["splits"]), "sources": sorted(v["sources"])}
+                  "groups": len(v["groups"]), "splits": dict(v["splits"]), "sources": sorted(v["sources"]),
+                  "train_sources": len(train_src[k])}
               for k, v in sorted(per_label.items())}
     out = {
         "clips": len(rows),
@@ -537,7 +580,7 @@ def corpus_stats(rows: list[dict], root: Path | None = None) -> dict:
                         for c in CATEGORIES if c in clips},
         "by_split": {s: {"clips": sum(1 for r in rows if r["split"] == s),
                          "hours": round(sum(r["duration"] for r in rows if r["split"] == s) / 3600, 4)}
-                     for s in ("train", "valid", "test")},
+                     for s in ALL_SPLITS},
         "by_source": dict(sorted(Counter(r["source"] for r in rows).items())),
         "per_label": labels,
     }
@@ -551,9 +594,9 @@ def print_summary(stats: dict, seconds: float | None = None) -> None:
     print(f"\ncorpus: {stats['clips']} clips, {stats['hours']:.2f} h, {stats['labels']} labels, "
           f"{stats['groups']} groups" + (f", {stats.get('size_mb', 0):.0f} MB" if "size_mb" in stats else "")
           + (f", built in {seconds / 60:.1f} min" if seconds is not None else ""))
-    print(f"{'category':<11}" + "".join(f"{s:>20}" for s in ("train", "valid", "test", "total")))
+    print(f"{'category':<11}" + "".join(f"{s:>20}" for s in (*ALL_SPLITS, "total")))
     for c, v in stats["by_category"].items():
-        cells = [f"{v['clips'].get(s, 0):>6} / {v['hours'].get(s, 0.0):6.2f} h" for s in ("train", "valid", "test")]
+        cells = [f"{v['clips'].get(s, 0):>6} / {v['hours'].get(s, 0.0):6.2f} h" for s in ALL_SPLITS]
         cells.append(f"{v['total_clips']:>6} / {v['total_hours']:6.2f} h")
         print(f"{c:<11}" + "".join(f"{x:>20}" for x in cells))
     print("labels: " + ", ".join(f"{k} ({v['clips']}/{v['groups']}g)" for k, v in stats["per_label"].items()))
@@ -564,9 +607,13 @@ def print_summary(stats: dict, seconds: float | None = None) -> None:
 
 
 def _source_params(name: str, args: argparse.Namespace) -> dict:
+    categories = {k: v["category"] for k, v in sorted(load_labels().items())}
+    rules = {p: SFX_RULES.get(p) for p in SOURCES[name].packages} if name in SOURCES else {}
+    # prompts and parents of labels.json do not change clips: only categories and rule tables count
     params = {"version": BUILD_VERSION, "sample_rate": args.sample_rate, "max_seconds": args.max_seconds,
               "seed": args.seed, "item_cap": args.max_clips_per_label,
-              "labels_sha": hashlib.sha1(LABELS_PATH.read_bytes()).hexdigest()[:12]}
+              "categories_sha": hashlib.sha1(json.dumps(categories).encode()).hexdigest()[:12],
+              "rules_sha": hashlib.sha1(json.dumps(rules).encode()).hexdigest()[:12]}
     if name in ("asterisk", "espeak", "0ad"):
         params["speech_band_hz"] = args.speech_band_hz
     if name == "music21":
@@ -574,8 +621,8 @@ def _source_params(name: str, args: argparse.Namespace) -> dict:
     return params
 
 
-def build_source(name: str, src_root: Path, out: Path, labels: dict, args: argparse.Namespace, sf2: str | None
-                 ) -> list[dict]:
+def build_source(name: str, src_root: Path, out: Path, labels: dict, args: argparse.Namespace,
+                 soundfonts: dict[str, str] | None) -> list[dict]:
     """Rows of one source, from the cache ``out/_rows/NAME.jsonl`` when still valid."""
     rows_dir = out / "_rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
@@ -601,7 +648,7 @@ def build_source(name: str, src_root: Path, out: Path, labels: dict, args: argpa
                  round_robin_cap(by_label[lab], lambda i: i.key, lambda i: i.source, args.max_clips_per_label,
                                  args.seed)]
     cfg = {"out": str(out), "sample_rate": args.sample_rate, "max_seconds": args.max_seconds,
-           "speech_band_hz": args.speech_band_hz, "seed": args.seed, "sf2": sf2}
+           "speech_band_hz": args.speech_band_hz, "seed": args.seed, "soundfonts": soundfonts or {}}
     rows: list[dict] = []
     work = [(it, cfg) for it in items]
     desc = f"{name} ({len(items)} items)"
@@ -637,7 +684,7 @@ def build(args: argparse.Namespace) -> dict:
     src_root = out / "_src"
     labels = load_labels()
     if args.sources in ("default", ""):
-        names = list(DEFAULT_SOURCES)
+        names = list(LIGHT_SOURCES if args.light else DEFAULT_SOURCES)
     elif args.sources == "all":
         names = list(SOURCES)
     else:
@@ -657,17 +704,18 @@ def build(args: argparse.Namespace) -> dict:
     for p in tqdm(packages, desc="packages", unit="pkg", file=sys.stderr):
         deb = ensure_package(p, cache)
         extract_package(deb, src_root / p, PACKAGE_GLOBS.get(p, ("*.wav", "*.ogg", "*.flac")))
-    sf2 = None
+    soundfonts: dict[str, str] = {}
     if "music21" in names:
-        cands = sorted((src_root / "fluid-soundfont-gm").rglob("FluidR3_GM.sf2"))
-        sf2 = str(cands[0]) if cands else None
-        if sf2 is None:
-            raise RuntimeError("FluidR3_GM.sf2 not found in fluid-soundfont-gm")
+        for sfn, (pkg, fname, _) in SOUNDFONTS.items():
+            cands = sorted((src_root / pkg).rglob(fname))
+            if not cands:
+                raise RuntimeError(f"{fname} not found in {pkg}")
+            soundfonts[sfn] = str(cands[0])
     t_fetch = time.time() - t0
     rows: list[dict] = []
     for n in names:
         ts = time.time()
-        rs = build_source(n, src_root, out, labels, args, sf2)
+        rs = build_source(n, src_root, out, labels, args, soundfonts)
         logger.info("%s: %d clips in %.0f s", n, len(rs), time.time() - ts)
         rows.extend(rs)
     # drop labels with fewer than 2 clips, cap, split
@@ -677,7 +725,7 @@ def build(args: argparse.Namespace) -> dict:
         logger.warning("dropping labels with < 2 clips: %s", dropped)
     rows = [r for r in rows if counts[r["label"]] >= 2]
     rows = cap_rows(rows, args.max_clips_per_label, args.seed)
-    assign_splits(rows, seed=args.seed, fractions=tuple(args.split))
+    assign_all_splits(rows, seed=args.seed, fractions=tuple(args.split), in_fractions=tuple(args.split_in))
     write_manifest(out, rows)
     if args.prune:
         keep = {r["path"] for r in rows}
@@ -703,19 +751,23 @@ def build(args: argparse.Namespace) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m separation.data.build",
+    p = argparse.ArgumentParser(prog="python -m corpus_build.build",
                                 description="Build the offline single-source corpus (clips + manifest.jsonl).")
     p.add_argument("--out", required=True, help="corpus folder (clips/, manifest.jsonl, corpus_stats.json)")
     p.add_argument("--sources", default="default",
                    help=f"comma list of sources, 'default' or 'all' (known: {', '.join(SOURCES)})")
-    p.add_argument("--heavy", action="store_true", help="also use the heavy sources (0ad-data, 1.4 GB)")
+    p.add_argument("--heavy", action="store_true", help="kept for compatibility: heavy sources are on by default")
+    p.add_argument("--light", action="store_true",
+                   help="'default' leaves out the heavy downloads (0ad, supertuxkart, redeclipse, soundtracks ...)")
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--max-seconds", type=float, default=10.0, help="longest clip; longer files are cut")
-    p.add_argument("--max-clips-per-label", type=int, default=400, help="0: no cap")
-    p.add_argument("--scores", type=int, default=96, help="music21 scores to render (instrument stems)")
+    p.add_argument("--max-clips-per-label", type=int, default=1000, help="0: no cap")
+    p.add_argument("--scores", type=int, default=192, help="music21 scores to render (instrument stems)")
     p.add_argument("--speech-band-hz", type=float, default=0.0,
                    help="low-pass every speech clip at this frequency (0: off; bandwidth_hz is recorded anyway)")
     p.add_argument("--split", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VALID", "TEST"))
+    p.add_argument("--split-in", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VALID_IN", "TEST_IN"),
+                   help="group split of the training sources into train / valid_in / test_in")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--cache", default=None, help="folder for downloaded .debs (default OUT/_debs)")

@@ -48,6 +48,7 @@ class Item:
     max_segments: int = 4
     bandwidth_hz: int | None = None
     extra: dict = field(default_factory=dict)
+    package: str = ""
 
 
 @dataclass
@@ -90,6 +91,23 @@ def match_label(rules: list[tuple[str, str | None]], path: str) -> str | None:
         if re.search(pattern, low):
             return label
     return None
+
+
+#: package -> regex on the package-relative path whose first group refines the split source
+#: (a voice family, a kit, a civilisation's voices): see ``separation.data.splits``.
+SOURCE_UNITS: dict[str, str] = {
+    "hedgewars-data": r"/sounds/voices/([a-z]+)",
+    "redeclipse-data": r"/sounds/(voice|announcer)/",
+    "0ad-data": r"^audio/voice/([^/]+)/",
+    "ktuberling-data": r"/sounds/([a-z]+)",
+}
+
+
+def source_unit(pkg: str, relpath: str) -> str:
+    """The split source of a file of ``pkg``: the package, or ``pkg:refinement`` (see ``SOURCE_UNITS``)."""
+    pat = SOURCE_UNITS.get(pkg)
+    m = re.search(pat, relpath.lower()) if pat else None
+    return f"{pkg}:{m.group(1)}" if m else pkg
 
 
 def _sha1(path: Path) -> str:
@@ -157,6 +175,8 @@ SFX_RULES: dict[str, list[tuple[str, str | None]]] = {
     ],
     "sound-theme-freedesktop": [
         (r"/stereo/bell\.oga$", "bell"),
+        (r"/stereo/camera-shutter\.oga$", "camera shutter"),
+        (r"/stereo/(phone-incoming-call|phone-outgoing-calling)\.oga$", "telephone ringing"),
     ],
     "megaglest-data": [
         (r"/tilesets/[^/]+/sounds/wind\.", "wind"),
@@ -193,7 +213,92 @@ SFX_RULES: dict[str, list[tuple[str, str | None]]] = {
         (r"/sound/smiths/(smith|toolsmith)_", "hammer on anvil"),
         (r"/sound/woodcutting/(fast_)?woodcutting", "chopping wood"),
     ],
-    # optional heavy tier (--heavy): 0 A.D. audio inside public.zip
+    "supertuxkart-data": [
+        (r"/sfx/cow\.ogg$|/library/.*/cow\.ogg$|/tracks/.*/cow\.ogg$", "cow"),
+        (r"/sheep\.ogg$", "sheep"),
+        (r"/steamlocomotive\.ogg$", "steam train"),
+        (r"/exotic-birds", "birds"),
+        (r"/sfx/anvil\.ogg$", "hammer on anvil"),
+        (r"/sfx/(engine_large|engine_small|car_accel|car_revup)\.ogg$", "car engine"),
+        (r"/sfx/airplane_jetengine\.ogg$", "jet engine"),
+        (r"/sfx/horn\.ogg$", "car horn"),
+        (r"/sfx/explosion\.ogg$", "explosion"),
+        (r"/sfx/thunder\.ogg$", "thunder"),
+        (r"/sfx/rain\.ogg$", "rain"),
+        (r"/sfx/(river_loop|waterfall_loop_2|splash)\.ogg$", "water"),
+        (r"/sfx/wilhelmscream\.ogg$", "man screaming"),
+        (r"/sfx/clock\.ogg$", "clock ticking"),
+        (r"/sfx/fireworks_show\.ogg$", "fireworks"),
+        (r"/sfx/skid\.ogg$", "tires skidding"),
+        (r"/sfx/hammer\.ogg$", "hammering"),
+        (r"/sfx/crash\d*\.ogg$", "car crash"),
+    ],
+    "redeclipse-data": [
+        (r"/ambience/(creek|river|water|waterfall[a-z_]*\d*|cavedrip)\.ogg$", "water"),
+        (r"/ambience/fire\.ogg$", "fire"),
+        (r"/ambience/nightcrickets\.ogg$", "crickets"),
+        (r"/ambience/(storm)?rain\.ogg$", "rain"),
+        (r"/ambience/stormbolts\.ogg$", "thunder"),
+        (r"/ambience/([a-z]*wind\d*)\.ogg$", "wind"),
+        (r"/ambience/distant_cars\.ogg$", "traffic"),
+        (r"/ambience/(morph/)?machine\d*\.ogg$", "machinery"),
+        (r"/weapons/(pistol|rifle|smg|shotgun)/primary\d*\.ogg$", "gunshot"),
+        (r"/weapons/(explode\d*|mine/explode\d*|rifle/explode\d*|shotgun/explode\d*)\.ogg$", "explosion"),
+        (r"/weapons/flamer/primary\.ogg$", "flamethrower"),
+        (r"/player/(concstep|footstep)\d*\.ogg$", "footsteps"),
+        (r"/sounds/(voice|announcer)/", "person speaking"),
+    ],
+    "hedgewars-data": [
+        (r"/sounds/voices/", "person speaking"),
+        (r"/sounds/explosion\.ogg$", "explosion"),
+        (r"/sounds/bee\.ogg$", "bees buzzing"),
+        (r"/sounds/(splash|droplet\d)\.ogg$", "water"),
+        (r"/sounds/steps\.ogg$", "footsteps"),
+        (r"/sounds/hammer\.ogg$", "hammering"),
+        (r"/sounds/(shotgunfire|gun|minigun)\.ogg$", "gunshot"),
+        (r"/sounds/whipcrack\.ogg$", "whip crack"),
+        (r"/sounds/flamethrower\.ogg$", "flamethrower"),
+        (r"/sounds/(drillgun|pickhammer)\.ogg$", "drilling"),
+        (r"/sounds/(plane|rcplane)\.ogg$", "airplane"),
+        (r"/sounds/shutterclick\.ogg$", "camera shutter"),
+        (r"/sounds/whistle\.ogg$", "whistle"),
+        (r"/sounds/kiss\.ogg$", "kiss"),
+    ],
+    "freedroidrpg-data": [
+        (r"/effects/glass_break\.ogg$", "glass breaking"),
+        (r"/effects/cameratakespicture\.ogg$", "camera shutter"),
+        (r"/item_sounds/swing_then_hit_\d\.ogg$", "sword clash"),
+        (r"/item_sounds/tux_footstep\.ogg$", "footsteps"),
+        (r"/effects/tux_ingame_comments/", "person speaking"),
+    ],
+    "lmms-common": [
+        (r"/drums/(bassdrum\w*|kick(_acoustic|_hard|_soft|_long)?\d*)\.ogg$", "kick drum"),
+        (r"/drums/snare(_acoustic|_muffled|_rim|_short)?\d*\.ogg$", "snare drum"),
+        (r"/drums/hihat_\w+\.ogg$", "hi-hat"),
+        (r"/drums/(crash|ride)\d*\.ogg$", "cymbal"),
+        (r"/drums/tom(_hi|_low|_mid)?\d*\.ogg$", "tom-tom"),
+        (r"/drums/clap\d*\.ogg$", "hand clap"),
+        (r"/drums/shaker\d*\.ogg$", "shaker"),
+        (r"/drums/wood\d*\.ogg$", "woodblock"),
+        (r"/instruments/cello\d*\.ogg$", "cello"),
+        (r"/instruments/(church_organ|e_organ)\d*\.ogg$", "organ"),
+        (r"/instruments/(piano|e_piano_accord)\d*\.ogg$", "piano"),
+        (r"/instruments/flute\d*\.ogg$", "flute"),
+        (r"/instruments/harpsichord\d*\.ogg$", "harpsichord"),
+        (r"/instruments/steel_guitar01\.ogg$", "acoustic guitar"),
+        (r"/instruments/steel_guitar_\w+_distorted\d*\.ogg$", "electric guitar"),
+        (r"/instruments/trumpet\d*\.ogg$", "trumpet"),
+        (r"/instruments/violin_\w+\.ogg$", "violin"),
+        (r"/instruments/bassslap\d*\.ogg$", "bass guitar"),
+        (r"/misc/applause\d*\.ogg$", "applause"),
+        (r"/misc/raving_crowd\d*\.ogg$", "crowd cheering"),
+        (r"/effects/wind_chimes\d*\.ogg$", "wind chimes"),
+    ],
+    "ktuberling-data": [
+        (r"/sounds/it/", None),  # no Italian anywhere (the Italian Asterisk voice is reserved)
+        (r"/sounds/[^/]+/[^/]+\.(ogg|wav|flac)$", "person speaking"),
+    ],
+    # 0 A.D. audio inside public.zip
     "0ad-data": [
         (r"^audio/ambient/weather/rain", "rain"),
         (r"^audio/ambient/weather/thunder", "thunder"),
@@ -221,7 +326,6 @@ SFX_RULES: dict[str, list[tuple[str, str | None]]] = {
         (r"^audio/voice/global/civ_dog_", "dog barking"),
         (r"^audio/voice/[^/]+/civ/civ_female", "woman speaking"),
         (r"^audio/voice/[^/]+/civ/civ_male", "man speaking"),
-        (r"^audio/music/", "music"),
     ],
 }
 
@@ -235,7 +339,14 @@ PACKAGE_LICENSES: dict[str, str] = {
     "megaglest-data": "CC-BY-SA-3.0",
     "widelands-data": "GPL-2+",
     "hydrogen-drumkits": "GPL-2",
+    "hydrogen-data": "GPL-2+",
     "0ad-data": "CC-BY-SA-3.0",
+    "supertuxkart-data": "CC-BY-SA-3.0/CC-BY-3.0/CC0/PD per file (see debian/copyright)",
+    "redeclipse-data": "CC-BY-SA-3.0+ (some CC-BY/CC0; see debian/copyright)",
+    "hedgewars-data": "GFDL-1.3 (sounds; Droplet CC-BY-SA-3.0), music GPL-2",
+    "freedroidrpg-data": "GPL-2+",
+    "lmms-common": "GPL-2+ (mostly; see debian/copyright)",
+    "ktuberling-data": "GPL-2+",
     "asterisk-core-sounds-en-wav": "CC-BY-SA-3.0",
     "asterisk-core-sounds-es-wav": "CC-BY-SA-3.0",
     "asterisk-core-sounds-fr-wav": "CC-BY-SA-3.0",
@@ -349,8 +460,8 @@ def scan_rules(pkg: str, root: Path, labels: dict, max_segments: int = 6) -> lis
         if pkg == "minetest-data" and "/doors/" in full:
             lic = "CC-BY-3.0"
         items.append(Item(key=f"{pkg}/{rel.rsplit('.', 1)[0]}", label=label, category=_category(label, labels),
-                          source=pkg, group=f"{pkg}:{variant_stem(rel)}", license=lic,
-                          loader=("file", str(path)), max_segments=max_segments))
+                          source=source_unit(pkg, full), group=f"{pkg}:{variant_stem(rel)}", license=lic,
+                          loader=("file", str(path)), max_segments=max_segments, package=pkg))
         hashes.append(_sha1(path))
     return _dedupe(items, hashes)
 
@@ -371,9 +482,9 @@ def scan_zip_rules(pkg: str, archives: list[Path], labels: dict, strip: str = ""
                 if label is None:
                     continue
                 items.append(Item(key=f"{pkg}/{rel.rsplit('.', 1)[0]}", label=label,
-                                  category=_category(label, labels), source=pkg,
+                                  category=_category(label, labels), source=source_unit(pkg, rel),
                                   group=f"{pkg}:{variant_stem(rel)}", license=PACKAGE_LICENSES[pkg],
-                                  loader=("zip", str(arc), name), max_segments=max_segments))
+                                  loader=("zip", str(arc), name), max_segments=max_segments, package=pkg))
                 hashes.append(f"{info.CRC}:{info.file_size}")
     return _dedupe(items, hashes)
 
@@ -394,9 +505,10 @@ def _pkg_scanner(pkg: str, max_segments: int = 6):
     return scan
 
 
-def scan_hydrogen(root: Path, labels: dict, max_layers: int = 4, **_) -> list[Item]:
+def scan_hydrogen(root: Path, labels: dict, max_layers: int = 4, pkg: str = "hydrogen-drumkits", **_) -> list[Item]:
     """Drum pieces from each kit's ``drumkit.xml``: label from the instrument name,
-    group = kit + instrument, at most ``max_layers`` velocity layers (evenly spread)."""
+    group = kit + instrument, at most ``max_layers`` velocity layers (evenly spread).
+    The split source is the kit (``PACKAGE:KIT``)."""
     import xml.etree.ElementTree as ET
 
     items, hashes = [], []
@@ -426,11 +538,11 @@ def scan_hydrogen(root: Path, labels: dict, max_layers: int = 4, **_) -> list[It
                 idx = sorted({round(i * (len(files) - 1) / (max_layers - 1)) for i in range(max_layers)})
                 files = [files[i] for i in idx]
             for f in files:
-                items.append(Item(key=f"hydrogen-drumkits/{kit}/{f.stem}", label=label,
-                                  category=_category(label, labels), source="hydrogen-drumkits",
-                                  group=f"hydrogen-drumkits:{kit}/{name}",
-                                  license=HYDROGEN_KIT_LICENSES.get(kit, PACKAGE_LICENSES["hydrogen-drumkits"]),
-                                  loader=("file", str(f)), max_segments=1))
+                items.append(Item(key=f"{pkg}/{kit}/{f.stem}", label=label,
+                                  category=_category(label, labels), source=f"{pkg}:{kit}",
+                                  group=f"{pkg}:{kit}/{name}",
+                                  license=HYDROGEN_KIT_LICENSES.get(kit, PACKAGE_LICENSES[pkg]),
+                                  loader=("file", str(f)), max_segments=1, package=pkg))
                 hashes.append(_sha1(f))
     return _dedupe(items, hashes)
 
@@ -464,7 +576,7 @@ def scan_asterisk(root: Path, labels: dict, **_) -> list[Item]:
                 continue
             key = rel.rsplit(".", 1)[0]
             items.append(Item(key=f"{pkg}/{key}", label="woman speaking", category="speech", source=pkg,
-                              group=f"{pkg}:{variant_stem(rel)}", license=PACKAGE_LICENSES[pkg],
+                              group=f"{pkg}:{variant_stem(rel)}", license=PACKAGE_LICENSES[pkg], package=pkg,
                               loader=("file", str(path)), max_segments=2, bandwidth_hz=4000,
                               extra={"lang": lang, "text": texts.get(key, "")}))
             hashes.append(_sha1(path))
@@ -481,7 +593,8 @@ ESPEAK_LANGS = {"en": "en-us", "es": "es", "fr": "fr-fr", "ru": "ru"}
 def scan_espeak(root: Path, labels: dict, seed: int = 0, per_voice: int = 6, **_) -> list[Item]:
     """Synthetic speech: asterisk transcript sentences read by espeak-ng voice variants.
 
-    Group = language + voice variant (a test voice is never heard in training).
+    Group = language + voice variant; split source = the voice variant in every language
+    (a held-out voice family is never heard in training).
     """
     import random
 
@@ -496,7 +609,8 @@ def scan_espeak(root: Path, labels: dict, seed: int = 0, per_voice: int = 6, **_
             rng = random.Random(f"{seed}:{lang}:{variant}")
             for i, text in enumerate(rng.sample(sentences, min(per_voice, len(sentences)))):
                 items.append(Item(key=f"espeak-ng/{lang}-{variant}/{i:02d}", label=label, category="speech",
-                                  source="espeak-ng synthetic", group=f"espeak-ng:{voice}+{variant}",
+                                  source=f"espeak-ng:{variant}", group=f"espeak-ng:{voice}+{variant}",
+                                  package="espeak-ng",
                                   license="GPL-3+ (espeak-ng); text CC-BY-SA-3.0 (asterisk prompts)",
                                   loader=("espeak", f"{voice}+{variant}", text), max_segments=1,
                                   extra={"lang": lang, "text": text, "synthetic": True}))
@@ -506,12 +620,24 @@ def scan_espeak(root: Path, labels: dict, seed: int = 0, per_voice: int = 6, **_
 MUSIC_RULES: dict[str, list[tuple[str, str | None]]] = {
     "widelands-data": [(r"/data/music/[^/]+\.ogg$", "music")],
     "megaglest-data": [(r"/music/[^/]+\.ogg$", "music")],
+    "wesnoth-1.16-music": [(r"/music/[^/]+\.ogg$", "music")],
+    "supertuxkart-data": [(r"/data/music/[^/]+\.ogg$", "music")],
+    "redeclipse-data": [(r"/sounds/music/[^/]+\.ogg$", "music")],
+    "hedgewars-data": [(r"/data/music/[^/]+\.ogg$", "music")],
+    "freedroidrpg-data": [(r"/sound/music/[^/]+\.ogg$", "music")],
 }
-MUSIC_LICENSES = {"widelands-data": "GPL-2+", "megaglest-data": "CC-BY-SA-3.0"}
+#: soundtracks inside zip archives: package -> (archive file glob, member regex)
+MUSIC_ZIP_RULES: dict[str, tuple[str, str]] = {"ufoai-music": ("*.pk3", r"^music/[^/]+\.ogg$"),
+                                               "0ad-data": ("public.zip", r"^audio/music/.+\.ogg$")}
+MUSIC_LICENSES = {"widelands-data": "GPL-2+", "megaglest-data": "CC-BY-SA-3.0", "wesnoth-1.16-music": "GPL-2+",
+                  "supertuxkart-data": "CC-BY-SA-3.0/CC-BY-3.0/CC0 per track (see debian/copyright)",
+                  "redeclipse-data": "CC-BY-SA-3.0", "hedgewars-data": "GPL-2", "freedroidrpg-data": "GPL-2+",
+                  "ufoai-music": "GPL-2+ (some CC-BY/CC-BY-SA; see debian/copyright)", "0ad-data": "CC-BY-SA-3.0"}
 
 
 def scan_music(root: Path, labels: dict, max_segments: int = 6, **_) -> list[Item]:
-    """Mixed game soundtracks cut into segments: label ``music``; group = track."""
+    """Mixed game soundtracks cut into segments: label ``music``; group = track; split source =
+    the game's soundtrack (``PACKAGE:music``, apart from the game's sound effects)."""
     items, hashes = [], []
     for pkg, rules in MUSIC_RULES.items():
         base = root / pkg
@@ -522,10 +648,23 @@ def scan_music(root: Path, labels: dict, max_segments: int = 6, **_) -> list[Ite
             lic = MUSIC_LICENSES[pkg]
             if pkg == "widelands-data" and re.search(r"ingame_2[456]\.ogg$", rel):
                 lic = "CC-BY-SA-3.0"
-            items.append(Item(key=f"{pkg}/{path.parent.name}/{path.stem}", label="music", category="music", source=pkg,
+            items.append(Item(key=f"{pkg}/{path.parent.name}/{path.stem}", label="music", category="music",
+                              source=f"{pkg}:music",
                               group=f"{pkg}:{rel}", license=lic, loader=("file", str(path)),
-                              max_segments=max_segments))
+                              max_segments=max_segments, package=pkg))
             hashes.append(_sha1(path))
+    for pkg, (arc_glob, pattern) in MUSIC_ZIP_RULES.items():
+        for arc in sorted((root / pkg).rglob(arc_glob)):
+            with zipfile.ZipFile(arc) as z:
+                for info in sorted(z.infolist(), key=lambda i: i.filename):
+                    if info.is_dir() or not re.search(pattern, info.filename.lower()):
+                        continue
+                    stem = info.filename.rsplit(".", 1)[0]
+                    items.append(Item(key=f"{pkg}/{stem}", label="music", category="music", source=f"{pkg}:music",
+                                      group=f"{pkg}:{info.filename}", license=MUSIC_LICENSES[pkg],
+                                      loader=("zip", str(arc), info.filename), max_segments=max_segments,
+                                      package=pkg))
+                    hashes.append(f"{info.CRC}:{info.file_size}")
     return _dedupe(items, hashes)
 
 
@@ -561,10 +700,26 @@ GM_INSTRUMENTS: dict[str, tuple[int, int, int]] = {
 #: composers whose multi-part works are rendered (see ``separation.data.EXCLUDED_COMPOSERS``).
 MUSIC21_COMPOSERS = ("bach", "palestrina", "monteverdi")
 
+#: General MIDI soundfonts from Debian main used to render the stems: name -> (package, file, licence).
+#: (The MuseScore soundfonts are reserved and never listed here.)
+SOUNDFONTS: dict[str, tuple[str, str, str]] = {
+    "FluidR3_GM": ("fluid-soundfont-gm", "FluidR3_GM.sf2", "MIT"),
+    "TimGM6mb": ("timgm6mb-soundfont", "TimGM6mb.sf2", "GPL-2"),
+    "sf_GMbank": ("csound-soundfont", "sf_GMbank.sf2", "LGPL-2.1+"),
+}
+
+
+def pick_soundfont(key: str, seed: int = 0) -> str:
+    """The soundfont a score is rendered with (seeded hash of the score key)."""
+    names = sorted(SOUNDFONTS)
+    return names[int(hashlib.sha1(f"{seed}:sf:{key}".encode()).hexdigest(), 16) % len(names)]
+
 
 def scan_music21(root: Path, labels: dict, seed: int = 0, scores: int = 96, windows: int = 3, **_) -> list[Item]:
     """Render jobs for multi-part music21 scores (one :class:`Item` per score; the builder
-    turns it into one stem per part and window, at most ``windows`` windows). Group = score."""
+    turns it into one stem per part and window, at most ``windows`` windows). Group = score;
+    each score is rendered with one soundfont of :data:`SOUNDFONTS` (seeded hash) and the
+    split source is ``music21:COMPOSER+SOUNDFONT``."""
     import hashlib as _h
 
     from music21 import corpus
@@ -588,10 +743,13 @@ def scan_music21(root: Path, labels: dict, seed: int = 0, scores: int = 96, wind
     items = []
     for comp, p in chosen:
         rel = f"{comp}/{p.parent.name}/{p.stem}" if p.parent.name != comp else f"{comp}/{p.stem}"
+        sfn = pick_soundfont(f"music21/{rel}", seed)
         items.append(Item(key=f"music21/{rel}", label=None, category="instrument",
-                          source="music21 corpus + FluidR3_GM", group=f"music21:{rel}",
-                          license="score: music21 corpus (BSD; see corpus notes); soundfont FluidR3_GM (MIT)",
-                          loader=("score", str(p)), max_segments=windows, extra={"composer": comp}))
+                          source=f"music21:{comp}+{sfn}", group=f"music21:{rel}",
+                          license=f"score: music21 corpus (BSD; see corpus notes); soundfont {sfn} "
+                                  f"({SOUNDFONTS[sfn][2]})",
+                          loader=("score", str(p)), max_segments=windows, package=SOUNDFONTS[sfn][0],
+                          extra={"composer": comp, "soundfont": sfn}))
     return items
 
 
@@ -608,11 +766,28 @@ PACKAGE_GLOBS: dict[str, tuple[str, ...]] = {
     "sound-theme-freedesktop": ("*.oga",),
     "megaglest-data": ("*.wav", "*.ogg"),
     "widelands-data": ("*/data/sound/*", "*/data/world/*.ogg", "*/data/music/*"),
-    "fluid-soundfont-gm": ("*.sf2",),
+    **{pkg: ("*.sf2",) for pkg, _, _ in SOUNDFONTS.values()},
+    "hydrogen-data": ("*/drumkits/*",),
+    "supertuxkart-data": ("*.ogg",),
+    "redeclipse-data": ("*.ogg",),
+    "hedgewars-data": ("*.ogg",),
+    "freedroidrpg-data": ("*.ogg",),
+    "lmms-common": ("*.ogg", "*.wav", "*.flac"),
+    "ktuberling-data": ("*/sounds/*",),
+    "ufoai-music": ("*.pk3",),
+    "wesnoth-1.16-music": ("*.ogg",),
     "0ad-data": ("*public.zip",),
     **{f"asterisk-core-sounds-{lang}-wav": ("*.wav",) for lang in ASTERISK_LANGS},
     **{f"asterisk-core-sounds-{lang}": ("*.txt.gz",) for lang in ASTERISK_LANGS},
 }
+
+
+def scan_hydrogen_all(src_root: Path, labels: dict, **kw) -> list[Item]:
+    """Kits of hydrogen-drumkits and hydrogen-data (GMRockKit, TR808)."""
+    out = []
+    for pkg in ("hydrogen-drumkits", "hydrogen-data"):
+        out += scan_hydrogen(src_root / pkg, labels, pkg=pkg, **kw)
+    return out
 
 
 def _sub(pkg: str, fn: Callable[..., list[Item]]):
@@ -630,8 +805,8 @@ SOURCES: dict[str, SourceSpec] = {
                            "Minetest game sounds"),
     "sonic-pi": SourceSpec("sonic-pi", ("sonic-pi-samples",),
                            _sub("sonic-pi-samples", _pkg_scanner("sonic-pi-samples")), "Sonic Pi samples (mostly CC0)"),
-    "hydrogen": SourceSpec("hydrogen", ("hydrogen-drumkits",), _sub("hydrogen-drumkits", scan_hydrogen),
-                           "Hydrogen drum kits (real drum pieces)"),
+    "hydrogen": SourceSpec("hydrogen", ("hydrogen-drumkits", "hydrogen-data"), scan_hydrogen_all,
+                           "Hydrogen drum kits (real drum pieces; split source = kit)"),
     "freedesktop": SourceSpec("freedesktop", ("sound-theme-freedesktop",),
                               _sub("sound-theme-freedesktop", _pkg_scanner("sound-theme-freedesktop")),
                               "freedesktop sound theme"),
@@ -644,12 +819,30 @@ SOURCES: dict[str, SourceSpec] = {
                            scan_asterisk, "Asterisk IVR prompts, en/es/fr/ru (8 kHz, women)"),
     "espeak": SourceSpec("espeak", tuple(f"asterisk-core-sounds-{lang}" for lang in ASTERISK_LANGS), scan_espeak,
                          "espeak-ng synthetic speech (asterisk transcript sentences)", needs=("espeak-ng",)),
-    "music21": SourceSpec("music21", ("fluid-soundfont-gm",), scan_music21,
-                          "music21 scores rendered part by part with FluidR3_GM", needs=("fluidsynth",)),
-    "music": SourceSpec("music", ("widelands-data", "megaglest-data"), scan_music,
-                        "game soundtracks (widelands, megaglest), <=10 s segments"),
+    "music21": SourceSpec("music21", tuple(pkg for pkg, _, _ in SOUNDFONTS.values()), scan_music21,
+                          "music21 scores rendered part by part with GM soundfonts", needs=("fluidsynth",)),
+    "music": SourceSpec("music", tuple(MUSIC_RULES) + tuple(MUSIC_ZIP_RULES), scan_music,
+                        "game soundtracks, <=10 s segments", heavy=True),
     "0ad": SourceSpec("0ad", ("0ad-data",), _sub("0ad-data", scan_0ad), "0 A.D. sound effects (1.4 GB download)",
                       heavy=True),
+    "supertuxkart": SourceSpec("supertuxkart", ("supertuxkart-data",),
+                               _sub("supertuxkart-data", _pkg_scanner("supertuxkart-data")),
+                               "SuperTuxKart sound effects", heavy=True),
+    "redeclipse": SourceSpec("redeclipse", ("redeclipse-data",),
+                             _sub("redeclipse-data", _pkg_scanner("redeclipse-data")),
+                             "Red Eclipse ambience, weapons, footsteps, voices", heavy=True),
+    "hedgewars": SourceSpec("hedgewars", ("hedgewars-data",), _sub("hedgewars-data", _pkg_scanner("hedgewars-data")),
+                            "Hedgewars voice packs (split source = voice family) and effects"),
+    "freedroidrpg": SourceSpec("freedroidrpg", ("freedroidrpg-data",),
+                               _sub("freedroidrpg-data", _pkg_scanner("freedroidrpg-data")),
+                               "FreedroidRPG effects and Tux's comments", heavy=True),
+    "ktuberling": SourceSpec("ktuberling", ("ktuberling-data",),
+                             _sub("ktuberling-data", _pkg_scanner("ktuberling-data", max_segments=1)),
+                             "KTuberling spoken words, 24 languages (split source = language)"),
+    "lmms": SourceSpec("lmms", ("lmms-common",), _sub("lmms-common", _pkg_scanner("lmms-common")),
+                       "LMMS drum and instrument samples"),
 }
 
-DEFAULT_SOURCES = tuple(k for k, v in SOURCES.items() if not v.heavy)
+#: every source is used by default (``--light`` leaves the ``heavy`` downloads out).
+DEFAULT_SOURCES = tuple(SOURCES)
+LIGHT_SOURCES = tuple(k for k, v in SOURCES.items() if not v.heavy)
