@@ -78,6 +78,27 @@ def tiny_model_config(video: bool = True):
     )
 
 
+def random_tiny_separation_model(video: bool = True, gate: float | None = 0.5):
+    """A seeded tiny separation model whose random output is not trivial (for separator/CLI tests).
+
+    The DiT's zero-initialised output layer gets ``N(0, 0.05)`` weights, and the anchor (and
+    video) gates, which start closed, are set to ``gate`` (None: left closed).
+    """
+    import torch
+
+    from separation.model import build_separation_model
+
+    torch.manual_seed(0)
+    m = build_separation_model(tiny_model_config(video=video)).eval()
+    torch.nn.init.normal_(m.dit.out_proj.weight, std=0.05)
+    if gate is not None:
+        with torch.no_grad():
+            m.dit.anchor_gate.fill_(gate)
+            if video:
+                m.dit.video_gate.fill_(gate)
+    return m
+
+
 def _checkpoint_digests() -> dict[str, str]:
     import hashlib
     from pathlib import Path

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import tiny_model_config
+from tests.conftest import random_tiny_separation_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "checkpoints" / "promptsep-tiny"
@@ -27,14 +27,7 @@ CLI_MODULE = "promptsep.cli"
 
 @pytest.fixture(scope="module")
 def model():
-    from separation.model import build_separation_model
-
-    torch.manual_seed(0)
-    m = build_separation_model(tiny_model_config()).eval()
-    torch.nn.init.normal_(m.dit.out_proj.weight, std=0.05)  # a non-trivial random model
-    with torch.no_grad():
-        m.dit.anchor_gate.fill_(0.5)
-    return m
+    return random_tiny_separation_model()
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,14 @@ import soundfile as sf
 import torch
 
 from promptsep.errors import AudioError, PromptError
-from tests.conftest import tiny_model_config
+from tests.conftest import random_tiny_separation_model, tiny_model_config
 
 SR = 16000
 
 
 @pytest.fixture(scope="module")
 def model():
-    from separation.model import build_separation_model
-
-    torch.manual_seed(0)
-    m = build_separation_model(tiny_model_config()).eval()
-    torch.nn.init.normal_(m.dit.out_proj.weight, std=0.05)  # a non-trivial random model
-    with torch.no_grad():
-        m.dit.anchor_gate.fill_(0.5)
-        m.dit.video_gate.fill_(0.5)
-    return m
+    return random_tiny_separation_model()
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,6 @@ from promptsep.release import packaged_checkpoint
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CODEC_DIR = packaged_checkpoint("promptsep-tiny") / "codec"
 
 
@@ -333,20 +332,42 @@ def _training_groups(path: str | Path) -> frozenset[str] | None:
 
 
 class _TowerEmbedder(AudioEmbedder):
-    """Shared code of ``clap-tiny`` and ``mosaic-tiny`` (a model with ``embed_audio(wav, lengths)``)."""
+    """Shared code of ``clap-tiny`` and ``mosaic-tiny`` (a model with ``embed_audio(wav, lengths)``).
+
+    Args:
+        path: the release folder (default: the shipped one of the subclass's model).
+        model: an already built model (e.g. untrained, in tests) instead of ``path``.
+        device: torch device.
+        batch_size: clips per forward pass.
+    """
 
     #: SHA-1 of the corpus manifest the weights were trained on (from the release's config.json), if known.
     training_revision: str | None = None
     #: corpus groups of the training clips (releases exported since they are recorded), if known.
     training_groups: frozenset[str] | None = None
 
-    def __init__(self, model, fingerprint: str, device: str = "cpu", batch_size: int = 16):
+    def __init__(self, path: str | Path | None = None, model: Any | None = None, device: str = "cpu",
+                 batch_size: int = 16):
+        if model is None:
+            model_cls, default_dir = self._release_class()
+            path = Path(path) if path is not None else default_dir
+            model = model_cls.from_pretrained(path, map_location=device)
+            self._fp = _file_digest([path / "model.safetensors"])
+        else:
+            self._fp = "untrained-" + hashlib.sha1(repr(model.cfg).encode()).hexdigest()[:8]
         self.model = model.eval().to(device)
         self.device = device
         self.sample_rate = int(model.sample_rate)
         self.dim = int(model.dim)
         self.batch_size = batch_size
-        self._fp = fingerprint
+        if path is not None:
+            self.training_revision = _training_revision(path)
+            self.training_groups = _training_groups(path)
+
+    @staticmethod
+    def _release_class() -> tuple[type, Path]:
+        """``(model class with from_pretrained, its shipped release folder)``."""
+        raise NotImplementedError
 
     def fingerprint(self) -> str:
         return self._fp
@@ -366,19 +387,11 @@ class ClapTinyEmbedder(_TowerEmbedder):
 
     name = "clap-tiny"
 
-    def __init__(self, path: str | Path | None = None, model: Any | None = None, device: str = "cpu",
-                 batch_size: int = 16):
+    @staticmethod
+    def _release_class() -> tuple[type, Path]:
         from embeddings.clap import DEFAULT_CLAP_DIR, ClapTiny
 
-        if model is None:
-            path = Path(path) if path is not None else DEFAULT_CLAP_DIR
-            model = ClapTiny.from_pretrained(path, map_location=device)
-            fp = _file_digest([path / "model.safetensors"])
-        else:
-            fp = "untrained-" + hashlib.sha1(repr(model.cfg).encode()).hexdigest()[:8]
-        super().__init__(model, fp, device, batch_size)
-        self.training_revision = _training_revision(path) if path is not None else None
-        self.training_groups = _training_groups(path) if path is not None else None
+        return ClapTiny, DEFAULT_CLAP_DIR
 
     def _text(self, texts):
         return self.model.embed_text(texts)
@@ -389,19 +402,11 @@ class MosaicEmbedder(_TowerEmbedder):
 
     name = "mosaic-tiny"
 
-    def __init__(self, path: str | Path | None = None, model: Any | None = None, device: str = "cpu",
-                 batch_size: int = 16):
+    @staticmethod
+    def _release_class() -> tuple[type, Path]:
         from embeddings.mosaic import DEFAULT_MOSAIC_DIR, MosaicTiny
 
-        if model is None:
-            path = Path(path) if path is not None else DEFAULT_MOSAIC_DIR
-            model = MosaicTiny.from_pretrained(path, map_location=device)
-            fp = _file_digest([path / "model.safetensors"])
-        else:
-            fp = "untrained-" + hashlib.sha1(repr(model.cfg).encode()).hexdigest()[:8]
-        super().__init__(model, fp, device, batch_size)
-        self.training_revision = _training_revision(path) if path is not None else None
-        self.training_groups = _training_groups(path) if path is not None else None
+        return MosaicTiny, DEFAULT_MOSAIC_DIR
 
 
 # ===================================================================== hub
