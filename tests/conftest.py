@@ -99,6 +99,11 @@ def random_tiny_separation_model(video: bool = True, gate: float | None = 0.5):
     return m
 
 
+def save_random_release(model, tmp_path_factory) -> str:
+    """Fixture body: the ``model`` fixture saved as a release folder; returns its path."""
+    return str(model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny"))
+
+
 def _checkpoint_digests() -> dict[str, str]:
     import hashlib
     from pathlib import Path

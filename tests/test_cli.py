@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import random_tiny_separation_model
+from tests.conftest import random_tiny_separation_model, save_random_release
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "checkpoints" / "promptsep-tiny"
@@ -25,14 +25,9 @@ SHIPPED = ROOT / "checkpoints" / "promptsep-tiny"
 CLI_MODULE = "promptsep.cli"
 
 
-@pytest.fixture(scope="module")
-def model():
-    return random_tiny_separation_model()
-
-
-@pytest.fixture(scope="module")
-def ckpt(model, tmp_path_factory):
-    return str(model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny"))
+#: A seeded tiny random separator (tests/conftest.py), once per module, and it saved as a release.
+model = pytest.fixture(scope="module", name="model")(random_tiny_separation_model)
+ckpt = pytest.fixture(scope="module", name="ckpt")(save_random_release)
 
 
 @pytest.fixture(scope="module")

@@ -11,19 +11,14 @@ import soundfile as sf
 import torch
 
 from promptsep.errors import AudioError, PromptError
-from tests.conftest import random_tiny_separation_model, tiny_model_config
+from tests.conftest import random_tiny_separation_model, save_random_release, tiny_model_config
 
 SR = 16000
 
 
-@pytest.fixture(scope="module")
-def model():
-    return random_tiny_separation_model()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(model, tmp_path_factory):
-    return str(model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny"))
+#: A seeded tiny random separator (tests/conftest.py), once per module, and it saved as a release.
+model = pytest.fixture(scope="module", name="model")(random_tiny_separation_model)
+checkpoint = pytest.fixture(scope="module", name="checkpoint")(save_random_release)
 
 
 def wav(seconds=1.0, channels=1, seed=0):
