@@ -30,7 +30,6 @@ function of ``(seed, i)``. Train on the ``train`` split; hold out ``test`` for e
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,17 +85,18 @@ class CandidateConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CandidateConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown candidate options {sorted(unknown)}; known: {sorted(names)}")
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-        if "weights" in kw:
-            bad = set(kw["weights"]) - set(KINDS)
+        """Strict constructor from the ``candidates:`` config node: an unknown option or candidate
+        kind is a ``ValueError`` naming it; kinds missing from a given ``weights`` get weight 0."""
+        from promptsep.release import config_from_dict
+
+        d = dict(d or {})
+        cfg = config_from_dict(cls, d, "candidates")
+        if "weights" in d:
+            bad = set(cfg.weights) - set(KINDS)
             if bad:
                 raise ValueError(f"unknown candidate kinds {sorted(bad)}; known: {list(KINDS)}")
-            kw["weights"] = {**{k: 0.0 for k in KINDS}, **dict(kw["weights"])}
-        return cls(**kw)
+            cfg.weights = {**{k: 0.0 for k in KINDS}, **dict(cfg.weights)}
+        return cfg
 
 
 # ------------------------------------------------------------------ degradations

@@ -60,17 +60,19 @@ def judge_config_from(cfg) -> Any:
     return config_from_dict(JudgeConfig, d, "judge")
 
 
+#: Keys of the judge's ``data:`` node that configure the feature cache and loader, not the mixing.
+DATA_LOADER_KEYS = ("root", "groups", "chunk_groups", "cache_budget_s", "batch_size")
+
+
 def mix_config_from(cfg) -> Any:
-    """:class:`~separation.data.mixing.MixConfig` of the judge data (text prompts only, no video)."""
+    """:class:`~separation.data.mixing.MixConfig` of the judge data (text prompts only, no video), strictly:
+    a ``data.*`` key that is neither a loader key nor a mixing option is an error naming it."""
     from omegaconf import OmegaConf
 
-    from separation.data.mixing import MixConfig
+    from separation.data.mixing import mix_config_from_dict
 
-    d = OmegaConf.to_container(cfg.data, resolve=True)
-    names = {f.name for f in dataclasses.fields(MixConfig)}
-    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-    kw.update(p_text=1.0, p_span=0.0, p_text_span=0.0, p_video=0.0, video=False)
-    return MixConfig(**kw)
+    return mix_config_from_dict(OmegaConf.to_container(cfg.data, resolve=True), loader_keys=DATA_LOADER_KEYS,
+                                p_text=1.0, p_span=0.0, p_text_span=0.0, p_video=0.0, video=False)
 
 
 def candidate_config_from(cfg) -> Any:
@@ -403,9 +405,9 @@ def train_judge(cfg) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     jcfg = judge_config_from(cfg)
-    judge = build_judge(jcfg)
-    mix_cfg = mix_config_from(cfg)
+    mix_cfg = mix_config_from(cfg)  # bad keys fail before any work
     cand_cfg = candidate_config_from(cfg)
+    judge = build_judge(jcfg)
     codec_for_data = cfg.get("codec_checkpoint") or None
     if codec_for_data is None and cand_cfg.weights.get("codec", 0) > 0:
         from separation.codec import build_codec

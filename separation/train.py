@@ -16,7 +16,6 @@ submitit launcher (``hydra/launcher=submitit_slurm``, from hydra-submitit-launch
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -73,24 +72,25 @@ def model_config_from(cfg) -> Any:
 
 
 def mix_config_from(cfg, split: str) -> Any:
-    """Build the :class:`~separation.data.mixing.MixConfig` of the data config."""
+    """The :class:`~separation.data.mixing.MixConfig` of the ``data:`` node, strictly.
+
+    ``root``, ``batch_size``, ``num_workers`` and ``train_items`` configure the loaders; every
+    other key must be a mixing option (a misspelt ``data.*`` override is an error naming it).
+    Video items are drawn only when the model has a video tower and ``prompt_kinds.video > 0``.
+    ``split`` does not change the options (augmentation's ``train_only`` is applied by the dataset).
+    """
     from omegaconf import OmegaConf
 
-    from separation.data.mixing import MixConfig
+    from separation.data.mixing import mix_config_from_dict
 
     d = OmegaConf.to_container(cfg.data, resolve=True)
-    names = {f.name for f in dataclasses.fields(MixConfig)}
-    kinds = d.pop("prompt_kinds", None) or {}
-    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-    for kind, p in kinds.items():
-        key = "p_" + kind.replace("+", "_")
-        if key in names:
-            kw[key] = p
-    if "video" in names:
-        kw["video"] = cfg.model.get("video") is not None and kinds.get("video", 0) > 0
-    if "sample_rate" in names:
-        kw["sample_rate"] = int(cfg.codec.sample_rate)
-    return MixConfig(**kw)
+    video = cfg.model.get("video") is not None and (d.get("prompt_kinds") or {}).get("video", 0) > 0
+    return mix_config_from_dict(d, loader_keys=DATA_LOADER_KEYS, video=video,
+                                sample_rate=int(cfg.codec.sample_rate))
+
+
+#: Keys of the separator's ``data:`` node that configure the loaders, not the mixing.
+DATA_LOADER_KEYS = ("root", "batch_size", "num_workers", "train_items")
 
 
 # ---------------------------------------------------------------- lightning
@@ -252,6 +252,7 @@ def train(cfg) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     mcfg = model_config_from(cfg)
+    train_mix, val_mix = mix_config_from(cfg, "train"), mix_config_from(cfg, "valid")  # bad keys fail before any work
     codec = None
     if cfg.get("codec_checkpoint"):
         codec = DACVAE.from_pretrained(cfg.codec_checkpoint)
@@ -261,7 +262,7 @@ def train(cfg) -> dict[str, Any]:
     ckpt_path = resume_checkpoint(cfg, out_dir)
     start_step = resume_step(ckpt_path)
 
-    train_ds = MixtureDataset(cfg.data.root, "train", mix_config_from(cfg, "train"), seed=int(cfg.seed),
+    train_ds = MixtureDataset(cfg.data.root, "train", train_mix, seed=int(cfg.seed),
                               length=int(cfg.data.train_items))
     bs = int(cfg.data.batch_size)
     loader = DataLoader(
@@ -269,7 +270,7 @@ def train(cfg) -> dict[str, Any]:
         collate_fn=collate_mixtures, num_workers=int(cfg.data.num_workers),
         persistent_workers=int(cfg.data.num_workers) > 0,
     )
-    val_ds = MixtureDataset(cfg.data.root, "valid", mix_config_from(cfg, "valid"), seed=int(cfg.seed) + 1,
+    val_ds = MixtureDataset(cfg.data.root, "valid", val_mix, seed=int(cfg.seed) + 1,
                             length=int(cfg.val.num_items))
     val_loader = DataLoader(val_ds, batch_size=min(bs, 16), collate_fn=collate_mixtures)
     trainer = build_trainer(cfg.trainer, out_dir, int(cfg.trainer.max_steps), grad_clip=float(cfg.optim.grad_clip),

@@ -294,7 +294,7 @@ def test_augment_config_is_strict_and_matches_conf():
 
     from separation.data.augment import AugmentConfig
 
-    with pytest.raises(ValueError, match="unknown augment"):
+    with pytest.raises(ValueError, match="augment.reverbb"):
         MixConfig(augment={"reverb": True, "reverbb": True})
     with pytest.raises(ValueError):
         AugmentConfig(p_reverb=1.5)

@@ -236,6 +236,33 @@ def test_misspelt_override_or_unknown_config_key_fails_naming_it():
         model_config_from(cfg)
 
 
+def test_misspelt_data_override_fails_naming_it_in_both_trainers(tiny_corpus, tmp_path):
+    """A ``data.*`` key that is no mixing option (nor a loader key) stops the separator and the
+    judge trainers before any work, naming the key; so does an unknown prompt kind."""
+    from judge.train import train_judge
+    from separation.train import train
+
+    with pytest.raises(Exception, match="segmnet_s"):
+        _compose(overrides=["experiment=debug", "data.segmnet_s=1.0"])  # Hydra's struct mode
+    common = [f"data.root={tiny_corpus}", "codec_checkpoint=null", "export_dir=null", "trainer.threads=1"]
+    cfg = _compose(overrides=["experiment=debug", "+data.segmnet_s=1.0", f"out_dir={tmp_path / 'sep'}", *common])
+    with pytest.raises(ValueError, match="'data.segmnet_s'"):
+        train(cfg)
+    cfg = _compose(overrides=["experiment=debug", "+data.prompt_kinds.vidoe=0.1", f"out_dir={tmp_path / 'sep'}",
+                              *common])
+    with pytest.raises(ValueError, match="'data.prompt_kinds.vidoe'"):
+        train(cfg)
+    cfg = _compose(overrides=["experiment=debug", "+data.augment.reverbb=true", f"out_dir={tmp_path / 'sep'}",
+                              *common])
+    with pytest.raises(ValueError, match="'data.augment.reverbb'"):
+        train(cfg)
+    assert not (tmp_path / "sep" / "last.ckpt").exists()
+    cfg = _compose("train_judge", ["judge=debug", "+data.max_sourcse=3", f"out_dir={tmp_path / 'judge'}", *common])
+    with pytest.raises(ValueError, match="'data.max_sourcse'"):
+        train_judge(cfg)
+    assert not (tmp_path / "judge" / "cache").exists()
+
+
 def test_embedding_trainer_validates_through_lightnings_loop(tiny_corpus, tmp_path):
     """The embedding trainer's validation runs over the valid bank in Lightning's loop (one
     validation_step per batch) and scores exactly what evaluate_bank scores on the same model."""

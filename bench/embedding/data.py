@@ -139,12 +139,9 @@ def make_mixture_items(corpus_root: str | Path, split: str = "test", n_items: in
         out.info["stratified"] = True
         return out
 
-    from separation.data.mixing import MixConfig, MixtureDataset
+    from separation.data.mixing import MixtureDataset, mix_config_from_dict
 
-    names = {f.name for f in dataclasses.fields(MixConfig)}
-    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(mix or {}).items() if k in names}
-    kw["video"] = False
-    cfg = MixConfig(**kw)
+    cfg = mix_config_from_dict(mix, where="items.mix", video=False)  # strict: a misspelt key is named
     tries = int(max_tries or (200 if categories else 4) * n_items)
     keep = set(categories) if categories else None
     ds = MixtureDataset(corpus_root, split, cfg, seed=seed, length=tries)

@@ -103,13 +103,11 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> AugmentConfig:
-        """Strict constructor from a config mapping: unknown keys raise ``ValueError``."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown augment option(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        """Strict constructor from a config mapping: an unknown key is a ``ValueError`` naming it
+        (:func:`promptsep.release.config_from_dict`)."""
+        from promptsep.release import config_from_dict
+
+        return config_from_dict(cls, dict(d or {}), "augment")
 
     def any_source(self) -> bool:
         """Whether any per-source augmentation is on."""

@@ -47,7 +47,7 @@ import json
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,40 @@ class MixConfig:
     def num_samples(self) -> int:
         """Samples per item ``N``."""
         return int(round(self.segment_s * self.sample_rate))
+
+
+def mix_config_from_dict(d: Mapping[str, Any] | None, *, loader_keys: Iterable[str] = (), where: str = "data",
+                         **fixed: Any) -> MixConfig:
+    """A :class:`MixConfig` from a ``data:`` config mapping, strictly.
+
+    ``prompt_kinds`` (``{kind: probability}``, kinds of :data:`PROMPT_KINDS`) sets the ``p_*``
+    fields; ``loader_keys`` are the caller's own keys of the same node (corpus root, batch
+    size ...), skipped here; every other key must be a :class:`MixConfig` field (``augment``
+    one of :class:`~separation.data.augment.AugmentConfig`), converted by
+    :func:`promptsep.release.config_from_dict`.
+
+    Args:
+        d: the plain mapping (e.g. ``OmegaConf.to_container(cfg.data, resolve=True)``).
+        loader_keys: keys that belong to the caller.
+        where: prefix of the key names in error messages.
+        **fixed: fields the caller sets whatever the mapping says (e.g. ``sample_rate``).
+
+    Raises:
+        promptsep.release.ReleaseError: an unknown key or prompt kind (a ``ValueError`` naming it,
+            e.g. ``'data.segmnet_s'``).
+    """
+    from promptsep.release import ReleaseError, config_from_dict
+
+    skip = set(loader_keys)
+    d = {k: v for k, v in dict(d or {}).items() if k not in skip}
+    kinds = d.pop("prompt_kinds", None) or {}
+    bad = [k for k in kinds if k not in PROMPT_KINDS]
+    if bad:
+        raise ReleaseError(f"unknown prompt kind {', '.join(repr(f'{where}.prompt_kinds.{k}') for k in bad)}; "
+                           f"known kinds: {list(PROMPT_KINDS)}")
+    d.update({"p_" + kind.replace("+", "_"): p for kind, p in kinds.items()})
+    d.update(fixed)
+    return config_from_dict(MixConfig, d, where)
 
 
 # ----------------------------------------------------------------------- labels
