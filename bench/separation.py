@@ -68,12 +68,13 @@ import torch
 from bench.manifest import LoadedItem, load_manifest, read_item
 from bench.oracles import codec_round_trip, ideal_ratio_mask
 from promptsep.errors import NonFiniteOutputError
+from promptsep.release import config_dir
 from separation import metrics as M
 from separation.refine import REFINE_MODES
 
 logger = logging.getLogger(__name__)
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(config_dir())
 BASELINES = ("mixture", "oracle_irm", "oracle_codec", "oracle_codec_wiener")
 
 

@@ -25,18 +25,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from demo.core import SCORE_FIELDS, DemoConfig, Workspace
-from promptsep.release import packaged_checkpoint
+from promptsep.release import examples_dir, packaged_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-#: Shipped default models and bundled examples of a checkout.
+#: Shipped default models and bundled examples, found through the installed package.
 DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-tiny")
 DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
-DEFAULT_EXAMPLES = ROOT / "examples"
+DEFAULT_EXAMPLES = examples_dir()
 
 SPAN_HEADERS = ["sign (+/-)", "start (s)", "end (s)"]
 

@@ -249,7 +249,9 @@ def main(argv=None) -> int:
     rows = read_manifest(corpus)
     labels_path = corpus / "labels.json"
     if not labels_path.is_file():
-        labels_path = Path(__file__).resolve().parent.parent / "separation" / "data" / "labels.json"
+        from separation.data.mixing import DEFAULT_LABELS_PATH
+
+        labels_path = DEFAULT_LABELS_PATH
     labels = json.loads(labels_path.read_text()) if labels_path.is_file() else {}
     cache: dict[str, float] = {}
 

@@ -261,6 +261,18 @@ def resolve_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Pat
     return resolve_checkpoint(got, what)
 
 
+def _package_data_dir(name: str) -> Path:
+    """``promptsep/<name>`` inside the installed package (a wheel ships the data there), else the
+    ``<name>/`` folder of a source checkout next to the installed ``promptsep`` package."""
+    from importlib import resources
+
+    pkg = Path(str(resources.files("promptsep")))
+    for cand in (pkg / name, pkg.parent / name):
+        if cand.is_dir():
+            return cand
+    return pkg / name
+
+
 def checkpoints_dir() -> Path:
     """The folder holding the shipped checkpoints.
 
@@ -271,24 +283,33 @@ def checkpoints_dir() -> Path:
     env = os.environ.get(CHECKPOINTS_ENV)
     if env:
         return Path(env)
-    from importlib import resources
-
-    pkg = Path(str(resources.files("promptsep")))
-    for cand in (pkg / "checkpoints", pkg.parent / "checkpoints"):
-        if cand.is_dir():
-            return cand
-    return pkg / "checkpoints"
+    return _package_data_dir("checkpoints")
 
 
 def config_dir() -> Path:
-    """The Hydra config tree (``conf/``): ``promptsep/conf`` in a wheel, else the source checkout's."""
-    from importlib import resources
+    """The Hydra config tree (``conf/``): ``promptsep/conf`` in a wheel, else the source checkout's.
 
-    pkg = Path(str(resources.files("promptsep")))
-    for cand in (pkg / "conf", pkg.parent / "conf"):
-        if cand.is_dir():
-            return cand
-    return pkg / "conf"
+    Also registers the config resolver ``${packaged:NAME}`` (:func:`register_config_resolvers`),
+    with which the configs name the shipped releases, so whoever composes these configs has it.
+    """
+    register_config_resolvers()
+    return _package_data_dir("conf")
+
+
+def examples_dir() -> Path:
+    """The bundled example recordings (``examples.json`` + audio): ``promptsep/examples`` in a wheel,
+    else the source checkout's ``examples/``."""
+    return _package_data_dir("examples")
+
+
+def register_config_resolvers() -> None:
+    """Register the OmegaConf resolver ``${packaged:NAME}``: the path of the shipped release ``NAME``
+    (:func:`packaged_checkpoint`, e.g. ``${packaged:promptsep-tiny/codec}``), wherever the package is
+    installed. Idempotent."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("packaged"):
+        OmegaConf.register_new_resolver("packaged", lambda name: str(packaged_checkpoint(str(name))))
 
 
 def conf_node(group: str, name: str) -> dict[str, Any]:

@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from bench.embedding.cache import EmbeddingCache, file_hash
+from promptsep.release import config_dir
 
 logger = logging.getLogger(__name__)
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONF_DIR = str(config_dir())
 
 
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
