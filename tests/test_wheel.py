@@ -69,3 +69,25 @@ def test_wheel_runs_outside_the_checkout(installed):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     wav, sr = sf.read(work / "out" / "in" / "target.wav")
     assert sr == 16000 and len(wav) == 16000 and np.isfinite(wav).all()
+
+
+def test_wheel_carries_the_tooling_configs_and_examples(installed):
+    """``promptsep data build`` (corpus_build), the configs with their ``${packaged:...}`` defaults
+    and the demo's bundled examples all come from the installed wheel."""
+    env_dir, work, env = installed
+    py, exe = env_dir / "bin" / "python", env_dir / "bin" / "promptsep"
+    code = ("import corpus_build.build, demo.app, promptsep.release as r\n"
+            "from hydra import compose, initialize_config_dir\n"
+            "with initialize_config_dir(config_dir=str(r.config_dir()), version_base='1.3'):\n"
+            "    print(compose(config_name='bench').checkpoint)\n"
+            "print(corpus_build.build.__file__)\n"
+            "print(demo.app.DEFAULT_EXAMPLES / 'examples.json')\n")
+    r = subprocess.run([str(py), "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt, build, examples = r.stdout.split()[-3:]
+    for p in (ckpt, build, examples):
+        assert str(ROOT) not in p and str(env_dir) in p, r.stdout
+    assert (Path(ckpt) / "model.safetensors").is_file() and Path(examples).is_file()
+    r = subprocess.run([str(exe), "data", "build", "--help"], cwd=work, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "--out" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
