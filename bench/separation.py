@@ -109,6 +109,10 @@ class FingerprintMismatchError(ValueError):
 
 
 # ---------------------------------------------------------------------- settings
+#: Keys of the shared ``trainer`` preset that the benchmark reads (the rest configure training).
+TRAINER_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "threads")
+
+
 @dataclass
 class BenchSettings:
     """Everything :func:`run_benchmark` needs (flattened from the Hydra config).
@@ -183,7 +187,9 @@ class BenchSettings:
         """From a composed ``conf/bench.yaml`` (DictConfig) or a plain dict.
 
         Keys are read from the top level, from ``bench`` and from ``trainer`` (in that
-        order of precedence: top level wins). Unknown keys are ignored.
+        order of precedence: top level wins). The ``trainer`` preset is shared with training, so
+        only its device keys are read; an unknown key at the top level or in ``bench`` (a
+        misspelt override) is a ``ValueError`` naming it.
         """
         try:
             from omegaconf import DictConfig, OmegaConf
@@ -193,17 +199,19 @@ class BenchSettings:
         except ImportError:  # pragma: no cover
             pass
         cfg = dict(cfg)
-        flat: dict[str, Any] = {}
-        for sub in ("trainer", "bench"):
-            node = cfg.get(sub)
-            if isinstance(node, dict):
-                flat.update(node)
-        flat.update({k: v for k, v in cfg.items() if not isinstance(v, dict)})
+        names = {f.name for f in dataclasses.fields(cls)}
+        trainer = cfg.get("trainer") if isinstance(cfg.get("trainer"), dict) else {}
+        flat: dict[str, Any] = {k: v for k, v in trainer.items() if k in TRAINER_KEYS}
+        own = dict(cfg.get("bench") or {}) if isinstance(cfg.get("bench"), dict) else {}
+        own.update({k: v for k, v in cfg.items() if not isinstance(v, dict)})
+        unknown = sorted(k for k in own if k not in names and k not in ("judge_checkpoint", "bootstrap"))
+        if unknown:
+            raise ValueError(f"unknown benchmark setting(s) {', '.join(map(repr, unknown))}; known: {sorted(names)}")
+        flat.update(own)
         if flat.get("judge_checkpoint") is not None:  # conf/bench.yaml's name (``judge`` is a config group)
             flat["judge"] = flat["judge_checkpoint"]
         if isinstance(flat.get("bootstrap"), dict):
             flat.update({f"bootstrap_{k}": v for k, v in flat["bootstrap"].items()})
-        names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in flat.items() if k in names}
         missing = [k for k in ("manifest", "checkpoint") if kw.get(k) in (None, "???")]
         if missing:
