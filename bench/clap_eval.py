@@ -1,0 +1,167 @@
+"""Clean-clip figures of a text-audio embedding (clap-tiny) on one or more corpus splits, side by side.
+
+``promptsep bench clap --checkpoint checkpoints/promptsep-clap-tiny --corpus /work/corpus --split test,test_in``
+
+For every split, every clip of the split (its first ``max_clip_s`` seconds, as in training's
+evaluation, :class:`bench.embedding.train.MelBank`) is embedded and compared with the text
+embeddings of the split's labels (each label's prompt variants averaged, as
+:func:`bench.embedding.train.score_bank` does):
+
+- zero-shot accuracy: the clip's nearest label is its own (chance ``1 / labels``);
+- text-to-audio recall@k: per label present, the share of the top-``k`` clips that carry it
+  (normalised by ``min(k, clips of the label)``), averaged over labels.
+
+The point figures are :func:`bench.embedding.train.score_bank`'s; the 95 % CIs are percentile
+bootstraps over clips (zero-shot) and over query labels (recall@k). ``test`` is the
+source-disjoint split, ``test_in`` the in-distribution one (docs/CORPUS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from promptsep.errors import InputError
+
+
+def _ci(values: np.ndarray, samples: int, seed: int, alpha: float) -> list[float] | None:
+    """Percentile bootstrap CI of the mean of ``values`` ``[N]`` (None for fewer than 2 values or no resamples)."""
+    if samples <= 0 or values.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (samples, values.size))].mean(1)
+    return [float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))]
+
+
+@torch.no_grad()
+def evaluate_split(model, corpus: str | Path, split: str, k: int = 5, max_clip_s: float = 10.0,
+                   bootstrap: int = 1000, seed: int = 0, alpha: float = 0.05, progress: bool = True) -> dict[str, Any]:
+    """Zero-shot accuracy and text-to-audio recall@k of ``model`` on the clean clips of one split, with CIs.
+
+    Args:
+        model: a :class:`embeddings.clap.ClapTiny` (``sentence``, ``text_from_sentence``, audio tower).
+        corpus: corpus folder (``manifest.jsonl``).
+        split: corpus split (never ``train``).
+        k: recall cut-off.
+        max_clip_s: seconds read per clip.
+        bootstrap / seed / alpha: percentile CIs (0 resamples: none).
+        progress: progress bars.
+
+    Returns:
+        ``score_bank``'s figures (``clips``, ``labels``, ``zero_shot_acc``, ``zero_shot_chance``,
+        ``t2a_recall_at_k``, its chance, ``t2a_map``) plus ``zero_shot_acc_ci``, ``t2a_recall_at_k_ci``,
+        ``split``, ``seconds``.
+
+    Raises:
+        InputError: ``split`` is ``train``; ValueError: the split is empty.
+    """
+    from bench.embedding.data import label_prompts
+    from bench.embedding.train import MelBank, _sentence_tables, embed_bank, score_bank
+
+    if split == "train":
+        raise InputError("clean-clip figures are measured on held-out splits only, never on train")
+    t0 = time.perf_counter()
+    model.eval()
+    bank = MelBank(corpus, split, model.cfg.audio.mel, max_clip_s, None, seed, progress)
+    sentence = _sentence_tables(model, label_prompts(corpus, bank.label_names))[2]
+    x = embed_bank(model, bank)
+    out: dict[str, Any] = dict(score_bank(model, bank, sentence, x, k))
+    # per-clip and per-label outcomes for the CIs (same similarities as score_bank)
+    labels = sorted(set(bank.labels))
+    y = np.array([labels.index(lab) for lab in bank.labels])
+    text = np.stack([torch.nn.functional.normalize(model.text_from_sentence(sentence[lab]).mean(0), dim=-1).numpy()
+                     for lab in labels])
+    sims = text @ (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).T
+    correct = (np.argmax(sims, axis=0) == y).astype(np.float64)
+    present = np.unique(y)
+    rel = y[None, :] == present[:, None]
+    top = np.argsort(-sims[present], axis=1)[:, :k]
+    hits = np.take_along_axis(rel, top, axis=1).sum(1) / np.minimum(k, rel.sum(1))
+    out["zero_shot_acc_ci"] = _ci(correct, bootstrap, seed, alpha)
+    out[f"t2a_recall_at_{k}_ci"] = _ci(hits.astype(np.float64), bootstrap, seed + 1, alpha)
+    per_cat: dict[str, dict[str, Any]] = {}
+    cats = np.array(bank.categories)
+    for c in sorted(set(bank.categories)):
+        sel = cats == c
+        per_cat[c] = {"clips": int(sel.sum()), "zero_shot_acc": float(correct[sel].mean()),
+                      "zero_shot_acc_ci": _ci(correct[sel], bootstrap, seed, alpha)}
+    out.update({"split": split, "k": k, "per_category": per_cat, "bootstrap": bootstrap, "alpha": alpha,
+                "seconds": round(time.perf_counter() - t0, 1)})
+    return out
+
+
+def _cell(r: dict[str, Any], key: str) -> str:
+    ci = r.get(f"{key}_ci")
+    return f"{100 * r[key]:.1f} %" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def markdown(results: dict[str, dict[str, Any]]) -> str:
+    """Side-by-side markdown table of :func:`evaluate_split` results ``{split: result}``."""
+    names = {"test": "test (source-disjoint)", "test_in": "test_in (in-distribution)",
+             "valid": "valid (source-disjoint)", "valid_in": "valid_in (in-distribution)"}
+    splits = list(results)
+    k = next(iter(results.values()))["k"] if results else 5
+    lines = ["| figure | " + " | ".join(names.get(s, s) for s in splits) + " |", "| --- |" + " --- |" * len(splits)]
+    lines.append("| clips / labels | " + " | ".join(f"{int(results[s]['clips'])} / {int(results[s]['labels'])}"
+                                                   for s in splits) + " |")
+    lines.append("| zero-shot accuracy | " + " | ".join(_cell(results[s], "zero_shot_acc") for s in splits) + " |")
+    lines.append("| zero-shot chance | " + " | ".join(f"{100 * results[s]['zero_shot_chance']:.1f} %"
+                                                      for s in splits) + " |")
+    lines.append(f"| text-to-audio R@{k} | " + " | ".join(_cell(results[s], f"t2a_recall_at_{k}") for s in splits)
+                 + " |")
+    lines.append(f"| text-to-audio R@{k} chance | " + " | ".join(
+        f"{100 * results[s][f't2a_recall_at_{k}_chance']:.1f} %" for s in splits) + " |")
+    lines.append("| text-to-audio mAP | " + " | ".join(f"{100 * results[s]['t2a_map']:.1f} %" for s in splits) + " |")
+    cats = sorted({c for r in results.values() for c in r["per_category"]})
+    for c in cats:
+        cells = []
+        for s in splits:
+            pc = results[s]["per_category"].get(c)
+            cells.append("n/a" if pc is None else f"{_cell(pc, 'zero_shot_acc')} (n={pc['clips']})")
+        lines.append(f"| zero-shot, {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``promptsep bench clap --checkpoint DIR --corpus DIR --split test,test_in --out DIR``."""
+    p = argparse.ArgumentParser(prog="promptsep bench clap",
+                                description="Zero-shot accuracy and text-to-audio recall of a clap-tiny release on "
+                                            "the clean clips of corpus splits, side by side, with bootstrap CIs.")
+    p.add_argument("--checkpoint", default="checkpoints/promptsep-clap-tiny")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--split", default="test,test_in", help="comma-separated held-out splits")
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--max-clip-s", type=float, default=10.0)
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="folder for clap_eval.json and clap_eval.md")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from embeddings.clap import ClapTiny
+
+    splits = [s.strip() for s in args.split.split(",") if s.strip()]
+    try:
+        model = ClapTiny.from_pretrained(args.checkpoint)
+        results = {s: evaluate_split(model, args.corpus, s, args.k, args.max_clip_s, args.bootstrap) for s in splits}
+    except (InputError, FileNotFoundError, ValueError) as exc:
+        print(f"promptsep bench clap: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "clap_eval.json").write_text(json.dumps({"checkpoint": args.checkpoint, "results": results}, indent=2))
+    md = markdown(results)
+    (out / "clap_eval.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
