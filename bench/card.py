@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import bootstrap_ci
+from bench.report import bootstrap_ci, reproduce_lines
 
 #: Text-prompt SI-SDRi bar of issue #7 on 2-source mixtures of different categories (dB).
 TEXT_BAR_DB = 4.0
@@ -184,9 +184,7 @@ def write_card_md(card: dict[str, Any], path: str | Path) -> Path:
     cols = [c for c in MD_COLUMNS if any(c in cell for cell in card["per_category"].values())] or list(MD_COLUMNS)
     sysd = card["systems"]
     ci = int(round(100 * (1 - card["alpha"])))
-    lines = [f"# Model-card figures: `{card['checkpoint']}`", ""]
-    if card.get("command"):
-        lines += ["Reproduce with:", "", "```bash", card["command"], "```", ""]
+    lines = [f"# Model-card figures: `{card['checkpoint']}`", "", *reproduce_lines(card.get("command"))]
     lines += [
         f"Manifest `{card['manifest']}` ({card['n_items']} items, {card['n_failed_rows']} failed rows). Separator at "
         f"{card['nfe']} function evaluations ({card['method']}, seed {card['seed']}): `{sysd.get('separator')}` is the "

@@ -474,6 +474,11 @@ def test_clap_clean_clips_side_by_side(corpus_in, tmp_path):
     lo, hi = r["zero_shot_acc_ci"]
     assert lo <= r["zero_shot_acc"] <= hi and r["t2a_recall_at_5_ci"] is not None
     assert sum(c["clips"] for c in r["per_category"].values()) == n
+    # clips of sources a release was trained on are left out of the "unseen" figures
+    assert evaluate_split(model, corpus_in, "test_in", bootstrap=0, progress=False,
+                          seen_sources={"generated"})["unseen_sources"] is None
+    un = evaluate_split(model, corpus_in, "test_in", bootstrap=0, progress=False, seen_sources={"other"})
+    assert un["unseen_sources"]["zero_shot_acc"] == r["zero_shot_acc"] and un["unseen_sources"]["clips"] == n
     out = tmp_path / "ce"
     assert main(["--checkpoint", str(ckpt), "--corpus", corpus_in, "--split", "test,test_in", "--bootstrap", "20",
                  "--out", str(out)]) == 0
