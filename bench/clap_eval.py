@@ -1,5 +1,8 @@
 """Clean-clip figures of a text-audio embedding (clap-tiny) on one or more corpus splits, side by side.
 
+An audio-only release (mosaic-tiny) gets :func:`bench.embedding.train.score_bank`'s 5-fold probe
+accuracy instead.
+
 ``promptsep bench clap --checkpoint checkpoints/promptsep-clap-tiny --corpus /work/corpus --split test,test_in``
 
 For every split, every clip of the split (its first ``max_clip_s`` seconds, as in training's
@@ -71,6 +74,8 @@ def _scores(model, labels_of: list[str], categories: list[str], sentence: dict[s
     from bench.embedding.train import score_bank
 
     out: dict[str, Any] = dict(score_bank(model, SimpleNamespace(labels=labels_of), sentence, x, k))
+    if sentence is None:  # an audio-only model (mosaic-tiny): the K-fold probe accuracy only
+        return out
     # per-clip and per-label outcomes for the CIs (same similarities as score_bank)
     labels = sorted(set(labels_of))
     y = np.array([labels.index(lab) for lab in labels_of])
@@ -128,7 +133,8 @@ def evaluate_split(model, corpus: str | Path, split: str, k: int = 5, max_clip_s
     t0 = time.perf_counter()
     model.eval()
     bank = MelBank(corpus, split, model.cfg.audio.mel, max_clip_s, None, seed, progress)
-    sentence = _sentence_tables(model, label_prompts(corpus, bank.label_names))[2]
+    has_text = hasattr(model, "text_from_sentence")
+    sentence = _sentence_tables(model, label_prompts(corpus, bank.label_names))[2] if has_text else None
     x = embed_bank(model, bank)
     out = _scores(model, bank.labels, bank.categories, sentence, x, k, bootstrap, seed, alpha)
     if seen_sources is not None:
@@ -178,6 +184,12 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
     lines = ["| figure | " + " | ".join(names.get(s, s) for s in splits) + " |", "| --- |" + " --- |" * len(splits)]
     lines.append("| clips / labels | " + " | ".join(f"{int(results[s]['clips'])} / {int(results[s]['labels'])}"
                                                    for s in splits) + " |")
+    if "zero_shot_acc" not in next(iter(results.values())):
+        lines.append("| probe accuracy (5-fold) | " + " | ".join(f"{100 * results[s]['probe_acc']:.1f} %"
+                                                                  for s in splits) + " |")
+        lines.append("| majority class | " + " | ".join(f"{100 * results[s]['probe_majority']:.1f} %"
+                                                         for s in splits) + " |")
+        return "\n".join(lines) + "\n"
     lines.append("| zero-shot accuracy | " + " | ".join(_cell(results[s], "zero_shot_acc") for s in splits) + " |")
     lines.append("| zero-shot chance | " + " | ".join(f"{100 * results[s]['zero_shot_chance']:.1f} %"
                                                       for s in splits) + " |")
@@ -202,10 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     from embeddings.clap import ClapTiny
+    from embeddings.mosaic import MosaicTiny
 
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
     try:
-        model = ClapTiny.from_pretrained(args.checkpoint)
+        kind = json.loads((Path(args.checkpoint) / "config.json").read_text()).get("kind")
+        model = (MosaicTiny if kind == "promptsep_mosaic" else ClapTiny).from_pretrained(args.checkpoint)
         seen = None if args.no_unseen else seen_by_release(args.corpus, args.checkpoint)[1]
         results = {s: evaluate_split(model, args.corpus, s, args.k, args.max_clip_s, args.bootstrap,
                                      seen_sources=seen or None) for s in splits}
