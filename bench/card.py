@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import bootstrap_ci
+from bench.report import bootstrap_ci, reproduce_lines
 
 #: Text-prompt SI-SDRi bar of issue #7 on 2-source mixtures of different categories (dB).
 TEXT_BAR_DB = 4.0
@@ -184,9 +184,7 @@ def write_card_md(card: dict[str, Any], path: str | Path) -> Path:
     cols = [c for c in MD_COLUMNS if any(c in cell for cell in card["per_category"].values())] or list(MD_COLUMNS)
     sysd = card["systems"]
     ci = int(round(100 * (1 - card["alpha"])))
-    lines = [f"# Model-card figures: `{card['checkpoint']}`", ""]
-    if card.get("command"):
-        lines += ["Reproduce with:", "", "```bash", card["command"], "```", ""]
+    lines = [f"# Model-card figures: `{card['checkpoint']}`", "", *reproduce_lines(card.get("command"))]
     lines += [
         f"Manifest `{card['manifest']}` ({card['n_items']} items, {card['n_failed_rows']} failed rows). Separator at "
         f"{card['nfe']} function evaluations ({card['method']}, seed {card['seed']}): `{sysd.get('separator')}` is the "
@@ -243,4 +241,154 @@ def write_card_md(card: dict[str, Any], path: str | Path) -> Path:
     return p
 
 
-__all__ = ["TEXT_BAR_DB", "model_card", "write_card_md"]
+
+
+# ---------------------------------------------------------------------- side by side
+#: Column names of the corpus splits in side-by-side tables.
+SPLIT_LABELS = {"test": "test (source-disjoint)", "test_in": "test_in (in-distribution)",
+                "valid": "valid (source-disjoint)", "valid_in": "valid_in (in-distribution)"}
+
+
+def _run_rows(run_dir: Path) -> tuple[list[dict], dict[str, Any]]:
+    """Successful rows of a benchmark folder's ``results.jsonl`` and its ``summary.json``."""
+    import json
+
+    summary_path, results_path = run_dir / "summary.json", run_dir / "results.jsonl"
+    if not summary_path.is_file() or not results_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished benchmark run (no summary.json / results.jsonl)")
+    summary = json.loads(summary_path.read_text())
+    rows = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("status") == "ok"], summary
+
+
+def side_by_side(runs: dict[str, str | Path], samples: int = 1000, seed: int = 0,
+                 alpha: float = 0.05) -> dict[str, Any]:
+    """Key figures of several benchmark runs (e.g. one per corpus split) in one table.
+
+    Args:
+        runs: ``{column name: benchmark output folder}`` (e.g. ``{"test": ..., "test_in": ...}``),
+            in column order; each folder is a finished ``promptsep bench separation`` run.
+        samples / seed / alpha: bootstrap confidence intervals (:func:`bench.report.bootstrap_ci`).
+
+    Returns:
+        ``{"columns", "runs", "card_nfe", "rows": [{"figure", "system", "cells": {column: stats}}]}``;
+        every ``stats`` is :func:`bench.report.bootstrap_ci`'s dict (``n`` 0 when a run lacks the system).
+    """
+    from bench.separation import BASELINES, parse_system, separator_system
+
+    loaded = {col: _run_rows(Path(d)) for col, d in runs.items()}
+    card_nfe = {s.get("card_nfe") for _, s in loaded.values()}
+    if len(card_nfe) != 1:
+        raise ValueError(f"the runs were summarised at different NFE {sorted(map(str, card_nfe))}")
+    k = card_nfe.pop()
+    systems: list[str] = []
+    for _, s in loaded.values():
+        systems += [x for x in s["systems"] if x not in systems]
+    nfes = sorted({n for n in (parse_system(x)[0] for x in systems) if n is not None})
+    sep, raw = separator_system(k, "wiener"), separator_system(k, "none")
+    baselines = [b for b in BASELINES if b != "mixture" and b in systems]
+
+    def stat(col: str, system: str, metric: str, keep) -> dict[str, Any]:
+        rows = loaded[col][0]
+        return bootstrap_ci([r.get(metric) for r in rows if r["system"] == system and keep(r)], samples, seed, alpha)
+
+    def pair_text(r: dict) -> bool:
+        return r.get("subset") == "pair_cross" and r.get("prompt_kind") == "text" and bool(r.get("target_present"))
+
+    def main_present(r: dict) -> bool:
+        return r.get("subset") != "pair_cross" and bool(r.get("target_present"))
+
+    def main_absent(r: dict) -> bool:
+        return r.get("subset") != "pair_cross" and r.get("target_present") is False
+
+    spec: list[tuple[str, str, str, Any]] = []
+    fig = "text-prompted SI-SDRi, 2-source cross-category (pair_cross) [dB]"
+    spec += [(fig, x, "si_sdri", pair_text) for x in (sep, raw, *baselines)]
+    spec += [(fig, separator_system(n, "wiener"), "si_sdri", pair_text) for n in nfes if n != k]
+    fig = "SI-SDRi, all target-present mixtures (2-4 sources, every prompt kind) [dB]"
+    spec += [(fig, x, "si_sdri", main_present) for x in (sep, raw, *baselines)]
+    spec += [(fig, separator_system(n, "wiener"), "si_sdri", main_present) for n in nfes if n != k]
+    cats = sorted({r.get("category") for rows, _ in loaded.values() for r in rows if main_present(r)} - {None},
+                  key=lambda c: (CATEGORY_ORDER.index(c) if c in CATEGORY_ORDER else 99, c))
+    for c in cats:
+        spec.append((f"SI-SDRi, {c} targets [dB]", sep, "si_sdri",
+                     lambda r, c=c: main_present(r) and r.get("category") == c))
+    spec.append(("judge overall of the separator's output, all target-present mixtures (1-5)", sep, "judge_overall",
+                 main_present))
+    spec.append(("absent target: output energy vs mixture [dB, lower better]", sep, "absent_energy_db", main_absent))
+    out_rows = []
+    for figure, system, metric, keep in spec:
+        if system not in systems:
+            continue
+        out_rows.append({"figure": figure, "system": system, "metric": metric,
+                         "cells": {col: stat(col, system, metric, keep) for col in runs}})
+    # paired span gain on pair_cross scenes prompted both ways
+    for other in ("text+span", "span"):
+        cells = {}
+        for col in runs:
+            per_scene: dict[str, dict[str, float]] = {}
+            for r in loaded[col][0]:
+                if (r["system"] == sep and r.get("subset") == "pair_cross" and r.get("scene")
+                        and r.get("si_sdri") is not None):
+                    per_scene.setdefault(r["scene"], {})[r.get("prompt_kind")] = r["si_sdri"]
+            diffs = [d[other] - d["text"] for d in per_scene.values() if "text" in d and other in d]
+            cells[col] = bootstrap_ci(diffs, samples, seed, alpha)
+        out_rows.append({"figure": f"span gain on pair_cross: {other} - text (paired) [dB]", "system": sep,
+                         "metric": "si_sdri", "cells": cells})
+    return {"columns": list(runs), "runs": {c: str(d) for c, d in runs.items()}, "card_nfe": k,
+            "samplers": {c: s.get("samplers") for c, (_, s) in loaded.items()},
+            "manifests": {c: s.get("manifest") for c, (_, s) in loaded.items()},
+            "commands": {c: s.get("command") for c, (_, s) in loaded.items()},
+            "bootstrap_samples": samples, "alpha": alpha, "rows": out_rows}
+
+
+def side_by_side_md(table: dict[str, Any]) -> str:
+    """Markdown of :func:`side_by_side`'s dict: one row per (figure, system), one column per run."""
+    cols = table["columns"]
+    ci = int(round(100 * (1 - table["alpha"])))
+    lines = [f"Means [{ci} % bootstrap CI] (n); separator systems at the release's sampler "
+             f"(`separator_nfe{table['card_nfe']}` is the default output).", "",
+             "| figure | system | " + " | ".join(SPLIT_LABELS.get(c, c) for c in cols) + " |",
+             "| --- | --- |" + " --- |" * len(cols)]
+    for row in table["rows"]:
+        cells = [f"{_f(row['cells'][c])} (n={row['cells'][c]['n']})" if row["cells"][c]["n"] else "-" for c in cols]
+        lines.append(f"| {row['figure']} | `{row['system']}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``promptsep bench side-by-side --run test=DIR --run test_in=DIR --out DIR``."""
+    import argparse
+    import json
+    import sys
+
+    p = argparse.ArgumentParser(prog="promptsep bench side-by-side",
+                                description="Key figures of several separation benchmark runs (e.g. the source-disjoint "
+                                            "test split and the in-distribution test_in split) side by side.")
+    p.add_argument("--run", action="append", required=True, metavar="NAME=DIR",
+                   help="a column: its name (e.g. test, test_in) and a `promptsep bench separation` output folder")
+    p.add_argument("--out", required=True, help="folder for side_by_side.json and side_by_side.md")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    args = p.parse_args(argv)
+    runs: dict[str, str] = {}
+    for spec in args.run:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder or name in runs:
+            print(f"promptsep bench side-by-side: error: --run needs distinct NAME=DIR, got {spec!r}", file=sys.stderr)
+            return 2
+        runs[name] = folder
+    try:
+        table = side_by_side(runs, samples=args.bootstrap)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"promptsep bench side-by-side: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "side_by_side.json").write_text(json.dumps(table, indent=2))
+    md = side_by_side_md(table)
+    (out / "side_by_side.md").write_text(md)
+    print(md)
+    return 0
+
+
+__all__ = ["SPLIT_LABELS", "TEXT_BAR_DB", "main", "model_card", "side_by_side", "side_by_side_md", "write_card_md"]

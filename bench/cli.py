@@ -6,6 +6,8 @@ Sub-commands::
     promptsep bench separation --manifest items.jsonl --checkpoint DIR --out DIR [--judge DIR] [--nfe 4 8 16 32]
     promptsep bench speed --checkpoint DIR --out DIR [--quick]
     promptsep bench embedding ...
+    promptsep bench side-by-side --run test=DIR --run test_in=DIR --out DIR
+    promptsep bench clap --checkpoint DIR --corpus DIR --split test,test_in --out DIR
 
 See docs/BENCH.md.
 """
@@ -22,6 +24,8 @@ COMMANDS = {
     "manifest": "bench.manifest:main",
     "speed": "bench.speed:main",
     "embedding": "bench.embedding.cli:main",
+    "clap": "bench.clap_eval:main",
+    "side-by-side": "bench.card:main",
 }
 
 

@@ -21,7 +21,8 @@ corpus test split with :class:`separation.data.mixing.MixtureDataset` and a fixe
 float32 WAVs next to the manifest, the prompt kinds text / span / text+span (and video
 when asked for), and a subset of 2-source mixtures of different categories, stored as
 ``sources`` stems and prompted with each of ``pair_kinds`` (one item per kind, same
-``scene``). Only held-out splits are allowed (``test``, ``valid``): item ``i`` of an
+``scene``). Only held-out splits are allowed (:data:`EVAL_SPLITS`: ``test``, ``valid``
+source-disjoint; ``test_in``, ``valid_in`` in-distribution): item ``i`` of an
 eval split is a pure function of ``(corpus, split, seed, i)``.
 """
 
@@ -47,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 #: Prompt kinds a manifest item can have.
 PROMPT_KINDS = ("text", "span", "text+span", "video")
+#: Held-out corpus splits a manifest may be built from: ``test`` / ``valid`` hold out whole
+#: sources (source-disjoint), ``test_in`` / ``valid_in`` are file-disjoint (in-distribution).
+EVAL_SPLITS = ("valid", "test", "valid_in", "test_in")
 
 
 # ---------------------------------------------------------------------- reading
@@ -270,7 +274,9 @@ def build_manifest(
     Args:
         corpus: corpus root (with ``manifest.jsonl``).
         out: the manifest to write; audio goes to ``<out stem>_audio/`` beside it.
-        split: corpus split: ``test`` (benchmarks, model cards) or ``valid``; never ``train``.
+        split: held-out corpus split (:data:`EVAL_SPLITS`): ``test`` (source-disjoint) and ``test_in``
+            (in-distribution) for benchmarks and model cards, ``valid`` / ``valid_in`` for choosing
+            settings; never ``train``.
         n: main items: 1..``max_sources`` sources (at least ``min_sources``), prompt kinds
             text / span / text+span (and video) in equal proportions, ``absent_prob``
             of them naming an absent sound.
@@ -293,9 +299,9 @@ def build_manifest(
     from separation.data.mixing import MixConfig, MixtureDataset
 
     out = Path(out)
-    if split == "train":
-        raise InputError("benchmark manifests are built from held-out clips only (--split test or valid), "
-                         "never from the train split")
+    if split not in EVAL_SPLITS:
+        raise InputError(f"benchmark manifests are built from held-out clips only (--split one of "
+                         f"{', '.join(EVAL_SPLITS)}), never from the train split; got {split!r}")
     bad_kinds = [k for k in pair_kinds if k not in PROMPT_KINDS or k == "video"]
     if bad_kinds:
         raise InputError(f"pair prompt kinds must be among text, span, text+span; got {bad_kinds}")
@@ -375,8 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 description="Write a benchmark manifest of prompted mixtures from a corpus split.")
     p.add_argument("--corpus", required=True, help="corpus root (with manifest.jsonl)")
     p.add_argument("--out", required=True, help="manifest to write (audio goes to <stem>_audio/ beside it)")
-    p.add_argument("--split", default="test", choices=["test", "valid"],
-                   help="held-out corpus split (benchmarks never use train)")
+    p.add_argument("--split", default="test", choices=list(EVAL_SPLITS),
+                   help="held-out corpus split: test / valid hold out whole sources, test_in / valid_in are "
+                        "in-distribution (benchmarks never use train)")
     p.add_argument("--n", type=int, default=200, help="main items (--min-sources..--max-sources sources, mixed prompt kinds)")
     p.add_argument("--n-pairs", type=int, default=None, help="2-source different-category items (default n/2)")
     p.add_argument("--seed", type=int, default=0)
@@ -402,4 +409,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["LoadedItem", "PROMPT_KINDS", "build_manifest", "load_manifest", "load_video_npz", "read_item"]
+__all__ = ["EVAL_SPLITS", "LoadedItem", "PROMPT_KINDS", "build_manifest", "load_manifest", "load_video_npz", "read_item"]

@@ -107,6 +107,11 @@ def _fmt(st: dict | None, digits: int = 2, ci: bool = True, key: str = "mean") -
     return f"{st['mean']:.{digits}f} [{st['lo']:.{digits}f}, {st['hi']:.{digits}f}]"
 
 
+def reproduce_lines(command: str | None) -> list[str]:
+    """Markdown lines ``Reproduce with:`` + a bash block of ``command`` (none without a command)."""
+    return ["Reproduce with:", "", "```bash", command, "```", ""] if command else []
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -117,9 +122,7 @@ def write_report(summary: dict[str, Any], path: str | Path) -> Path:
     """Render ``summary.json``'s content as Markdown tables."""
     systems: list[str] = summary["systems"]
     groups = summary["groups"]
-    lines = ["# Separation benchmark", ""]
-    if summary.get("command"):
-        lines += ["Reproduce with:", "", "```bash", summary["command"], "```", ""]
+    lines = ["# Separation benchmark", "", *reproduce_lines(summary.get("command"))]
     lines += [
         f"Checkpoint `{summary.get('checkpoint')}`, manifest `{summary.get('manifest')}`: "
         f"{summary['n_items']} items ({summary['n_present']} with the target present, {summary['n_absent']} absent), "

@@ -908,23 +908,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             flags.append(a)
     args = p.parse_args(flags)
     args.overrides = [*args.overrides, *extra]
-    ov = [f"manifest={args.manifest}"]
-    if args.checkpoint:
-        ov.append(f"checkpoint={args.checkpoint}")
-    if args.out:
-        ov.append(f"out_dir={args.out}")
-    if args.judge:
-        ov.append(f"judge_checkpoint={args.judge}")
-    if args.nfe:
-        ov.append("bench.nfe=[" + ",".join(str(k) for k in args.nfe) + "]")
-    if args.refine:
-        ov.append("bench.refine=[" + ",".join(args.refine) + "]")
-    if args.card_nfe:
-        ov.append(f"bench.card_nfe={args.card_nfe}")
-    if args.batch_size:
-        ov.append(f"bench.batch_size={args.batch_size}")
-    if args.devices:
-        ov.append(f"trainer.devices={args.devices}")
+    # flag -> Hydra key; list flags become [a,b,...]
+    keys = {"manifest": "manifest", "checkpoint": "checkpoint", "out": "out_dir", "judge": "judge_checkpoint",
+            "nfe": "bench.nfe", "refine": "bench.refine", "card_nfe": "bench.card_nfe",
+            "batch_size": "bench.batch_size", "devices": "trainer.devices"}
+    ov = []
+    for flag, key in keys.items():
+        val = getattr(args, flag)
+        if val:
+            ov.append(f"{key}=[{','.join(map(str, val))}]" if isinstance(val, list) else f"{key}={val}")
     if args.plain:
         ov.append("bench.use_lightning=false")
     ov += list(args.overrides)

@@ -61,6 +61,34 @@ def _srcc(x: torch.Tensor, y: torch.Tensor) -> float:
     return spearman(x, y)
 
 
+def _group_resamples(group_of: torch.Tensor, n_groups: int, samples: int, seed: int) -> list[torch.Tensor]:
+    """Index tensors of ``samples`` bootstrap resamples of whole groups (mixtures).
+
+    Args:
+        group_of: ``[P]`` group index of every candidate.
+        n_groups: number of groups.
+        samples: resamples (0: none).
+        seed: generator seed.
+    """
+    if samples <= 0 or n_groups < 2:
+        return []
+    members = [torch.nonzero(group_of == g).reshape(-1) for g in range(n_groups)]
+    gen = torch.Generator().manual_seed(int(seed))
+    draws = torch.randint(0, n_groups, (samples, n_groups), generator=gen)
+    return [torch.cat([members[int(g)] for g in row]) for row in draws]
+
+
+def _corr_ci(x: torch.Tensor, y: torch.Tensor, resamples: Sequence[torch.Tensor], alpha: float) -> dict[str, Any]:
+    """PCC and SRCC of ``x`` ``[P]`` with ``y`` ``[P]``, with percentile CIs over ``resamples``."""
+    out: dict[str, Any] = {"pcc": _pcc(x, y), "srcc": _srcc(x, y)}
+    for key, fn in (("pcc", _pcc), ("srcc", _srcc)):
+        vals = [fn(x[idx], y[idx]) for idx in resamples]
+        vals = torch.tensor([v for v in vals if v == v], dtype=torch.float64)
+        out[f"{key}_ci"] = None if vals.numel() == 0 else [
+            float(torch.quantile(vals, alpha / 2)), float(torch.quantile(vals, 1 - alpha / 2))]
+    return out
+
+
 def load_text_audio(path: str | Path | None = None):
     """The project's joint text-audio embedding (``clap-tiny``) or None when it is not available."""
     p = Path(path) if path is not None else DEFAULT_CLAP
@@ -90,7 +118,8 @@ def text_audio_similarity(clap, estimates: torch.Tensor, texts: Sequence[str], s
 @torch.no_grad()
 def evaluate_judge(judge, corpus_root: str | Path, split: str = "test", groups: int = 64, seed: int = 1234,
                    mix_cfg: Any = None, cand_cfg: Any = None, codec: Any = None, clap: Any = "auto",
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, bootstrap: int = 1000, bootstrap_seed: int = 0,
+                   alpha: float = 0.05) -> dict[str, Any]:
     """Correlations of the judge and two baselines with the reference targets on a held-out split.
 
     Args:
@@ -102,9 +131,12 @@ def evaluate_judge(judge, corpus_root: str | Path, split: str = "test", groups: 
         mix_cfg / cand_cfg: mixing and candidate settings (defaults: 2 s, 2-4 sources, 6 candidates).
         codec: codec (or release path) for ``codec`` candidates (None: no such candidates).
         clap: a text-audio model, a release path, ``"auto"`` (the shipped ``clap-tiny`` if present) or None.
+        bootstrap / bootstrap_seed / alpha: ``1 - alpha`` percentile CIs of every correlation from
+            ``bootstrap`` resamples of whole mixtures (the candidates of one mixture stay together);
+            0: no CIs.
 
     Returns:
-        ``{"items", "groups", "split", "correlations": {axis: {score: {"pcc", "srcc"}}},
+        ``{"items", "groups", "split", "correlations": {axis: {score: {"pcc", "srcc", "pcc_ci", "srcc_ci"}}},
         "per_kind": {kind: {"n", "target": [4], "judge": [4]}}, "silent": {"target_present" | "target_absent":
         {"n", "target": [4], "judge": [4]}}, "text_audio": str | None, "seconds"}``.
     """
@@ -139,13 +171,15 @@ def evaluate_judge(judge, corpus_root: str | Path, split: str = "test", groups: 
             ta.append(text_audio_similarity(clap, est, texts, ds.sample_rate))
         kinds += it["kinds"]
         present += [it["target_present"]] * m
+    group_of = torch.cat([torch.full((p.shape[0],), g) for g, p in enumerate(preds)])
     pred, ref, en = torch.cat(preds), torch.cat(targets), torch.cat(energy)
     tav = torch.cat(ta) if ta else None
+    resamples = _group_resamples(group_of, len(preds), bootstrap, bootstrap_seed)
     corr: dict[str, dict] = {}
     for a, name in enumerate(AXES):
-        row = {"judge": {"pcc": _pcc(pred[:, a], ref[:, a]), "srcc": _srcc(pred[:, a], ref[:, a])},
-               "energy_ratio": {"pcc": _pcc(en, ref[:, a]), "srcc": _srcc(en, ref[:, a])},
-               "text_audio": None if tav is None else {"pcc": _pcc(tav, ref[:, a]), "srcc": _srcc(tav, ref[:, a])}}
+        row = {"judge": _corr_ci(pred[:, a], ref[:, a], resamples, alpha),
+               "energy_ratio": _corr_ci(en, ref[:, a], resamples, alpha),
+               "text_audio": None if tav is None else _corr_ci(tav, ref[:, a], resamples, alpha)}
         corr[name] = row
     per_kind: dict[str, dict] = {}
     for k in sorted(set(kinds)):
@@ -162,6 +196,7 @@ def evaluate_judge(judge, corpus_root: str | Path, split: str = "test", groups: 
                             "judge": [round(float(v), 3) for v in pred[ii].mean(0)]}
     return {
         "split": split, "groups": groups, "items": int(pred.shape[0]), "seed": seed,
+        "bootstrap": {"samples": bootstrap, "seed": bootstrap_seed, "alpha": alpha, "unit": "mixture"},
         "present_share": sum(present) / max(1, len(present)),
         "correlations": corr, "per_kind": per_kind, "silent": silent,
         "mae": [round(float(v), 3) for v in (pred - ref).abs().mean(0)],
@@ -320,7 +355,44 @@ def silent_probe(judge, corpus_root: str | Path, split: str = "test", groups: in
 def _fmt(v: dict | None, key: str) -> str:
     if v is None or v.get(key) is None or v[key] != v[key]:
         return "n/a"
-    return f"{v[key]:+.3f}"
+    ci = v.get(f"{key}_ci")
+    return f"{v[key]:+.3f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+
+
+#: Human names of the corpus splits (the source-disjoint split first).
+SPLIT_NAMES = {"test": "test (source-disjoint)", "test_in": "test_in (in-distribution)",
+               "valid": "valid (source-disjoint)", "valid_in": "valid_in (in-distribution)"}
+
+
+def side_by_side_table(results: dict[str, dict[str, Any]]) -> str:
+    """Judge correlations (PCC and SRCC with CIs) of several splits side by side, as markdown.
+
+    Args:
+        results: ``{split: evaluate_judge(...) result}`` in column order.
+    """
+    splits = list(results)
+    head = " | ".join(f"{SPLIT_NAMES.get(sp, sp)} PCC | {SPLIT_NAMES.get(sp, sp)} SRCC" for sp in splits)
+    lines = ["Judge vs its reference-based grades, side by side (95 % CIs: bootstrap over mixtures):", "",
+             "| axis | " + head + " |", "| --- |" + " --- | --- |" * len(splits)]
+    axes = list(next(iter(results.values()))["correlations"]) if splits else []
+    for name in axes:
+        cells = []
+        for sp in splits:
+            row = results[sp]["correlations"].get(name, {}).get("judge")
+            cells += [_fmt(row, "pcc"), _fmt(row, "srcc")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| split | mixtures | candidates | target present |", "| --- | --- | --- | --- |"]
+    for sp in splits:
+        r = results[sp]
+        lines.append(f"| {SPLIT_NAMES.get(sp, sp)} | {r['groups']} | {r['items']} | {100 * r['present_share']:.0f} % |")
+    if all(results[sp].get("silent_probe") for sp in splits):
+        lines += ["", "Silent-estimate probe, judge overall (target present / absent; 1.0 / 5.0 is right):", "",
+                  "| split | present | absent | P(absent > present) |", "| --- | --- | --- | --- |"]
+        for sp in splits:
+            p = results[sp]["silent_probe"]
+            lines.append(f"| {SPLIT_NAMES.get(sp, sp)} | {p['target_present']['judge_mean'][3]:.2f} | "
+                         f"{p['target_absent']['judge_mean'][3]:.2f} | {p['overall_auc']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(result: dict[str, Any]) -> str:
@@ -371,14 +443,27 @@ def _target_judge_rows(groups) -> list[str]:
     return rows
 
 
-def write_report(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``judge_eval.json`` and ``judge_eval.md`` under ``out_dir``."""
+def write_report(result: dict[str, Any], out_dir: str | Path, name: str = "judge_eval") -> tuple[Path, Path]:
+    """Write ``<name>.json`` and ``<name>.md`` under ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    j = out / "judge_eval.json"
+    j = out / f"{name}.json"
     j.write_text(json.dumps(result, indent=2))
-    m = out / "judge_eval.md"
+    m = out / f"{name}.md"
     m.write_text(markdown_table(result))
+    return j, m
+
+
+def write_side_by_side(results: dict[str, dict[str, Any]], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``judge_eval_<split>.json/.md`` per split and the side-by-side ``judge_eval.json/.md``."""
+    out = Path(out_dir)
+    parts = [markdown_table(r) for r in results.values()]
+    for sp, r in results.items():
+        write_report(r, out, f"judge_eval_{sp}")
+    j = out / "judge_eval.json"
+    j.write_text(json.dumps({"splits": list(results), "results": results}, indent=2))
+    m = out / "judge_eval.md"
+    m.write_text(side_by_side_table(results) + "".join(f"\n## `{sp}`\n\n{t}" for sp, t in zip(results, parts)))
     return j, m
 
 
@@ -390,7 +475,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 description="Correlate a judge with reference targets on held-out mixtures.")
     p.add_argument("--checkpoint", default=str(packaged_checkpoint("promptsep-judge-tiny")))
     p.add_argument("--corpus", default=os.environ.get("PROMPTSEP_CORPUS", "/work/corpus"))
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test",
+                   help="held-out corpus split, or several comma-separated to report side by side "
+                        "(e.g. test,test_in: source-disjoint and in-distribution)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of mixtures for CIs (0: none)")
     p.add_argument("--groups", type=int, default=64)
     p.add_argument("--per-mixture", type=int, default=6)
     p.add_argument("--segment-s", type=float, default=2.0)
@@ -424,12 +512,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cand = CandidateConfig(per_mixture=args.per_mixture)
     if codec is None:
         cand.weights["codec"] = 0.0
-    result = evaluate_judge(judge, args.corpus, args.split, args.groups, args.seed, mix_cfg, cand, codec=codec,
-                            clap=args.clap or "auto")
-    result["checkpoint"] = str(args.checkpoint)
-    if args.silent_groups > 0:
-        result["silent_probe"] = silent_probe(judge, args.corpus, args.split, args.silent_groups, args.seed + 2,
-                                              mix_cfg)
+    splits = [sp.strip() for sp in args.split.split(",") if sp.strip()]
+    if not splits or "train" in splits or len(set(splits)) != len(splits):
+        print(f"promptsep judge evaluate: error: --split needs distinct held-out splits, got {args.split!r}",
+              file=sys.stderr)
+        return 2
+    sep = None
     if args.separator:
         from separation.separator import Separator
 
@@ -438,12 +526,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as exc:
             print(f"promptsep judge evaluate: error: {exc}", file=sys.stderr)
             return 2
-        ks = [int(k) for k in args.rerank_k.split(",") if k.strip()]
-        result["reranking"] = evaluate_reranking(judge, sep, args.corpus, args.split, args.rerank_groups, ks,
-                                                 steps=args.rerank_steps, seed=args.seed + 1)
-        result["reranking"]["separator"] = str(args.separator)
-    j, m = write_report(result, args.out)
-    print(markdown_table(result))
+    results: dict[str, dict[str, Any]] = {}
+    for split in splits:
+        try:
+            result = evaluate_judge(judge, args.corpus, split, args.groups, args.seed, mix_cfg, cand, codec=codec,
+                                    clap=args.clap or "auto", bootstrap=args.bootstrap)
+        except ValueError as exc:  # an empty or unknown split
+            print(f"promptsep judge evaluate: error: {exc}", file=sys.stderr)
+            return 2
+        result["checkpoint"] = str(args.checkpoint)
+        if args.silent_groups > 0:
+            result["silent_probe"] = silent_probe(judge, args.corpus, split, args.silent_groups, args.seed + 2,
+                                                  mix_cfg)
+        if sep is not None:
+            ks = [int(k) for k in args.rerank_k.split(",") if k.strip()]
+            result["reranking"] = evaluate_reranking(judge, sep, args.corpus, split, args.rerank_groups, ks,
+                                                     steps=args.rerank_steps, seed=args.seed + 1)
+            result["reranking"]["separator"] = str(args.separator)
+        results[split] = result
+    if len(results) == 1:
+        j, m = write_report(results[splits[0]], args.out)
+    else:
+        j, m = write_side_by_side(results, args.out)
+    print(m.read_text())
     print(f"wrote {j} and {m}")
     return 0
 

@@ -369,3 +369,135 @@ def test_cli_dispatch():
 
     assert main(["--help"]) == 0 and main(["no-such-command"]) == 2
     assert COMMANDS["embedding"] == "bench.embedding.cli:main"
+
+
+# ---------------------------------------------------------------------- source-disjoint vs in-distribution
+@pytest.fixture(scope="module")
+def corpus_in(tiny_corpus, tmp_path_factory):
+    """The tiny corpus with its valid clips relabelled ``test_in`` (an in-distribution test split)."""
+    root = tmp_path_factory.mktemp("corpus_in")
+    rows = [json.loads(line) for line in (Path(tiny_corpus) / "manifest.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["split"] = "test_in" if r["split"] == "valid" else r["split"]
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "labels.json").write_text((Path(tiny_corpus) / "labels.json").read_text())
+    os.symlink(Path(tiny_corpus) / "clips", root / "clips")
+    return str(root)
+
+
+def test_manifest_accepts_the_new_splits(corpus_in, tmp_path):
+    from bench.cli import main
+    from bench.manifest import EVAL_SPLITS, load_manifest
+
+    assert set(EVAL_SPLITS) == {"valid", "test", "valid_in", "test_in"}
+    out = tmp_path / "in.jsonl"
+    assert main(["manifest", "--corpus", corpus_in, "--split", "test_in", "--n", "2", "--n-pairs", "1",
+                 "--segment-s", "0.5", "--absent-prob", "0", "--out", str(out)]) == 0
+    items = load_manifest(out)
+    assert items and {it["split"] for it in items} == {"test_in"}
+    assert all(it["id"].startswith("test_in-") for it in items)
+    assert main(["manifest", "--corpus", corpus_in, "--split", "valid_in", "--out", str(tmp_path / "v.jsonl")]) == 2
+
+
+def test_side_by_side_of_two_splits(corpus_in, manifest, checkpoint, tmp_path):
+    """Two benchmark runs (test, test_in) -> one table whose cells are the runs' own figures."""
+    from bench.card import side_by_side, side_by_side_md
+    from bench.cli import main
+    from bench.manifest import build_manifest
+    from bench.report import bootstrap_ci
+    from bench.separation import run_benchmark
+
+    m_in = tmp_path / "in" / "items.jsonl"
+    build_manifest(corpus_in, m_in, "test_in", n=2, seed=0, n_pairs=1, segment_s=0.5, absent_prob=0.0,
+                   pair_kinds=("text", "text+span"))
+    runs = {}
+    for name, man in (("test", manifest), ("test_in", str(m_in))):
+        runs[name] = tmp_path / f"run_{name}"
+        run_benchmark(_settings(man, checkpoint, runs[name], use_lightning=False, plots=False, card_nfe=2,
+                                baselines=["mixture", "oracle_irm"]))
+    table = side_by_side(runs, samples=50)
+    assert table["columns"] == ["test", "test_in"] and table["card_nfe"] == 2
+    rows = {(r["figure"].split(" [")[0].split(",")[0], r["system"]): r for r in table["rows"]}
+    text = rows[("text-prompted SI-SDRi", "separator_nfe2")]
+    for name, folder in runs.items():
+        want = [r["si_sdri"] for r in _rows(folder) if r["system"] == "separator_nfe2"
+                and r["subset"] == "pair_cross" and r["prompt_kind"] == "text"]
+        assert text["cells"][name] == bootstrap_ci(want, 50, 0, 0.05) and text["cells"][name]["n"] == 1
+    assert ("text-prompted SI-SDRi", "oracle_irm") in rows
+    gain = next(r for r in table["rows"] if r["figure"].startswith("span gain on pair_cross: text+span"))
+    assert all(gain["cells"][c]["n"] == 1 for c in runs)
+    md = side_by_side_md(table)
+    assert "test (source-disjoint)" in md and "test_in (in-distribution)" in md
+    out = tmp_path / "sbs"
+    assert main(["side-by-side", "--run", f"test={runs['test']}", "--run", f"test_in={runs['test_in']}",
+                 "--out", str(out), "--bootstrap", "50"]) == 0
+    assert json.loads((out / "side_by_side.json").read_text())["columns"] == ["test", "test_in"]
+    assert main(["side-by-side", "--run", f"test={tmp_path / 'missing'}", "--out", str(out)]) == 2
+    assert main(["side-by-side", "--run", "no-equals-sign", "--out", str(out)]) == 2
+
+
+def test_judge_evaluate_side_by_side_with_cis(corpus_in, tmp_path):
+    from judge.evaluate import main
+
+    judge = _tiny_judge(tmp_path / "judge")
+    out = tmp_path / "je"
+    assert main(["--checkpoint", judge, "--corpus", corpus_in, "--split", "test,test_in", "--groups", "3",
+                 "--per-mixture", "3", "--segment-s", "0.5", "--silent-groups", "0", "--clap", str(tmp_path / "none"),
+                 "--bootstrap", "30", "--threads", "1", "--out", str(out)]) == 0
+    res = json.loads((out / "judge_eval.json").read_text())
+    assert res["splits"] == ["test", "test_in"]
+    for split in ("test", "test_in"):
+        r = res["results"][split]
+        assert r["split"] == split and r["groups"] == 3 and r["bootstrap"]["unit"] == "mixture"
+        ov = r["correlations"]["overall"]["judge"]
+        if ov["pcc"] == ov["pcc"]:  # defined (not a constant score)
+            assert ov["pcc_ci"] is None or ov["pcc_ci"][0] <= ov["pcc_ci"][1]
+        assert (out / f"judge_eval_{split}.json").is_file()
+    md = (out / "judge_eval.md").read_text()
+    assert "test (source-disjoint) PCC" in md and "test_in (in-distribution) PCC" in md
+    assert main(["--checkpoint", judge, "--corpus", corpus_in, "--split", "train", "--out", str(out)]) == 2
+
+
+def test_clap_clean_clips_side_by_side(corpus_in, tmp_path):
+    from bench.clap_eval import evaluate_split, main
+    from embeddings.clap import AudioTowerConfig, ClapTiny, ClapTinyConfig
+
+    cfg = ClapTinyConfig(audio=AudioTowerConfig(channels=(4, 8), width=16, depth=1, heads=2), embed_dim=16,
+                         text_kind="tiny_t5", text_dim=32, text_hidden=32)
+    torch.manual_seed(1)
+    ckpt = ClapTiny(cfg).eval().save_pretrained(tmp_path / "clap")
+    model = ClapTiny.from_pretrained(ckpt)
+    r = evaluate_split(model, corpus_in, "test_in", bootstrap=50, progress=False)
+    n = sum(1 for line in (Path(corpus_in) / "manifest.jsonl").read_text().splitlines()
+            if json.loads(line)["split"] == "test_in")
+    assert r["clips"] == n and 0.0 <= r["zero_shot_acc"] <= 1.0
+    lo, hi = r["zero_shot_acc_ci"]
+    assert lo <= r["zero_shot_acc"] <= hi and r["t2a_recall_at_5_ci"] is not None
+    assert sum(c["clips"] for c in r["per_category"].values()) == n
+    # clips of sources a release was trained on are left out of the "unseen" figures
+    assert evaluate_split(model, corpus_in, "test_in", bootstrap=0, progress=False,
+                          seen_sources={"generated"})["unseen_sources"] is None
+    un = evaluate_split(model, corpus_in, "test_in", bootstrap=0, progress=False, seen_sources={"other"})
+    assert un["unseen_sources"]["zero_shot_acc"] == r["zero_shot_acc"] and un["unseen_sources"]["clips"] == n
+    out = tmp_path / "ce"
+    assert main(["--checkpoint", str(ckpt), "--corpus", corpus_in, "--split", "test,test_in", "--bootstrap", "20",
+                 "--out", str(out)]) == 0
+    assert set(json.loads((out / "clap_eval.json").read_text())["results"]) == {"test", "test_in"}
+    assert "test_in (in-distribution)" in (out / "clap_eval.md").read_text()
+    assert main(["--checkpoint", str(ckpt), "--corpus", corpus_in, "--split", "train", "--out", str(out)]) == 2
+
+
+def test_clean_clip_probe_of_an_audio_only_release(corpus_in, tmp_path):
+    from bench.clap_eval import main
+    from embeddings.clap import AudioTowerConfig
+    from embeddings.mosaic import MosaicConfig, MosaicTiny
+
+    torch.manual_seed(0)
+    ckpt = MosaicTiny(MosaicConfig(audio=AudioTowerConfig(channels=(4, 8), width=16, depth=1, heads=2),
+                                   head_dim=8)).eval().save_pretrained(tmp_path / "mosaic")
+    assert main(["--checkpoint", str(ckpt), "--corpus", corpus_in, "--split", "test,test_in", "--out",
+                 str(tmp_path / "m")]) == 0
+    res = json.loads((tmp_path / "m" / "clap_eval.json").read_text())["results"]
+    # (a 1-clip-per-label toy split leaves the 5-fold probe undefined: NaN)
+    assert all("probe_acc" in r and "zero_shot_acc" not in r for r in res.values())
+    assert "probe accuracy" in (tmp_path / "m" / "clap_eval.md").read_text()

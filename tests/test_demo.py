@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import socket
@@ -406,7 +407,9 @@ def test_about_tab_shows_the_model_card_figures_not_server_paths():
     assert "promptsep-tiny" in text and "promptsep-judge-tiny" in text
     assert str(DEFAULT_CHECKPOINT.parent) not in text and "/tmp" not in text
     assert "Recommended sampling: euler, 1 step(s)" in text
-    assert "+5.2 dB [+3.1, +7.3]" in text  # the model card's pair_cross text figure
+    card = json.loads((DEFAULT_CHECKPOINT / "bench_card_test.json").read_text())["pair_cross"]["text"]
+    st = card["separator_si_sdri"]  # the model card's pair_cross text figure
+    assert f"{st['mean']:+.1f} dB [{st['lo']:+.1f}, {st['hi']:+.1f}]" in text
     assert "5.23 M parameters in the release" in text and "dit 3.02 M" in text
     assert "woman speaking" in text and "70 labels" in text
     note = video_note(str(DEFAULT_CHECKPOINT))
