@@ -101,6 +101,7 @@ def test_mosaic_on_ssl_windows_then_clap_init_from_its_tower(ssl_corpus, tiny_co
     assert res["global_step"] == 2
     meta = json.loads((tmp_path / "mosaic_export" / "config.json").read_text())
     assert meta["training"]["ssl_windows"] == str(windows) and meta["training"]["train_hours"] > 0
+    assert "SSL pretraining set" in (tmp_path / "mosaic_export" / "MODEL_CARD.md").read_text()
     enc = MosaicTiny.from_pretrained(tmp_path / "mosaic_export")
 
     # clap trained from that tower: the tower starts as the encoder's, the run records it
@@ -116,6 +117,7 @@ def test_mosaic_on_ssl_windows_then_clap_init_from_its_tower(ssl_corpus, tiny_co
     res = train_embedding(cfg)
     meta = json.loads((tmp_path / "clap_export" / "config.json").read_text())
     assert meta["training"]["init_audio_from"]["kind"] == "promptsep_mosaic"
+    assert "audio tower initialised from" in (tmp_path / "clap_export" / "MODEL_CARD.md").read_text()
 
 
 def test_init_audio_from_refuses_a_mismatched_encoder(tiny_corpus, tmp_path):
@@ -143,3 +145,28 @@ def test_init_audio_from_refuses_a_mismatched_encoder(tiny_corpus, tmp_path):
     same = ClapTiny(clap_config_from(_compose(small)))
     with pytest.raises(ValueError, match="tower tensors do not match"):
         init_audio_tower(same, tmp_path / "broken")
+
+
+def test_clap_eval_metrics_and_bootstrap():
+    from bench.embedding.clap_eval import (
+        bootstrap_ci,
+        bootstrap_recall_ci,
+        probe_predictions,
+        zero_shot_parts,
+    )
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 10)
+    sims = np.eye(3)[:, y] + 0.01 * rng.standard_normal((3, 30))  # every clip closest to its own label
+    correct, r5 = zero_shot_parts(sims, y)
+    assert correct.mean() == 1.0 and r5 == 1.0
+    shuffled = sims[[1, 2, 0]]  # every label query points at another label's clips
+    correct, r5 = zero_shot_parts(shuffled, y)
+    assert correct.mean() == 0.0 and r5 == 0.0
+    v = (rng.random(200) < 0.3).astype(float)
+    lo, hi = bootstrap_ci(v, boot=500)
+    assert lo < v.mean() < hi and hi - lo < 0.2
+    lo, hi = bootstrap_recall_ci(sims, y, boot=50)
+    assert lo == hi == 1.0
+    x = np.eye(3)[y] + 0.05 * rng.standard_normal((30, 3))
+    assert (probe_predictions(x, y) == y).mean() == 1.0

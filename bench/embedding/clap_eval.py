@@ -95,6 +95,7 @@ def evaluate(clap: dict[str, str], mosaic: dict[str, str], splits: list[str], co
     from embeddings.logmel import MelConfig
     from embeddings.mosaic import MosaicTiny
 
+    torch.set_grad_enabled(False)
     rows: list[dict[str, Any]] = []
     models = {n: ClapTiny.from_pretrained(p) for n, p in clap.items()}
     encoders = {n: MosaicTiny.from_pretrained(p) for n, p in mosaic.items()}

@@ -468,6 +468,11 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
               f"- data: TRAIN split of the promptsep corpus (`{tr.get('corpus')}`, manifest sha1 "
               f"`{str(tr.get('dataset_revision'))[:12]}`): {tr.get('train_clips')} clips, {tr.get('train_labels')} labels, "
               + ("label prompt variants from `labels.json`" if kind == "clap-tiny" else "labels unused (self-supervised)"),
+              *([f"- self-supervised data: the SSL pretraining set `{tr.get('ssl_windows')}` "
+                 f"({tr.get('train_hours', 0):.2f} h of windows of the corpus's TRAIN sources, labelled or not; "
+                 "built by `python -m corpus_build.ssl_set`)"] if tr.get("ssl_windows") else []),
+              *([f"- audio tower initialised from `{(tr.get('init_audio_from') or {}).get('path')}` "
+                 f"({(tr.get('init_audio_from') or {}).get('kind')})"] if tr.get("init_audio_from") else []),
               f"- {tr.get('steps')} steps of batch {tr.get('batch_size')} ({tr.get('crop_s')} s crops, label-balanced, "
               f"mix augmentation p={tr.get('p_mix')}), {tr.get('wall_s', 0):.0f} s wall on CPU ({tr.get('threads')} threads)",
               f"- config: `conf/embedding/train_clap.yaml` with overrides `{tr.get('overrides')}`", "",
