@@ -86,6 +86,7 @@ def _ci_row(name: str, split: str, metric: str, value: float, ci: tuple[float, f
     return {"model": name, "split": split, "metric": metric, "value": value, "ci95": list(ci), "clips": n}
 
 
+@torch.no_grad()
 def evaluate(clap: dict[str, str], mosaic: dict[str, str], splits: list[str], corpus: str, boot: int = 1000,
              logmel: bool = True, progress: bool = True) -> list[dict[str, Any]]:
     """Rows ``{"model", "split", "metric", "value", "ci95", "clips"}`` for every model and split."""
@@ -95,7 +96,6 @@ def evaluate(clap: dict[str, str], mosaic: dict[str, str], splits: list[str], co
     from embeddings.logmel import MelConfig
     from embeddings.mosaic import MosaicTiny
 
-    torch.set_grad_enabled(False)
     rows: list[dict[str, Any]] = []
     models = {n: ClapTiny.from_pretrained(p) for n, p in clap.items()}
     encoders = {n: MosaicTiny.from_pretrained(p) for n, p in mosaic.items()}
