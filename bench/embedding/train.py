@@ -146,17 +146,30 @@ class WindowBank(MelBank):
             by_path.setdefault(r["path"], []).append(r)
         self.mels, self.labels, self.categories, self.groups = [], [], [], []
         for path, ws in tqdm(by_path.items(), desc="log-mel ssl", disable=not progress, leave=False):
-            data, file_sr = sf.read(path, dtype="float32", always_2d=True)
-            wav = torch.from_numpy(np.ascontiguousarray(data.mean(1)))
-            if int(file_sr) != sr:
-                wav = resample(wav[None], int(file_sr), sr)[0]
-            mel = front(wav[None])[0]
+            info = sf.info(path)
+            whole = sum(float(w["dur_s"]) for w in ws) > 0.5 * info.duration
+            if whole:  # most of the file is used: decode it once
+                data, file_sr = sf.read(path, dtype="float32", always_2d=True)
+                wav = torch.from_numpy(np.ascontiguousarray(data.mean(1)))
+                if int(file_sr) != sr:
+                    wav = resample(wav[None], int(file_sr), sr)[0]
+                mel = front(wav[None])[0]
             for w in ws:
-                a = int(float(w["start_s"]) * sr / hop)
-                b = a + max(1, int(float(w["dur_s"]) * sr / hop))
-                if b > mel.shape[-1] or a >= b or not torch.isfinite(mel[:, a:b]).all():
+                if whole:
+                    a = int(float(w["start_s"]) * sr / hop)
+                    b = a + max(1, int(float(w["dur_s"]) * sr / hop))
+                    part = mel[:, a:b] if b <= mel.shape[-1] else mel[:, :0]
+                else:  # a few windows of a long file: read just those
+                    fs = int(info.samplerate)
+                    data, _ = sf.read(path, start=int(float(w["start_s"]) * fs),
+                                      frames=int(float(w["dur_s"]) * fs), dtype="float32", always_2d=True)
+                    wav = torch.from_numpy(np.ascontiguousarray(data.mean(1)))
+                    if fs != sr:
+                        wav = resample(wav[None], fs, sr)[0]
+                    part = front(wav[None])[0]
+                if part.shape[-1] == 0 or not torch.isfinite(part).all():
                     continue
-                self.mels.append(mel[:, a:b].to(torch.float16).clone())
+                self.mels.append(part.to(torch.float16).clone())
                 self.labels.append(str(w["source"]))
                 self.categories.append(str(w.get("origin", "unknown")))
                 self.groups.append(str(w["source"]))
