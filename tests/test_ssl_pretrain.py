@@ -170,3 +170,24 @@ def test_clap_eval_metrics_and_bootstrap():
     assert lo == hi == 1.0
     x = np.eye(3)[y] + 0.05 * rng.standard_normal((30, 3))
     assert (probe_predictions(x, y) == y).mean() == 1.0
+
+
+def test_window_bank_partial_and_whole_reads_agree(tmp_path):
+    from bench.embedding.train import WindowBank
+    from embeddings.logmel import MelConfig
+
+    x = np.concatenate([_tone(4.0, 300), _tone(4.0, 1200), _tone(4.0, 2500)])
+    sf.write(tmp_path / "a.wav", x, SR)
+    w = {"path": str(tmp_path / "a.wav"), "dur_s": 4.0, "source": "s", "origin": "unlabelled"}
+    one = tmp_path / "one.jsonl"   # one window of three: read on its own
+    one.write_text(json.dumps({**w, "start_s": 4.0}) + "\n")
+    all3 = tmp_path / "all.jsonl"  # every window: the file is decoded once and sliced
+    all3.write_text("".join(json.dumps({**w, "start_s": s}) + "\n" for s in (0.0, 4.0, 8.0)))
+    part, whole = WindowBank(one, MelConfig(), progress=False), WindowBank(all3, MelConfig(), progress=False)
+    assert len(part) == 1 and len(whole) == 3 and whole.label_names == ["s"]
+    a, b = part.mels[0].float(), whole.mels[1].float()
+    n = min(a.shape[-1], b.shape[-1])
+    assert abs(a.shape[-1] - b.shape[-1]) <= 1
+    # the 1200 Hz window: same spectrum away from the edges; louder near 1200 Hz than near 300 Hz
+    assert torch.allclose(a[:, 3 : n - 3], b[:, 3 : n - 3], atol=0.05)
+    assert a.mean(-1).argmax() != whole.mels[0].float().mean(-1).argmax()
