@@ -111,6 +111,76 @@ class MelBank:
         return len(self.mels)
 
 
+class WindowBank(MelBank):
+    """Log-mel of the windows of an SSL set (``windows.jsonl`` of :mod:`corpus_build.ssl_set`).
+
+    Every window is one item; its "label" is its split source, so the label-balanced stream of
+    :class:`ContrastiveClips` draws sources uniformly (the labels are never used by the
+    ``mosaic`` loss). Each file is decoded and resampled once.
+
+    Raises:
+        ValueError: an empty window list.
+    """
+
+    def __init__(self, windows_path: str | Path, mel_cfg, max_windows: int | None = None, seed: int = 0,
+                 progress: bool = True):
+        import json
+
+        import soundfile as sf
+        from tqdm.auto import tqdm
+
+        from embeddings.logmel import LogMel
+        from promptsep.audio import resample
+
+        rows = [json.loads(line) for line in Path(windows_path).read_text().splitlines() if line.strip()]
+        if not rows:
+            raise ValueError(f"no windows in {windows_path}")
+        if max_windows is not None and len(rows) > max_windows:
+            sel = np.random.default_rng(seed).choice(len(rows), size=max_windows, replace=False)
+            rows = [rows[i] for i in sorted(sel)]
+        front = LogMel(mel_cfg)
+        sr = int(mel_cfg.sample_rate)
+        hop = int(mel_cfg.hop_length)
+        by_path: dict[str, list[dict]] = {}
+        for r in rows:
+            by_path.setdefault(r["path"], []).append(r)
+        self.mels, self.labels, self.categories, self.groups = [], [], [], []
+        for path, ws in tqdm(by_path.items(), desc="log-mel ssl", disable=not progress, leave=False):
+            info = sf.info(path)
+            whole = sum(float(w["dur_s"]) for w in ws) > 0.5 * info.duration
+            if whole:  # most of the file is used: decode it once
+                data, file_sr = sf.read(path, dtype="float32", always_2d=True)
+                wav = torch.from_numpy(np.ascontiguousarray(data.mean(1)))
+                if int(file_sr) != sr:
+                    wav = resample(wav[None], int(file_sr), sr)[0]
+                mel = front(wav[None])[0]
+            for w in ws:
+                if whole:
+                    a = int(float(w["start_s"]) * sr / hop)
+                    b = a + max(1, int(float(w["dur_s"]) * sr / hop))
+                    part = mel[:, a:b] if b <= mel.shape[-1] else mel[:, :0]
+                else:  # a few windows of a long file: read just those
+                    fs = int(info.samplerate)
+                    data, _ = sf.read(path, start=int(float(w["start_s"]) * fs),
+                                      frames=int(float(w["dur_s"]) * fs), dtype="float32", always_2d=True)
+                    wav = torch.from_numpy(np.ascontiguousarray(data.mean(1)))
+                    if fs != sr:
+                        wav = resample(wav[None], fs, sr)[0]
+                    part = front(wav[None])[0]
+                if part.shape[-1] == 0 or not torch.isfinite(part).all():
+                    continue
+                self.mels.append(part.to(torch.float16).clone())
+                self.labels.append(str(w["source"]))
+                self.categories.append(str(w.get("origin", "unknown")))
+                self.groups.append(str(w["source"]))
+        if not self.mels:
+            raise ValueError(f"no usable window in {windows_path}")
+        self.label_names = sorted(set(self.labels))
+        self.by_label = {}
+        for i, lab in enumerate(self.labels):
+            self.by_label.setdefault(lab, []).append(i)
+
+
 def _crop(mel: torch.Tensor, frames: int, rng: np.random.Generator) -> torch.Tensor:
     """A ``[M, frames]`` crop (random offset; short clips are looped from a random phase)."""
     f = mel.shape[-1]
@@ -411,6 +481,11 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
               f"- data: TRAIN split of the promptsep corpus (`{tr.get('corpus')}`, manifest sha1 "
               f"`{str(tr.get('dataset_revision'))[:12]}`): {tr.get('train_clips')} clips, {tr.get('train_labels')} labels, "
               + ("label prompt variants from `labels.json`" if kind == "clap-tiny" else "labels unused (self-supervised)"),
+              *([f"- self-supervised data: the SSL pretraining set `{tr.get('ssl_windows')}` "
+                 f"({tr.get('train_hours', 0):.2f} h of windows of the corpus's TRAIN sources, labelled or not; "
+                 "built by `python -m corpus_build.ssl_set`)"] if tr.get("ssl_windows") else []),
+              *([f"- audio tower initialised from `{(tr.get('init_audio_from') or {}).get('path')}` "
+                 f"({(tr.get('init_audio_from') or {}).get('kind')})"] if tr.get("init_audio_from") else []),
               f"- {tr.get('steps')} steps of batch {tr.get('batch_size')} ({tr.get('crop_s')} s crops, label-balanced, "
               f"mix augmentation p={tr.get('p_mix')}), {tr.get('wall_s', 0):.0f} s wall on CPU ({tr.get('threads')} threads)",
               f"- config: `conf/embedding/train_clap.yaml` with overrides `{tr.get('overrides')}`", "",
@@ -434,6 +509,52 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
     p = Path(path) / "MODEL_CARD.md"
     p.write_text("\n".join(lines))
     return p
+
+
+def init_audio_tower(model, path: str | Path) -> dict[str, Any]:
+    """Initialise ``model.audio_tower`` from the audio tower of a ``mosaic-tiny`` or ``clap-tiny`` release.
+
+    Strict: the release's tower config must equal ``model``'s, and every tower tensor must be
+    present with the same shape (the projection heads are not copied).
+
+    Args:
+        model: a :class:`~embeddings.clap.ClapTiny` (or anything with ``audio_tower`` and ``cfg.audio``).
+        path: a release folder (``config.json`` + ``model.safetensors``), kind ``promptsep_mosaic`` or
+            ``promptsep_clap``.
+
+    Returns:
+        ``{"path", "kind", "tensors"}`` of what was loaded.
+
+    Raises:
+        ValueError: a different tower config, or missing / unexpected / mis-shaped tower tensors.
+    """
+    import json
+
+    from embeddings.clap import CLAP_KIND, load_release
+    from embeddings.mosaic import MOSAIC_KIND
+
+    meta_path = Path(path) / "config.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"no release config at {meta_path}")
+    kind = json.loads(meta_path.read_text()).get("kind")
+    if kind not in (CLAP_KIND, MOSAIC_KIND):
+        raise ValueError(f"init_audio_from={path}: kind {kind!r} is neither {CLAP_KIND!r} nor {MOSAIC_KIND!r}")
+    meta, tensors = load_release(path, kind)
+    theirs = dict(meta["config"]["audio"])
+    mine = model.cfg.audio.to_dict() if hasattr(model.cfg.audio, "to_dict") else dict(vars(model.cfg.audio))
+    norm = lambda d: json.loads(json.dumps(d, default=vars))  # noqa: E731 - dataclasses -> plain JSON
+    if norm(theirs) != norm(mine):
+        raise ValueError(f"init_audio_from={path}: audio tower config differs: release {theirs} vs model {norm(mine)}")
+    tower = {k[len("audio_tower."):]: v for k, v in tensors.items() if k.startswith("audio_tower.")}
+    own = model.audio_tower.state_dict()
+    missing = sorted(set(own) - set(tower))
+    extra = sorted(set(tower) - set(own))
+    bad = sorted(k for k in set(own) & set(tower) if tuple(own[k].shape) != tuple(tower[k].shape))
+    if missing or extra or bad:
+        raise ValueError(f"init_audio_from={path}: tower tensors do not match (missing {missing[:5]}, "
+                         f"unexpected {extra[:5]}, shape {bad[:5]})")
+    model.audio_tower.load_state_dict(tower, strict=True)
+    return {"path": str(path), "kind": kind, "tensors": len(tower)}
 
 
 def train_embedding(cfg) -> dict[str, Any]:
@@ -460,9 +581,20 @@ def train_embedding(cfg) -> dict[str, Any]:
     else:
         model = MosaicTiny(mosaic_config_from(cfg))
         mel_cfg = model.cfg.audio.mel
+    init_info = None
+    if cfg.get("init_audio_from"):
+        init_info = init_audio_tower(model, str(cfg.init_audio_from))
+        logger.info("audio tower initialised from %s (%s, %d tensors)", init_info["path"], init_info["kind"],
+                    init_info["tensors"])
     d = cfg.data
     progress = bool(cfg.get("progress", True))
-    bank = MelBank(cfg.corpus, "train", mel_cfg, float(d.max_clip_s), d.get("max_clips"), int(cfg.seed), progress)
+    if d.get("ssl_windows"):
+        if objective != "mosaic":
+            raise ValueError("data.ssl_windows (unlabelled windows) needs objective=mosaic")
+        bank = WindowBank(str(d.ssl_windows), mel_cfg, d.get("ssl_max_windows"), int(cfg.seed), progress)
+    else:
+        bank = MelBank(cfg.corpus, "train", mel_cfg, float(d.max_clip_s), d.get("max_clips"), int(cfg.seed),
+                       progress)
     prompts = label_prompts(cfg.corpus, bank.label_names)
     texts, table, sent = None, None, None
     if objective == "clap":
@@ -516,7 +648,9 @@ def train_embedding(cfg) -> dict[str, Any]:
             "train_clips": len(bank), "train_labels": len(bank.label_names),
             "train_groups": sorted(set(bank.groups)), "steps": int(trainer.global_step),
             "batch_size": bs, "crop_s": float(d.crop_s), "p_mix": float(d.p_mix), "wall_s": wall,
-            "threads": int(cfg.trainer.get("threads", 2)), "objective": objective,
+            "threads": int(cfg.trainer.get("threads", 2)), "objective": objective, "init_audio_from": init_info,
+            "ssl_windows": str(d.ssl_windows) if d.get("ssl_windows") else None,
+            "train_hours": float(sum(m.shape[-1] for m in bank.mels) * hop_s / 3600),
             "overrides": list(cfg.get("overrides") or []), "config": OmegaConf.to_container(cfg, resolve=True),
         }
         extra = {"training": training, "evaluation": evaluation, "parameters": int(n_params)}
