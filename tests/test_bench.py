@@ -482,9 +482,45 @@ def test_clap_clean_clips_side_by_side(corpus_in, tmp_path):
     out = tmp_path / "ce"
     assert main(["--checkpoint", str(ckpt), "--corpus", corpus_in, "--split", "test,test_in", "--bootstrap", "20",
                  "--out", str(out)]) == 0
-    assert set(json.loads((out / "clap_eval.json").read_text())["results"]) == {"test", "test_in"}
+    assert set(json.loads((out / "clap_eval.json").read_text())["releases"]["clap"]["results"]) == {"test", "test_in"}
     assert "test_in (in-distribution)" in (out / "clap_eval.md").read_text()
     assert main(["--checkpoint", str(ckpt), "--corpus", corpus_in, "--split", "train", "--out", str(out)]) == 2
+    assert main(["--clap", str(ckpt), "--corpus", corpus_in, "--out", str(out)]) == 2  # not NAME=DIR
+    # recall@k CI over resampled clips (the recall recomputed on each resample): same point figure
+    rc = evaluate_split(model, corpus_in, "test_in", bootstrap=50, progress=False, recall_ci="clips")
+    assert rc["t2a_recall_at_5"] == r["t2a_recall_at_5"] and rc["zero_shot_acc_ci"] == r["zero_shot_acc_ci"]
+    assert rc["t2a_recall_at_5_ci"][0] <= rc["t2a_recall_at_5"] <= rc["t2a_recall_at_5_ci"][1]
+
+
+def test_clap_eval_several_named_releases_and_logmel_baseline(tiny_corpus, tmp_path):
+    from bench.clap_eval import main
+    from embeddings.clap import AudioTowerConfig, ClapTiny, ClapTinyConfig
+    from embeddings.mosaic import MosaicConfig, MosaicTiny
+
+    tower = AudioTowerConfig(channels=(4, 8), width=16, depth=1, heads=2)
+    cfg = ClapTinyConfig(audio=tower, embed_dim=16, text_kind="tiny_t5", text_dim=32, text_hidden=32)
+    torch.manual_seed(1)
+    a = ClapTiny(cfg).eval().save_pretrained(tmp_path / "a")
+    torch.manual_seed(2)
+    b = ClapTiny(cfg).eval().save_pretrained(tmp_path / "b")
+    m = MosaicTiny(MosaicConfig(audio=tower, head_dim=8)).eval().save_pretrained(tmp_path / "m")
+    out = tmp_path / "o"
+    assert main(["--clap", f"one={a}", "--clap", f"two={b}", "--mosaic", f"ssl={m}", "--logmel", "--corpus",
+                 tiny_corpus, "--split", "valid,test", "--bootstrap", "20", "--recall-ci", "clips",
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "clap_eval.json").read_text())
+    assert list(res["releases"]) == ["one", "two", "ssl"]
+    for name in ("one", "two"):
+        assert set(res["releases"][name]["results"]) == {"valid", "test"}
+        assert all("zero_shot_acc" in r for r in res["releases"][name]["results"].values())
+    assert [r["checkpoint"] for r in res["releases"].values()] == [str(a), str(b), str(m)]
+    assert all("probe_oof_acc" in r for r in res["releases"]["ssl"]["results"].values())
+    assert set(res["logmel_stats"]) == {"valid", "test"}
+    assert all("probe_acc" in r and "probe_oof_acc" in r for r in res["logmel_stats"].values())
+    md = (out / "clap_eval.md").read_text()
+    assert "### one" in md and "### two" in md and "### ssl" in md and "log-mel statistics" in md
+    assert "valid (source-disjoint)" in md
+    assert main(["--clap", f"one={a}", "--clap", f"one={b}", "--corpus", tiny_corpus, "--out", str(out)]) == 2
 
 
 def test_clean_clip_probe_of_an_audio_only_release(corpus_in, tmp_path):
@@ -497,7 +533,7 @@ def test_clean_clip_probe_of_an_audio_only_release(corpus_in, tmp_path):
                                    head_dim=8)).eval().save_pretrained(tmp_path / "mosaic")
     assert main(["--checkpoint", str(ckpt), "--corpus", corpus_in, "--split", "test,test_in", "--out",
                  str(tmp_path / "m")]) == 0
-    res = json.loads((tmp_path / "m" / "clap_eval.json").read_text())["results"]
+    res = json.loads((tmp_path / "m" / "clap_eval.json").read_text())["releases"]["mosaic"]["results"]
     # (a 1-clip-per-label toy split leaves the 5-fold probe undefined: NaN)
     assert all("probe_acc" in r and "zero_shot_acc" not in r for r in res.values())
     assert "probe accuracy" in (tmp_path / "m" / "clap_eval.md").read_text()

@@ -148,28 +148,25 @@ def test_init_audio_from_refuses_a_mismatched_encoder(tiny_corpus, tmp_path):
 
 
 def test_clap_eval_metrics_and_bootstrap():
-    from bench.embedding.clap_eval import (
-        bootstrap_ci,
-        bootstrap_recall_ci,
-        probe_predictions,
-        zero_shot_parts,
-    )
+    from bench.clap_eval import _ci, probe_predictions, recall_ci_over_clips, t2a_recall
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 10)
     sims = np.eye(3)[:, y] + 0.01 * rng.standard_normal((3, 30))  # every clip closest to its own label
-    correct, r5 = zero_shot_parts(sims, y)
-    assert correct.mean() == 1.0 and r5 == 1.0
+    assert (np.argmax(sims, axis=0) == y).mean() == 1.0 and t2a_recall(sims, y) == 1.0
     shuffled = sims[[1, 2, 0]]  # every label query points at another label's clips
-    correct, r5 = zero_shot_parts(shuffled, y)
-    assert correct.mean() == 0.0 and r5 == 0.0
+    assert (np.argmax(shuffled, axis=0) == y).mean() == 0.0 and t2a_recall(shuffled, y) == 0.0
     v = (rng.random(200) < 0.3).astype(float)
-    lo, hi = bootstrap_ci(v, boot=500)
+    lo, hi = _ci(v, 500, 0, 0.05)
     assert lo < v.mean() < hi and hi - lo < 0.2
-    lo, hi = bootstrap_recall_ci(sims, y, boot=50)
+    lo, hi = recall_ci_over_clips(sims, y, 5, 50, 0, 0.05)
     assert lo == hi == 1.0
+    noisy = sims + 0.6 * rng.standard_normal((3, 30))
+    lo, hi = recall_ci_over_clips(noisy, y, 5, 200, 0, 0.05)
+    assert lo <= t2a_recall(noisy, y) <= hi and lo < hi
     x = np.eye(3)[y] + 0.05 * rng.standard_normal((30, 3))
     assert (probe_predictions(x, y) == y).mean() == 1.0
+    assert probe_predictions(x[:3], y[::10]) is None  # one clip per label: no probe
 
 
 def test_window_bank_partial_and_whole_reads_agree(tmp_path):

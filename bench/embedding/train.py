@@ -63,6 +63,14 @@ def mosaic_config_from(cfg) -> Any:
 
 
 # -------------------------------------------------------------------- data
+def _random_subset(rows: list, limit: int | None, seed: int) -> list:
+    """At most ``limit`` of ``rows``, drawn without replacement (seeded), in their original order."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    sel = np.random.default_rng(seed).choice(len(rows), size=limit, replace=False)
+    return [rows[i] for i in sorted(sel)]
+
+
 class MelBank:
     """Log-mel (natural log power, float16) of every clip of a split, with labels.
 
@@ -82,9 +90,7 @@ class MelBank:
         rows = read_manifest(root, split)
         if not rows:
             raise ValueError(f"the {split!r} split of {root} is empty")
-        if max_clips is not None and len(rows) > max_clips:
-            sel = np.random.default_rng(seed).choice(len(rows), size=max_clips, replace=False)
-            rows = [rows[i] for i in sorted(sel)]
+        rows = _random_subset(rows, max_clips, seed)
         front = LogMel(mel_cfg)
         sr = int(mel_cfg.sample_rate)
         self.mels: list[torch.Tensor] = []
@@ -135,9 +141,7 @@ class WindowBank(MelBank):
         rows = [json.loads(line) for line in Path(windows_path).read_text().splitlines() if line.strip()]
         if not rows:
             raise ValueError(f"no windows in {windows_path}")
-        if max_windows is not None and len(rows) > max_windows:
-            sel = np.random.default_rng(seed).choice(len(rows), size=max_windows, replace=False)
-            rows = [rows[i] for i in sorted(sel)]
+        rows = _random_subset(rows, max_windows, seed)
         front = LogMel(mel_cfg)
         sr = int(mel_cfg.sample_rate)
         hop = int(mel_cfg.hop_length)
