@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,11 @@ from separation.flow import (
     FlowConfig,
     drop_prompts,
     guided_velocity,
+    iter_sample_chunked,
+    latent_rms,
     mask_split,
     objective,
     prior_sample,
-    sample_chunked,
     velocity_from_data,
 )
 
@@ -365,10 +366,11 @@ class SeparationModel(nn.Module):
         return {"loss": loss, "t": t.detach()}
 
     # -------------------------------------------------------------- generation
-    def initial_state(self, z_mix: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def initial_state(self, z_mix: torch.Tensor, noise: torch.Tensor, rms: torch.Tensor | None = None) -> torch.Tensor:
         """The flow's starting point ``x_0 [B, T, 2C]`` from standard-normal ``noise [B, T, 2C]``
-        and the mixture latents ``z_mix [B, T, C]`` (see :func:`separation.flow.prior_sample`)."""
-        return prior_sample(self.cfg.flow, z_mix, noise)
+        and the mixture latents ``z_mix [B, T, C]`` (see :func:`separation.flow.prior_sample`;
+        ``rms [B, 1, 1]``: the whole items' latent RMS when ``z_mix`` is a piece of them)."""
+        return prior_sample(self.cfg.flow, z_mix, noise, rms)
 
     @torch.no_grad()
     def generate(
@@ -381,28 +383,70 @@ class SeparationModel(nn.Module):
         guidance: Mapping[str, float] | None = None,
         audio_mask: torch.Tensor | None = None,
         chunks: Sequence[tuple[int, int]] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
         """Integrate the flow to ``[target | residual]`` latents ``[B, T, 2C]``.
 
         ``noise [B, T, 2C]`` is standard normal; it is mapped to the configured source
         distribution by :meth:`initial_state` first. Long inputs are generated in ``chunks``
         (``[s, e)`` latent-frame windows that may overlap) with pinned overlaps
-        (:func:`~separation.flow.sample_chunked`); None: one chunk.
+        (:func:`~separation.flow.sample_chunked`); None: one chunk. ``progress(done, total)``
+        is called after each chunk.
         """
-        x0 = self.initial_state(z_mix, noise)
         total = z_mix.shape[1]
+        rms = latent_rms(z_mix) if self.cfg.flow.prior == "mixture" else None
+        parts = [x for _, x in self.generate_iter(
+            lambda s, e: z_mix[:, s:e], cond, lambda s, e: noise[:, s:e], total, nfe, method, guidance,
+            audio_mask, chunks, rms, progress)]
+        return torch.cat(parts, dim=1)
+
+    @torch.no_grad()
+    def generate_iter(
+        self,
+        z_fn: Callable[[int, int], torch.Tensor],
+        cond: Conditioning,
+        noise_fn: Callable[[int, int], torch.Tensor],
+        total: int,
+        nfe: int = 16,
+        method: str = "midpoint",
+        guidance: Mapping[str, float] | None = None,
+        audio_mask: torch.Tensor | None = None,
+        chunks: Sequence[tuple[int, int]] | None = None,
+        rms: torch.Tensor | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """:meth:`generate` piece by piece (:func:`~separation.flow.iter_sample_chunked`): yields
+        ``(start, x1 [B, n, 2C])`` for finished latent frames in order, asking ``z_fn(s, e)`` for
+        the mixture latents ``[B, e-s, C]`` and ``noise_fn(s, e)`` for the noise ``[B, e-s, 2C]``
+        of each chunk. ``rms [B, 1, 1]``: the whole items' latent RMS (needed by the mixture prior;
+        :func:`~separation.flow.latent_rms`). Memory does not grow with ``total`` beyond ``cond``.
+        """
+        cache: dict[tuple[int, int], torch.Tensor] = {}
+
+        def z_chunk(s, e):
+            if (s, e) not in cache:
+                cache.clear()
+                cache[(s, e)] = z_fn(s, e)
+            return cache[(s, e)]
+
+        if self.cfg.flow.prior == "mixture" and rms is None:
+            raise ValueError("the mixture prior needs the latent RMS of the whole items (rms=...)")
+
+        def x0_fn(s, e):
+            return self.initial_state(z_chunk(s, e), noise_fn(s, e), rms)
 
         def chunk_velocity(s, e):
             c = cond if (s, e) == (0, total) else cond.frames(s, e)
             m = None if audio_mask is None else audio_mask[:, s:e]
-            zm = z_mix[:, s:e]
+            zm = z_chunk(s, e)
 
             def vel(x, t, dropped):
                 return self.velocity(x, t, zm, c, m, dropped)
 
             return lambda x, t: guided_velocity(vel, x, t, guidance)
 
-        return sample_chunked(chunk_velocity, x0, list(chunks) if chunks else [(0, total)], nfe, method)
+        yield from iter_sample_chunked(chunk_velocity, x0_fn, list(chunks) if chunks else [(0, total)], nfe, method,
+                                       progress)
 
     # ------------------------------------------------------------- persistence
     def save_pretrained(self, path: str | Path) -> Path:
