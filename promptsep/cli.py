@@ -237,6 +237,9 @@ def _separate_parser() -> argparse.ArgumentParser:
                    help="wiener: soft-mask the mixture with the generated stems (default); none: raw generated stems")
     m.add_argument("--mono", action="store_true", help="average channels instead of separating each")
     m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    m.add_argument("--max-input-mb", type=_positive_float, default=200.0,
+                   help="largest input file (MiB) read whole into memory, which only --candidates K > 1 does; "
+                        "with one candidate files are streamed in blocks and any length fits (default: %(default)g)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
 
@@ -420,43 +423,56 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     subtype = SUBTYPES[args.sample_format or "int16"][args.format]
+    steps, method = sep.sampling(args.steps, args.method)
+    show = args.verbose or sys.stderr.isatty()  # progress bars: on a terminal or with -v, quiet otherwise
     failed = 0
-    bar = tqdm(jobs, unit="file", desc="separating", disable=None if len(jobs) > 1 else True, file=sys.stderr)
+    bar = tqdm(jobs, unit="file", desc="separating", disable=not show or len(jobs) < 2, file=sys.stderr)
     for job in bar:
         bar.set_postfix_str(job.path.name)
+        chunk_bar = tqdm(total=0, unit="chunk", desc=job.path.name, disable=not show, leave=False, file=sys.stderr)
+
+        def on_chunk(done: int, total: int, chunk_bar=chunk_bar) -> None:
+            chunk_bar.total = total
+            chunk_bar.update(done - chunk_bar.n)
+
         try:
-            wav, sr = load_audio(job.path)
-            res = sep.separate(
-                wav, sr, text=args.text, spans=spans, video=video, steps=args.steps, method=args.method,
-                candidates=args.candidates, guidance={"text": args.guidance} if args.guidance != 1.0 else None,
-                seed=args.seed, ranker=ranker if args.candidates > 1 else None,
-                channels="mono" if args.mono else "per_channel", refine=args.refine,
-            )
-            bad = [k for k, x in (("target", res.target), ("residual", res.residual)) if not bool(torch.isfinite(x).all())]
-            if bad:
-                raise InputError(f"the {' and '.join(bad)} of {job.path.name} has NaN/Inf samples; nothing was "
-                                 "written (check --guidance and the checkpoint)")
-            if not args.overwrite and (job.target.exists() or job.residual.exists()):
-                raise InputError(f"{job.target} appeared while separating; not replaced (use --overwrite)")
             made = provenance(job.path.name, args.text, args.span, bool(args.video),
-                              checkpoint=Path(args.checkpoint).name, steps=res.info["steps"],
-                              method=res.info["method"], refine=res.info["refine"])
+                              checkpoint=Path(args.checkpoint).name, steps=steps, method=method, refine=args.refine)
             sub = subtype
             if args.sample_format is None and args.format == "wav":
                 sub = stem_subtype(job.path) or subtype  # a float input keeps float stems (never clipped)
-            save_audio(job.target, res.target, res.sample_rate, comment=f"target; {made}", subtype=sub,
-                       overwrite=args.overwrite)
-            save_audio(job.residual, res.residual, res.sample_rate, comment=f"residual; {made}", subtype=sub,
-                       overwrite=args.overwrite)
+            options = dict(text=args.text, spans=spans, video=video, steps=steps, method=method, seed=args.seed,
+                           guidance={"text": args.guidance} if args.guidance != 1.0 else None,
+                           channels="mono" if args.mono else "per_channel", refine=args.refine)
+            if args.candidates == 1:  # streamed: memory does not grow with the input's length
+                info = sep.separate_file(job.path, job.target, job.residual, subtype=sub, overwrite=args.overwrite,
+                                         comment=made, progress=on_chunk, **options)
+            else:  # ranking K candidates needs the whole recording in memory
+                wav, sr = load_audio(job.path, max_bytes=int(args.max_input_mb * 2**20))
+                res = sep.separate(wav, sr, candidates=args.candidates, ranker=ranker, progress=on_chunk, **options)
+                bad = [k for k, x in (("target", res.target), ("residual", res.residual))
+                       if not bool(torch.isfinite(x).all())]
+                if bad:
+                    raise InputError(f"the {' and '.join(bad)} of {job.path.name} has NaN/Inf samples; nothing was "
+                                     "written (check --guidance and the checkpoint)")
+                if not args.overwrite and (job.target.exists() or job.residual.exists()):
+                    raise InputError(f"{job.target} appeared while separating; not replaced (use --overwrite)")
+                save_audio(job.target, res.target, res.sample_rate, comment=f"target; {made}", subtype=sub,
+                           overwrite=args.overwrite)
+                save_audio(job.residual, res.residual, res.sample_rate, comment=f"residual; {made}", subtype=sub,
+                           overwrite=args.overwrite)
+                info = res.info
         except (InputError, OSError) as exc:
             failed += 1
+            chunk_bar.close()
             bar.clear()
             print(f"promptsep separate: error: {job.path}: {exc}", file=sys.stderr)
             continue
+        chunk_bar.close()
         if args.json:
             print(json.dumps({"input": str(job.path), "target": str(job.target), "residual": str(job.residual),
-                              "seconds": round(res.info["seconds"], 3), "audio_seconds": round(res.info["audio_seconds"], 3),
-                              "steps": res.info["steps"], "method": res.info["method"]}))
+                              "seconds": round(info["seconds"], 3), "audio_seconds": round(info["audio_seconds"], 3),
+                              "steps": info["steps"], "method": info["method"]}))
         else:
             bar.clear()
             print(f"{job.path} -> {job.target}, {job.residual}")

@@ -134,14 +134,27 @@ class Conditioning:
 class SeparationModel(nn.Module):
     """Codec, prompt encoders and DiT composed for flow-matching separation."""
 
-    def __init__(self, cfg: SeparationModelConfig, codec: DACVAE | None = None):
+    def __init__(self, cfg: SeparationModelConfig, codec: DACVAE | None = None, lazy_video: bool = False):
+        """Build the parts.
+
+        Args:
+            cfg: the configuration.
+            codec: an already trained codec (None: built from ``cfg.codec``).
+            lazy_video: with a config whose ``dit.video_dim`` is known (a release's), do not build the
+                video tower (an open_clip model) until a video prompt needs it (:meth:`video_tower`);
+                :meth:`from_pretrained` keeps its saved weights aside until then.
+        """
         super().__init__()
         self.cfg = cfg
         self.codec = codec if codec is not None else build_codec(cfg.codec)
         self.text_encoder = build_text_encoder(cfg.text)
         self.video_encoder = None
+        self._video_state: dict[str, torch.Tensor] | None = None  # weights of a tower not built yet
         video_dim = 0
-        if cfg.video is not None:
+        if cfg.video is not None and lazy_video and cfg.dit.video_dim:
+            video_dim = int(cfg.dit.video_dim)
+            self._video_state = {}
+        elif cfg.video is not None:
             from prompts.video import VideoEncoder
 
             self.video_encoder = VideoEncoder(cfg.video)
@@ -157,6 +170,33 @@ class SeparationModel(nn.Module):
                 module.requires_grad_(False)
 
     # ------------------------------------------------------------------ basics
+    def video_tower(self) -> Any:
+        """The video encoder, built now (with its saved weights) if it was left unbuilt (``lazy_video``).
+
+        Raises:
+            PromptError: the model was trained without video prompts.
+            ReleaseError: the saved tower weights do not fit the tower the config builds.
+        """
+        if self.video_encoder is None and self._video_state is not None:
+            from prompts.video import VideoEncoder
+
+            tower = VideoEncoder(self.cfg.video)
+            prefix = "video_encoder."
+            state = {k[len(prefix):]: v for k, v in self._video_state.items()}
+            if tower.dim != self.cfg.dit.video_dim:
+                raise release.ReleaseError(f"the video tower gives {tower.dim}-d features, the backbone expects "
+                                           f"{self.cfg.dit.video_dim}")
+            release.load_state_strict(tower, state, [k for k in tower.state_dict() if not k.startswith("_")],
+                                      "video tower")
+            tower.requires_grad_(False)
+            self.video_encoder = tower.eval().to(self.null_text.device)
+            self._video_state = None
+        if self.video_encoder is None:
+            from promptsep.errors import PromptError
+
+            raise PromptError("this model was trained without video prompts")
+        return self.video_encoder
+
     @property
     def latent_dim(self) -> int:
         return self.codec.latent_dim
@@ -251,15 +291,15 @@ class SeparationModel(nn.Module):
                 anchors[i, pad_from:] = PAD
         has_video = torch.tensor([v is not None for v in videos], dtype=torch.bool, device=device)
         video = None
-        if self.video_encoder is not None:
-            from prompts.video import resample_to_latent
-
+        if self.cfg.video is not None:  # the tower is only built when a video prompt is given
             video = self.null_video.expand(b, num_frames, -1).clone()
             for i, v in enumerate(videos):
                 if v is None:
                     continue
+                from prompts.video import resample_to_latent
+
                 frames, masks, fps = _video_parts(v)
-                feats = self.video_encoder(frames[None].to(device), None if masks is None else masks[None].to(device))
+                feats = self.video_tower()(frames[None].to(device), None if masks is None else masks[None].to(device))
                 video[i] = resample_to_latent(feats, fps, num_frames, self.frame_rate)[0]
         elif bool(has_video.any()):
             from promptsep.errors import PromptError
@@ -351,7 +391,7 @@ class SeparationModel(nn.Module):
         texts = [t if u else None for t, u in zip(batch["text"], batch["use_text"])]
         spans = [s if u else None for s, u in zip(batch["spans"], batch["use_span"])]
         videos = batch.get("video") or [None] * b
-        if self.video_encoder is None:
+        if self.cfg.video is None:
             videos = [None] * b
         dur = n / self.sample_rate
         cond = self.encode_prompts(texts, spans, videos, num_frames, [dur] * b)
@@ -452,14 +492,18 @@ class SeparationModel(nn.Module):
     def save_pretrained(self, path: str | Path) -> Path:
         """Write a release folder (:func:`promptsep.release.save_release`) with the current weights."""
         state = self.state_dict()
-        return release.save_release(path, {k: state[k] for k in self.trainable_state_keys()},
-                                    self.cfg.to_dict(), MODEL_KIND)
+        tensors = {k: state[k] for k in self.trainable_state_keys()}
+        tensors.update(self._video_state or {})  # a tower not built yet keeps the weights it was loaded with
+        return release.save_release(path, tensors, self.cfg.to_dict(), MODEL_KIND)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> SeparationModel:
         """Load a release folder or hub id strictly (checksum verified; every saved tensor must match)."""
         root, meta, tensors = release.read_release(path, MODEL_KIND, map_location)
-        model = cls(SeparationModelConfig.from_dict(meta["config"]))
+        model = cls(SeparationModelConfig.from_dict(meta["config"]), lazy_video=True)
+        if model._video_state is not None:  # the video tower is built on the first video prompt
+            model._video_state = {k: v for k, v in tensors.items() if k.startswith("video_encoder.")}
+            tensors = {k: v for k, v in tensors.items() if not k.startswith("video_encoder.")}
         release.load_state_strict(model, tensors, model.trainable_state_keys(), root)
         return model.eval().to(map_location)
 

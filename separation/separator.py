@@ -197,6 +197,7 @@ class Separator:
         channels: str = "per_channel",
         refine: str = "wiener",
         keep_raw: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> SeparationResult:
         """Separate one recording.
 
@@ -220,6 +221,7 @@ class Separator:
                 ``sampling.refine_power`` / ``refine_n_fft``), ``"none"`` keeps the decoded generated
                 target as it is.
             keep_raw: also return the generated stems before refinement (``result.raw``).
+            progress: called as ``progress(chunks_done, chunks_total)`` after each generation chunk.
 
         Both modes return ``residual = input - target`` at the input's rate and channels, so the
         stems add up to the input exactly (to float rounding). The model works at
@@ -241,7 +243,7 @@ class Separator:
         return self.separate_batch(
             [audio], [sample_rate], [text], [spans], [video], steps=steps, method=method,
             candidates=candidates, guidance=guidance, seed=seed, ranker=ranker, channels=channels,
-            refine=refine, keep_raw=keep_raw,
+            refine=refine, keep_raw=keep_raw, progress=progress,
         )[0]
 
     def separate_batch(
@@ -260,6 +262,7 @@ class Separator:
         channels: str = "per_channel",
         refine: str = "wiener",
         keep_raw: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[SeparationResult]:
         """Separate several recordings in one batch (padded to the longest; same settings for all)."""
         if refine not in REFINE_MODES:
@@ -320,7 +323,7 @@ class Separator:
             x1 = self.model.generate(
                 z_mix.repeat_interleave(k, 0), cond.repeat(k), noise, nfe=steps, method=method, guidance=guidance,
                 audio_mask=None if audio_mask is None else audio_mask.repeat_interleave(k, 0),
-                chunks=self._chunk_bounds(num_frames, self.model.frame_rate),
+                chunks=self._chunk_bounds(num_frames, self.model.frame_rate), progress=progress,
             )
         c = self.model.latent_dim
         tgt = self._decode(x1[..., :c], n_max)  # [R*K, 1, N]
@@ -403,7 +406,7 @@ class Separator:
             subtype: libsndfile subtype of the stems (None: ``FLOAT`` WAV when the input holds float
                 samples, else ``PCM_16`` for WAV, the format's default otherwise).
             overwrite: replace existing stems.
-            comment: text stored in both stems' metadata.
+            comment: text stored in the stems' metadata (as ``"target; <comment>"`` and ``"residual; <comment>"``).
             progress: ``progress(chunks_done, chunks_total)`` after each generation chunk.
 
         Returns:
@@ -511,8 +514,10 @@ class Separator:
         out = _resample_stream(_Window(refined()), n, sr, sr_in, block_in)
         in_win = _Window(inputs())
         done = 0
-        with AudioWriter(target_path, sr_in, rows, subtype=subtype, comment=comment, overwrite=overwrite) as wt, \
-                AudioWriter(residual_path, sr_in, rows, subtype=subtype, comment=comment, overwrite=overwrite) as wr:
+        notes = {k: None if comment is None else f"{k}; {comment}" for k in ("target", "residual")}
+        with AudioWriter(target_path, sr_in, rows, subtype=subtype, comment=notes["target"], overwrite=overwrite) as wt, \
+                AudioWriter(residual_path, sr_in, rows, subtype=subtype, comment=notes["residual"],
+                            overwrite=overwrite) as wr:
             for piece in out:
                 piece = piece[:, : n_in - done]
                 if piece.shape[-1] == 0:

@@ -56,6 +56,7 @@ def test_save_load_round_trip_is_bit_exact(model, checkpoint):
     from separation.model import SeparationModel
 
     loaded = SeparationModel.from_pretrained(checkpoint)
+    loaded.video_tower()  # built on the first video prompt
     sd1, sd2 = model.state_dict(), loaded.state_dict()
     assert sd1.keys() == sd2.keys()
     for k in sd1:
@@ -363,3 +364,32 @@ def torchaudio_resample(x, a, b):
     from promptsep.audio import resample
 
     return resample(x, a, b)
+
+
+def test_video_tower_is_built_only_for_a_video_prompt(checkpoint, monkeypatch):
+    """A text-only separation never constructs the open_clip tower; the first video prompt builds it with its saved weights."""
+    import open_clip
+
+    from prompts.types import VideoPrompt
+    from separation.model import SeparationModel
+    from separation.separator import Separator
+
+    calls = []
+    real = open_clip.create_model
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: calls.append(a) or real(*a, **k))
+    sep = Separator.from_pretrained(checkpoint)
+    sep.separate(wav(0.5), SR, text="tone", steps=1)
+    assert calls == [] and sep.model.video_encoder is None
+    video = VideoPrompt(frames=torch.rand(4, 3, 16, 16), fps=8.0, box=(2, 2, 12, 12))
+    sep.separate(wav(0.5), SR, text="tone", video=video, steps=1)
+    assert len(calls) == 1 and sep.model.video_encoder is not None
+    from safetensors.torch import load_file
+
+    saved = {k[len("video_encoder."):]: v for k, v in load_file(f"{checkpoint}/model.safetensors").items()
+             if k.startswith("video_encoder.")}
+    state = sep.model.video_encoder.state_dict()
+    assert saved and saved.keys() == state.keys()
+    for k, v in saved.items():  # the lazily built tower holds the release's weights
+        assert torch.equal(v, state[k]), k
+    again = sep.model.save_pretrained(checkpoint + "-copy")  # and a lazily loaded model saves them back
+    assert SeparationModel.from_pretrained(again)._video_state.keys() == {"video_encoder." + k for k in saved}
