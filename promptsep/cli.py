@@ -159,22 +159,14 @@ def _join_negative_spans(argv: Sequence[str]) -> list[str]:
 
 
 def _check_device(name: str) -> str:
-    import torch
+    """``name`` if it is a usable device (:func:`separation.separator.check_device`), else :class:`CliError`."""
+    from promptsep.errors import OptionError
+    from separation.separator import check_device
 
     try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise CliError(f"unknown device {name!r}: use cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CliError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise CliError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise CliError(f"--device {name}: MPS is not available on this machine (use --device cpu)")
-    elif dev.type != "cpu":
-        raise CliError(f"--device {name}: promptsep runs on cpu, cuda or mps")
+        check_device(name)
+    except OptionError as exc:
+        raise CliError(str(exc)) from None
     return name
 
 
