@@ -3,7 +3,10 @@
 ``promptsep separate`` checks every input, prompt, option and destination before it loads a
 model, loads the model once for all inputs, and writes ``OUT/<input stem>/target.wav`` and
 ``residual.wav`` per input (never over an existing file without ``--overwrite``, never a stem
-with NaN/Inf samples). ``promptsep info`` prints what a release is, what it knows and how to
+with NaN/Inf samples). Each file is streamed (:meth:`Separator.separate_file`: read, separated and
+written in blocks, so memory does not grow with its length); only ``--candidates K > 1`` reads a
+file whole (capped by ``--max-input-mb``). A progress bar over chunks (and files) shows on a
+terminal or with ``-v``. ``promptsep info`` prints what a release is, what it knows and how to
 sample it.
 """
 
