@@ -206,31 +206,121 @@ def save_audio(
         warnings.warn(f"{p.name}: peak {peak:.3f} is above full scale and {fmt} {subtype or ''} has no float "
                       "samples: it is clipped to [-1, 1] (write .wav to keep it)", UserWarning, stacklevel=2)
         t = t.clamp(-1.0, 1.0)
-    data = t.numpy().T
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w+b") as fh:
-            with sf.SoundFile(fh, "w", int(sample_rate), data.shape[1], subtype=subtype, format=fmt) as f:
-                f.software = "promptsep"
-                if comment:
-                    f.comment = comment
-                f.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        if overwrite:
-            os.replace(tmp, p)  # replaces a link at p itself, never what it points to
-        else:
-            try:
-                os.link(tmp, p, follow_symlinks=False)  # fails if p appeared meanwhile: no clobbering
-            except FileExistsError:
-                raise OutputExistsError(f"{p} already exists; pass overwrite=True (CLI: --overwrite) to replace it") from None
-            except OSError:  # a filesystem without hard links
-                if os.path.lexists(p):
-                    raise OutputExistsError(f"{p} already exists; pass overwrite=True to replace it") from None
-                os.replace(tmp, p)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    with AudioWriter(p, sample_rate, t.shape[0], subtype=subtype, comment=comment, overwrite=overwrite) as w:
+        w.write(t)
     return p
+
+
+class AudioWriter:
+    """Write audio block by block, atomically and without clobbering (the writer behind :func:`save_audio`).
+
+    The blocks go to a fresh temporary file made with :func:`tempfile.mkstemp` in the destination
+    folder (an unpredictable name opened with ``O_EXCL``, so a planted symlink is never followed);
+    :meth:`commit` (the end of a ``with`` block without an error) gives it the final name in one
+    step, and :meth:`abort` (an error) removes it, so a failed or non-finite stream leaves nothing.
+    An existing file (or link) at ``path`` is only replaced with ``overwrite=True``.
+
+    Args:
+        path: output file; its extension picks the container (``.wav``, ``.flac``, ...).
+        sample_rate: rate in Hz.
+        channels: channel count ``C`` of every block.
+        subtype: libsndfile subtype (None: ``PCM_16`` for WAV, the format's default otherwise).
+            Blocks above full scale are clipped (with one warning) unless it is ``FLOAT``/``DOUBLE``.
+        comment: text stored in the file's metadata.
+        overwrite: replace an existing file at ``path``.
+
+    Raises:
+        OutputExistsError: ``path`` exists (at the start or when committing) and ``overwrite`` is False.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, *, subtype: str | None = None,
+                 comment: str | None = None, overwrite: bool = False):
+        self.path = p = Path(path)
+        self.overwrite = overwrite
+        if not overwrite and os.path.lexists(p):
+            raise OutputExistsError(f"{p} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        self.format = p.suffix.lstrip(".").upper() or "WAV"
+        if subtype is None and self.format == "WAV":
+            subtype = "PCM_16"
+        self.subtype = subtype
+        self.frames = 0
+        self.peak = 0.0
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
+        try:
+            self._fh = os.fdopen(fd, "w+b")
+            self._sf = sf.SoundFile(self._fh, "w", int(sample_rate), int(channels), subtype=subtype, format=self.format)
+            self._sf.software = "promptsep"
+            if comment:
+                self._sf.comment = comment
+        except BaseException:
+            os.unlink(self._tmp)
+            raise
+
+    def write(self, block: torch.Tensor) -> None:
+        """Append ``[C, n]`` samples.
+
+        Raises:
+            AudioError: the block has NaN/Inf samples (the file is then never committed).
+        """
+        t = to_channels_first(block).detach().cpu()
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            raise AudioError(f"audio for {self.path.name} has {int((~finite).sum())} NaN/Inf samples; nothing is written")
+        if t.shape[-1] == 0:
+            return
+        peak = float(t.abs().max())
+        if peak > 1.0 and (self.subtype or "").upper() not in FLOAT_SUBTYPES:
+            if self.peak <= 1.0:
+                warnings.warn(f"{self.path.name}: peak {peak:.3f} is above full scale and {self.format} "
+                              f"{self.subtype or ''} has no float samples: it is clipped to [-1, 1] (write float "
+                              "WAV to keep it)", UserWarning, stacklevel=2)
+            t = t.clamp(-1.0, 1.0)
+        self.peak = max(self.peak, peak)
+        self._sf.write(t.numpy().T)
+        self.frames += t.shape[-1]
+
+    def commit(self) -> Path:
+        """Close the file and give it its final name."""
+        p, tmp = self.path, self._tmp
+        try:
+            if self.frames == 0:
+                raise AudioError(f"audio for {p.name} is empty (0 samples); nothing is written")
+            self._sf.close()
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+            if self.overwrite:
+                os.replace(tmp, p)  # replaces a link at p itself, never what it points to
+            else:
+                try:
+                    os.link(tmp, p, follow_symlinks=False)  # fails if p appeared meanwhile: no clobbering
+                except FileExistsError:
+                    raise OutputExistsError(f"{p} already exists; pass overwrite=True (CLI: --overwrite) to replace it") from None
+                except OSError:  # a filesystem without hard links
+                    if os.path.lexists(p):
+                        raise OutputExistsError(f"{p} already exists; pass overwrite=True to replace it") from None
+                    os.replace(tmp, p)
+        finally:
+            self.abort()
+        return p
+
+    def abort(self) -> None:
+        """Close and remove the temporary file (the destination is left as it was)."""
+        for f in (self._sf, self._fh):
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - already closed or half-written: it is removed anyway
+                pass
+        if os.path.lexists(self._tmp):
+            os.unlink(self._tmp)
+
+    def __enter__(self) -> AudioWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()

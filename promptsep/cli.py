@@ -3,7 +3,10 @@
 ``promptsep separate`` checks every input, prompt, option and destination before it loads a
 model, loads the model once for all inputs, and writes ``OUT/<input stem>/target.wav`` and
 ``residual.wav`` per input (never over an existing file without ``--overwrite``, never a stem
-with NaN/Inf samples). ``promptsep info`` prints what a release is, what it knows and how to
+with NaN/Inf samples). Each file is streamed (:meth:`Separator.separate_file`: read, separated and
+written in blocks, so memory does not grow with its length); only ``--candidates K > 1`` reads a
+file whole (capped by ``--max-input-mb``). A progress bar over chunks (and files) shows on a
+terminal or with ``-v``. ``promptsep info`` prints what a release is, what it knows and how to
 sample it.
 """
 
@@ -159,22 +162,14 @@ def _join_negative_spans(argv: Sequence[str]) -> list[str]:
 
 
 def _check_device(name: str) -> str:
-    import torch
+    """``name`` if it is a usable device (:func:`separation.separator.check_device`), else :class:`CliError`."""
+    from promptsep.errors import OptionError
+    from separation.separator import check_device
 
     try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise CliError(f"unknown device {name!r}: use cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CliError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise CliError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise CliError(f"--device {name}: MPS is not available on this machine (use --device cpu)")
-    elif dev.type != "cpu":
-        raise CliError(f"--device {name}: promptsep runs on cpu, cuda or mps")
+        check_device(name)
+    except OptionError as exc:
+        raise CliError(str(exc)) from None
     return name
 
 
@@ -237,6 +232,9 @@ def _separate_parser() -> argparse.ArgumentParser:
                    help="wiener: soft-mask the mixture with the generated stems (default); none: raw generated stems")
     m.add_argument("--mono", action="store_true", help="average channels instead of separating each")
     m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    m.add_argument("--max-input-mb", type=_positive_float, default=200.0,
+                   help="largest input file (MiB) read whole into memory, which only --candidates K > 1 does; "
+                        "with one candidate files are streamed in blocks and any length fits (default: %(default)g)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
 
@@ -420,43 +418,56 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     subtype = SUBTYPES[args.sample_format or "int16"][args.format]
+    steps, method = sep.sampling(args.steps, args.method)
+    show = args.verbose or sys.stderr.isatty()  # progress bars: on a terminal or with -v, quiet otherwise
     failed = 0
-    bar = tqdm(jobs, unit="file", desc="separating", disable=None if len(jobs) > 1 else True, file=sys.stderr)
+    bar = tqdm(jobs, unit="file", desc="separating", disable=not show or len(jobs) < 2, file=sys.stderr)
     for job in bar:
         bar.set_postfix_str(job.path.name)
+        chunk_bar = tqdm(total=0, unit="chunk", desc=job.path.name, disable=not show, leave=False, file=sys.stderr)
+
+        def on_chunk(done: int, total: int, chunk_bar=chunk_bar) -> None:
+            chunk_bar.total = total
+            chunk_bar.update(done - chunk_bar.n)
+
         try:
-            wav, sr = load_audio(job.path)
-            res = sep.separate(
-                wav, sr, text=args.text, spans=spans, video=video, steps=args.steps, method=args.method,
-                candidates=args.candidates, guidance={"text": args.guidance} if args.guidance != 1.0 else None,
-                seed=args.seed, ranker=ranker if args.candidates > 1 else None,
-                channels="mono" if args.mono else "per_channel", refine=args.refine,
-            )
-            bad = [k for k, x in (("target", res.target), ("residual", res.residual)) if not bool(torch.isfinite(x).all())]
-            if bad:
-                raise InputError(f"the {' and '.join(bad)} of {job.path.name} has NaN/Inf samples; nothing was "
-                                 "written (check --guidance and the checkpoint)")
-            if not args.overwrite and (job.target.exists() or job.residual.exists()):
-                raise InputError(f"{job.target} appeared while separating; not replaced (use --overwrite)")
             made = provenance(job.path.name, args.text, args.span, bool(args.video),
-                              checkpoint=Path(args.checkpoint).name, steps=res.info["steps"],
-                              method=res.info["method"], refine=res.info["refine"])
+                              checkpoint=Path(args.checkpoint).name, steps=steps, method=method, refine=args.refine)
             sub = subtype
             if args.sample_format is None and args.format == "wav":
                 sub = stem_subtype(job.path) or subtype  # a float input keeps float stems (never clipped)
-            save_audio(job.target, res.target, res.sample_rate, comment=f"target; {made}", subtype=sub,
-                       overwrite=args.overwrite)
-            save_audio(job.residual, res.residual, res.sample_rate, comment=f"residual; {made}", subtype=sub,
-                       overwrite=args.overwrite)
+            options = dict(text=args.text, spans=spans, video=video, steps=steps, method=method, seed=args.seed,
+                           guidance={"text": args.guidance} if args.guidance != 1.0 else None,
+                           channels="mono" if args.mono else "per_channel", refine=args.refine)
+            if args.candidates == 1:  # streamed: memory does not grow with the input's length
+                info = sep.separate_file(job.path, job.target, job.residual, subtype=sub, overwrite=args.overwrite,
+                                         comment=made, progress=on_chunk, **options)
+            else:  # ranking K candidates needs the whole recording in memory
+                wav, sr = load_audio(job.path, max_bytes=int(args.max_input_mb * 2**20))
+                res = sep.separate(wav, sr, candidates=args.candidates, ranker=ranker, progress=on_chunk, **options)
+                bad = [k for k, x in (("target", res.target), ("residual", res.residual))
+                       if not bool(torch.isfinite(x).all())]
+                if bad:
+                    raise InputError(f"the {' and '.join(bad)} of {job.path.name} has NaN/Inf samples; nothing was "
+                                     "written (check --guidance and the checkpoint)")
+                if not args.overwrite and (job.target.exists() or job.residual.exists()):
+                    raise InputError(f"{job.target} appeared while separating; not replaced (use --overwrite)")
+                save_audio(job.target, res.target, res.sample_rate, comment=f"target; {made}", subtype=sub,
+                           overwrite=args.overwrite)
+                save_audio(job.residual, res.residual, res.sample_rate, comment=f"residual; {made}", subtype=sub,
+                           overwrite=args.overwrite)
+                info = res.info
         except (InputError, OSError) as exc:
             failed += 1
+            chunk_bar.close()
             bar.clear()
             print(f"promptsep separate: error: {job.path}: {exc}", file=sys.stderr)
             continue
+        chunk_bar.close()
         if args.json:
             print(json.dumps({"input": str(job.path), "target": str(job.target), "residual": str(job.residual),
-                              "seconds": round(res.info["seconds"], 3), "audio_seconds": round(res.info["audio_seconds"], 3),
-                              "steps": res.info["steps"], "method": res.info["method"]}))
+                              "seconds": round(info["seconds"], 3), "audio_seconds": round(info["audio_seconds"], 3),
+                              "steps": info["steps"], "method": info["method"]}))
         else:
             bar.clear()
             print(f"{job.path} -> {job.target}, {job.residual}")

@@ -15,7 +15,7 @@ budget need (the codec latents are linear in the audio, so the split is exact in
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,13 +97,16 @@ MIN_REMAINING_T = 1e-3
 PRIOR_RMS_FLOOR = 1e-2
 
 
-def prior_sample(cfg: FlowConfig, z_mix: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def prior_sample(cfg: FlowConfig, z_mix: torch.Tensor, noise: torch.Tensor,
+                 rms: torch.Tensor | None = None) -> torch.Tensor:
     """Map standard-normal ``noise`` to a draw ``x_0`` of the configured source distribution.
 
     Args:
         cfg: the flow config (``prior``, ``prior_std``).
         z_mix: mixture latents ``[B, T, C]``.
         noise: standard-normal ``[B, T, 2C]``.
+        rms: ``[B, 1, 1]`` latent RMS of each whole item (see :func:`latent_rms`), for ``z_mix``
+            that is a piece of a longer sequence; None: computed from ``z_mix``.
 
     Returns:
         ``x_0`` ``[B, T, 2C]``: ``prior_std * noise`` for ``"noise"``, and
@@ -118,9 +121,24 @@ def prior_sample(cfg: FlowConfig, z_mix: torch.Tensor, noise: torch.Tensor) -> t
     zm = z_mix.to(noise.dtype)
     # the noise is relative to each item's latent RMS: mixture levels span tens of dB, and a fixed
     # noise level would drown quiet mixtures and vanish under loud ones
-    rms = zm.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(PRIOR_RMS_FLOOR)
+    rms = latent_rms(zm) if rms is None else rms.to(noise.dtype)
     half = 0.5 * zm
     return torch.cat([half, half], dim=-1) + cfg.prior_std * rms * noise
+
+
+def latent_rms(z_mix: torch.Tensor, sum_sq: torch.Tensor | None = None, count: int | None = None) -> torch.Tensor:
+    """Per-item latent RMS ``[B, 1, 1]`` of the mixture prior (at least :data:`PRIOR_RMS_FLOOR`).
+
+    Args:
+        z_mix: mixture latents ``[B, T, C]``.
+        sum_sq / count: instead of ``z_mix``'s own statistics, the sum of squares ``[B]`` and the
+            number of values per item accumulated over a longer sequence (streaming).
+    """
+    if sum_sq is None:
+        ms = z_mix.pow(2).mean(dim=(1, 2), keepdim=True)
+    else:
+        ms = (sum_sq / max(1, int(count))).view(-1, 1, 1).to(z_mix.dtype)
+    return ms.sqrt().clamp_min(PRIOR_RMS_FLOOR)
 
 
 def mask_split(logits: torch.Tensor, z_mix: torch.Tensor, offset: torch.Tensor | float = 0.0) -> torch.Tensor:
@@ -323,6 +341,7 @@ def sample_chunked(
     bounds: Sequence[tuple[int, int]],
     nfe: int = 16,
     method: str = "midpoint",
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Integrate a long sequence chunk by chunk along time, with pinned overlaps.
 
@@ -330,32 +349,66 @@ def sample_chunked(
     done are *pinned*: their velocity is the constant ``x1_done - x0`` (a straight path to the
     finished result), so every sampler reproduces them exactly and the new frames are generated
     in the context of the old ones (no seam, no drift between chunks). With one chunk this is
-    :func:`sample`.
+    :func:`sample`. :func:`iter_sample_chunked` is the same integration handing out finished
+    frames as it goes (for streaming).
 
     Args:
         chunk_fn: ``chunk_fn(s, e)`` -> velocity ``fn(x [B, e-s, D], t [B])`` of that chunk.
         x0: initial state ``[B, T, D]`` of the whole sequence.
         bounds: ``[s, e)`` chunks, in order, covering ``[0, T)``; consecutive chunks may overlap.
         nfe / method: as in :func:`sample`.
+        progress: called as ``progress(chunks_done, chunks_total)`` after each chunk.
 
     Returns:
         ``x1 [B, T, D]``.
     """
-    out = torch.zeros_like(x0)
-    done = 0  # frames [0, done) are final
-    for s, e in bounds:
-        x0c = x0[:, s:e]
-        known = max(0, done - s)
-        known_v = out[:, s : s + known] - x0c[:, :known] if known else None
+    parts = [x1 for _, x1 in iter_sample_chunked(chunk_fn, lambda s, e: x0[:, s:e], bounds, nfe, method, progress)]
+    return torch.cat(parts, dim=1)
+
+
+def iter_sample_chunked(
+    chunk_fn: Callable[[int, int], VelocityFn],
+    x0_fn: Callable[[int, int], torch.Tensor],
+    bounds: Sequence[tuple[int, int]],
+    nfe: int = 16,
+    method: str = "midpoint",
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """:func:`sample_chunked` one chunk at a time: yields ``(start, x1 [B, n, D])`` for frames
+    ``[start, start + n)`` as soon as no later chunk covers them, in order.
+
+    Only the frames of the chunk in hand are held, so memory does not grow with ``T``.
+
+    Args:
+        chunk_fn: as in :func:`sample_chunked`.
+        x0_fn: ``x0_fn(s, e)`` -> the initial state ``[B, e-s, D]`` of frames ``[s, e)`` (asked in
+            increasing order of ``s``).
+        bounds / nfe / method / progress: as in :func:`sample_chunked`.
+    """
+    bounds = list(bounds)
+    out: torch.Tensor | None = None  # latest results of frames [o_start, o_start + out.shape[1])
+    o_start = 0
+    for j, (s, e) in enumerate(bounds):
+        x0c = x0_fn(s, e)
+        known = 0 if out is None else max(0, min(e, o_start + out.shape[1]) - s)
+        known_v = out[:, s - o_start : s - o_start + known] - x0c[:, :known] if known else None
         vel = chunk_fn(s, e)
 
         def fn(x, t, known=known, known_v=known_v, vel=vel):
             v = vel(x, t)
             return torch.cat([known_v, v[:, known:]], dim=1) if known else v
 
-        out[:, s:e] = sample(fn, x0c, nfe, method)
-        done = e
-    return out
+        new = sample(fn, x0c, nfe, method)
+        if out is None:
+            out, o_start = new, s
+        else:  # frames before s stay as they were; [s, e) is the latest result
+            out = torch.cat([out[:, : s - o_start], new], dim=1)
+        if progress is not None:
+            progress(j + 1, len(bounds))
+        final = bounds[j + 1][0] if j + 1 < len(bounds) else o_start + out.shape[1]
+        if final > o_start:
+            yield o_start, out[:, : final - o_start]
+            out, o_start = out[:, final - o_start :], final
 
 
 # ---------------------------------------------------------------- objective

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,11 @@ from separation.flow import (
     FlowConfig,
     drop_prompts,
     guided_velocity,
+    iter_sample_chunked,
+    latent_rms,
     mask_split,
     objective,
     prior_sample,
-    sample_chunked,
     velocity_from_data,
 )
 
@@ -133,14 +134,27 @@ class Conditioning:
 class SeparationModel(nn.Module):
     """Codec, prompt encoders and DiT composed for flow-matching separation."""
 
-    def __init__(self, cfg: SeparationModelConfig, codec: DACVAE | None = None):
+    def __init__(self, cfg: SeparationModelConfig, codec: DACVAE | None = None, lazy_video: bool = False):
+        """Build the parts.
+
+        Args:
+            cfg: the configuration.
+            codec: an already trained codec (None: built from ``cfg.codec``).
+            lazy_video: with a config whose ``dit.video_dim`` is known (a release's), do not build the
+                video tower (an open_clip model) until a video prompt needs it (:meth:`video_tower`);
+                :meth:`from_pretrained` keeps its saved weights aside until then.
+        """
         super().__init__()
         self.cfg = cfg
         self.codec = codec if codec is not None else build_codec(cfg.codec)
         self.text_encoder = build_text_encoder(cfg.text)
         self.video_encoder = None
+        self._video_state: dict[str, torch.Tensor] | None = None  # weights of a tower not built yet
         video_dim = 0
-        if cfg.video is not None:
+        if cfg.video is not None and lazy_video and cfg.dit.video_dim:
+            video_dim = int(cfg.dit.video_dim)
+            self._video_state = {}
+        elif cfg.video is not None:
             from prompts.video import VideoEncoder
 
             self.video_encoder = VideoEncoder(cfg.video)
@@ -156,6 +170,33 @@ class SeparationModel(nn.Module):
                 module.requires_grad_(False)
 
     # ------------------------------------------------------------------ basics
+    def video_tower(self) -> Any:
+        """The video encoder, built now (with its saved weights) if it was left unbuilt (``lazy_video``).
+
+        Raises:
+            PromptError: the model was trained without video prompts.
+            ReleaseError: the saved tower weights do not fit the tower the config builds.
+        """
+        if self.video_encoder is None and self._video_state is not None:
+            from prompts.video import VideoEncoder
+
+            tower = VideoEncoder(self.cfg.video)
+            prefix = "video_encoder."
+            state = {k[len(prefix):]: v for k, v in self._video_state.items()}
+            if tower.dim != self.cfg.dit.video_dim:
+                raise release.ReleaseError(f"the video tower gives {tower.dim}-d features, the backbone expects "
+                                           f"{self.cfg.dit.video_dim}")
+            release.load_state_strict(tower, state, [k for k in tower.state_dict() if not k.startswith("_")],
+                                      "video tower")
+            tower.requires_grad_(False)
+            self.video_encoder = tower.eval().to(self.null_text.device)
+            self._video_state = None
+        if self.video_encoder is None:
+            from promptsep.errors import PromptError
+
+            raise PromptError("this model was trained without video prompts")
+        return self.video_encoder
+
     @property
     def latent_dim(self) -> int:
         return self.codec.latent_dim
@@ -250,15 +291,15 @@ class SeparationModel(nn.Module):
                 anchors[i, pad_from:] = PAD
         has_video = torch.tensor([v is not None for v in videos], dtype=torch.bool, device=device)
         video = None
-        if self.video_encoder is not None:
-            from prompts.video import resample_to_latent
-
+        if self.cfg.video is not None:  # the tower is only built when a video prompt is given
             video = self.null_video.expand(b, num_frames, -1).clone()
             for i, v in enumerate(videos):
                 if v is None:
                     continue
+                from prompts.video import resample_to_latent
+
                 frames, masks, fps = _video_parts(v)
-                feats = self.video_encoder(frames[None].to(device), None if masks is None else masks[None].to(device))
+                feats = self.video_tower()(frames[None].to(device), None if masks is None else masks[None].to(device))
                 video[i] = resample_to_latent(feats, fps, num_frames, self.frame_rate)[0]
         elif bool(has_video.any()):
             from promptsep.errors import PromptError
@@ -350,7 +391,7 @@ class SeparationModel(nn.Module):
         texts = [t if u else None for t, u in zip(batch["text"], batch["use_text"])]
         spans = [s if u else None for s, u in zip(batch["spans"], batch["use_span"])]
         videos = batch.get("video") or [None] * b
-        if self.video_encoder is None:
+        if self.cfg.video is None:
             videos = [None] * b
         dur = n / self.sample_rate
         cond = self.encode_prompts(texts, spans, videos, num_frames, [dur] * b)
@@ -365,10 +406,11 @@ class SeparationModel(nn.Module):
         return {"loss": loss, "t": t.detach()}
 
     # -------------------------------------------------------------- generation
-    def initial_state(self, z_mix: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def initial_state(self, z_mix: torch.Tensor, noise: torch.Tensor, rms: torch.Tensor | None = None) -> torch.Tensor:
         """The flow's starting point ``x_0 [B, T, 2C]`` from standard-normal ``noise [B, T, 2C]``
-        and the mixture latents ``z_mix [B, T, C]`` (see :func:`separation.flow.prior_sample`)."""
-        return prior_sample(self.cfg.flow, z_mix, noise)
+        and the mixture latents ``z_mix [B, T, C]`` (see :func:`separation.flow.prior_sample`;
+        ``rms [B, 1, 1]``: the whole items' latent RMS when ``z_mix`` is a piece of them)."""
+        return prior_sample(self.cfg.flow, z_mix, noise, rms)
 
     @torch.no_grad()
     def generate(
@@ -381,41 +423,87 @@ class SeparationModel(nn.Module):
         guidance: Mapping[str, float] | None = None,
         audio_mask: torch.Tensor | None = None,
         chunks: Sequence[tuple[int, int]] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
         """Integrate the flow to ``[target | residual]`` latents ``[B, T, 2C]``.
 
         ``noise [B, T, 2C]`` is standard normal; it is mapped to the configured source
         distribution by :meth:`initial_state` first. Long inputs are generated in ``chunks``
         (``[s, e)`` latent-frame windows that may overlap) with pinned overlaps
-        (:func:`~separation.flow.sample_chunked`); None: one chunk.
+        (:func:`~separation.flow.sample_chunked`); None: one chunk. ``progress(done, total)``
+        is called after each chunk.
         """
-        x0 = self.initial_state(z_mix, noise)
         total = z_mix.shape[1]
+        rms = latent_rms(z_mix) if self.cfg.flow.prior == "mixture" else None
+        parts = [x for _, x in self.generate_iter(
+            lambda s, e: z_mix[:, s:e], cond, lambda s, e: noise[:, s:e], total, nfe, method, guidance,
+            audio_mask, chunks, rms, progress)]
+        return torch.cat(parts, dim=1)
+
+    @torch.no_grad()
+    def generate_iter(
+        self,
+        z_fn: Callable[[int, int], torch.Tensor],
+        cond: Conditioning,
+        noise_fn: Callable[[int, int], torch.Tensor],
+        total: int,
+        nfe: int = 16,
+        method: str = "midpoint",
+        guidance: Mapping[str, float] | None = None,
+        audio_mask: torch.Tensor | None = None,
+        chunks: Sequence[tuple[int, int]] | None = None,
+        rms: torch.Tensor | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """:meth:`generate` piece by piece (:func:`~separation.flow.iter_sample_chunked`): yields
+        ``(start, x1 [B, n, 2C])`` for finished latent frames in order, asking ``z_fn(s, e)`` for
+        the mixture latents ``[B, e-s, C]`` and ``noise_fn(s, e)`` for the noise ``[B, e-s, 2C]``
+        of each chunk. ``rms [B, 1, 1]``: the whole items' latent RMS (needed by the mixture prior;
+        :func:`~separation.flow.latent_rms`). Memory does not grow with ``total`` beyond ``cond``.
+        """
+        cache: dict[tuple[int, int], torch.Tensor] = {}
+
+        def z_chunk(s, e):
+            if (s, e) not in cache:
+                cache.clear()
+                cache[(s, e)] = z_fn(s, e)
+            return cache[(s, e)]
+
+        if self.cfg.flow.prior == "mixture" and rms is None:
+            raise ValueError("the mixture prior needs the latent RMS of the whole items (rms=...)")
+
+        def x0_fn(s, e):
+            return self.initial_state(z_chunk(s, e), noise_fn(s, e), rms)
 
         def chunk_velocity(s, e):
             c = cond if (s, e) == (0, total) else cond.frames(s, e)
             m = None if audio_mask is None else audio_mask[:, s:e]
-            zm = z_mix[:, s:e]
+            zm = z_chunk(s, e)
 
             def vel(x, t, dropped):
                 return self.velocity(x, t, zm, c, m, dropped)
 
             return lambda x, t: guided_velocity(vel, x, t, guidance)
 
-        return sample_chunked(chunk_velocity, x0, list(chunks) if chunks else [(0, total)], nfe, method)
+        yield from iter_sample_chunked(chunk_velocity, x0_fn, list(chunks) if chunks else [(0, total)], nfe, method,
+                                       progress)
 
     # ------------------------------------------------------------- persistence
     def save_pretrained(self, path: str | Path) -> Path:
         """Write a release folder (:func:`promptsep.release.save_release`) with the current weights."""
         state = self.state_dict()
-        return release.save_release(path, {k: state[k] for k in self.trainable_state_keys()},
-                                    self.cfg.to_dict(), MODEL_KIND)
+        tensors = {k: state[k] for k in self.trainable_state_keys()}
+        tensors.update(self._video_state or {})  # a tower not built yet keeps the weights it was loaded with
+        return release.save_release(path, tensors, self.cfg.to_dict(), MODEL_KIND)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> SeparationModel:
         """Load a release folder or hub id strictly (checksum verified; every saved tensor must match)."""
         root, meta, tensors = release.read_release(path, MODEL_KIND, map_location)
-        model = cls(SeparationModelConfig.from_dict(meta["config"]))
+        model = cls(SeparationModelConfig.from_dict(meta["config"]), lazy_video=True)
+        if model._video_state is not None:  # the video tower is built on the first video prompt
+            model._video_state = {k: v for k, v in tensors.items() if k.startswith("video_encoder.")}
+            tensors = {k: v for k, v in tensors.items() if not k.startswith("video_encoder.")}
         release.load_state_strict(model, tensors, model.trainable_state_keys(), root)
         return model.eval().to(map_location)
 

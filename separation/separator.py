@@ -20,7 +20,7 @@ import math
 import numbers
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import torch
 from prompts.span import parse_span
 from promptsep.audio import load_audio, resample, to_channels_first, validate_audio
 from promptsep.errors import AudioError, NonFiniteOutputError, OptionError, PromptError
-from separation.flow import PROMPT_KINDS, SAMPLERS
+from separation.flow import PROMPT_KINDS, SAMPLERS, latent_rms
 from separation.model import SeparationModel
 from separation.refine import REFINE_MODES, wiener_refine
 
@@ -197,6 +197,7 @@ class Separator:
         channels: str = "per_channel",
         refine: str = "wiener",
         keep_raw: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> SeparationResult:
         """Separate one recording.
 
@@ -220,6 +221,7 @@ class Separator:
                 ``sampling.refine_power`` / ``refine_n_fft``), ``"none"`` keeps the decoded generated
                 target as it is.
             keep_raw: also return the generated stems before refinement (``result.raw``).
+            progress: called as ``progress(chunks_done, chunks_total)`` after each generation chunk.
 
         Both modes return ``residual = input - target`` at the input's rate and channels, so the
         stems add up to the input exactly (to float rounding). The model works at
@@ -241,7 +243,7 @@ class Separator:
         return self.separate_batch(
             [audio], [sample_rate], [text], [spans], [video], steps=steps, method=method,
             candidates=candidates, guidance=guidance, seed=seed, ranker=ranker, channels=channels,
-            refine=refine, keep_raw=keep_raw,
+            refine=refine, keep_raw=keep_raw, progress=progress,
         )[0]
 
     def separate_batch(
@@ -260,6 +262,7 @@ class Separator:
         channels: str = "per_channel",
         refine: str = "wiener",
         keep_raw: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[SeparationResult]:
         """Separate several recordings in one batch (padded to the longest; same settings for all)."""
         if refine not in REFINE_MODES:
@@ -320,7 +323,7 @@ class Separator:
             x1 = self.model.generate(
                 z_mix.repeat_interleave(k, 0), cond.repeat(k), noise, nfe=steps, method=method, guidance=guidance,
                 audio_mask=None if audio_mask is None else audio_mask.repeat_interleave(k, 0),
-                chunks=self._chunk_bounds(num_frames, self.model.frame_rate),
+                chunks=self._chunk_bounds(num_frames, self.model.frame_rate), progress=progress,
             )
         c = self.model.latent_dim
         tgt = self._decode(x1[..., :c], n_max)  # [R*K, 1, N]
@@ -363,6 +366,186 @@ class Separator:
             results.append(SeparationResult(target, residual, sr_in, info, raw_i))
         return results
 
+    def separate_file(
+        self,
+        in_path: str | Path,
+        target_path: str | Path,
+        residual_path: str | Path,
+        text: str | None = None,
+        spans: Sequence[tuple[str, float, float] | str] | None = None,
+        video: Any | None = None,
+        steps: int | None = None,
+        method: str | None = None,
+        guidance: Mapping[str, float] | None = None,
+        seed: int = 0,
+        channels: str = "per_channel",
+        refine: str = "wiener",
+        block_s: float = 30.0,
+        subtype: str | None = None,
+        overwrite: bool = False,
+        comment: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Separate an audio file into two files, streaming: memory does not grow with the length.
+
+        The input is read in blocks of ``block_s`` seconds (three passes: its level, the latent
+        level of the mixture prior, then separation), resampled, encoded, generated chunk by chunk
+        with pinned overlaps (:meth:`SeparationModel.generate_iter`), decoded, refined and written
+        block by block. The result equals :meth:`separate` on the same file (to float rounding):
+        ``residual = input - target`` at the input's rate and channels. Each stem goes to a temporary
+        file in its folder that takes its name only when the whole stem is written and finite
+        (:class:`promptsep.audio.AudioWriter`); nothing replaces an existing file without
+        ``overwrite``. There is no size cap: a 2-hour file takes the memory of a 2-minute one.
+
+        Args:
+            in_path: audio file (anything libsndfile reads).
+            target_path / residual_path: where the stems go (the extension picks the container).
+            text / spans / video / steps / method / guidance / seed / channels / refine: as in
+                :meth:`separate` (one candidate: ranking needs the whole recording in memory).
+            block_s: seconds of input read (and written) at a time.
+            subtype: libsndfile subtype of the stems (None: ``FLOAT`` WAV when the input holds float
+                samples, else ``PCM_16`` for WAV, the format's default otherwise).
+            overwrite: replace existing stems.
+            comment: text stored in the stems' metadata (as ``"target; <comment>"`` and ``"residual; <comment>"``).
+            progress: ``progress(chunks_done, chunks_total)`` after each generation chunk.
+
+        Returns:
+            the ``info`` dict of :class:`SeparationResult` (plus ``target``/``residual`` paths).
+
+        Raises:
+            AudioError, PromptError, OptionError, NonFiniteOutputError: as :meth:`separate`.
+            OutputExistsError: a stem exists and ``overwrite`` is False.
+        """
+        import soundfile as sf
+
+        from promptsep.audio import FLOAT_SUBTYPES, AudioWriter
+
+        if refine not in REFINE_MODES:
+            raise OptionError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
+        if channels not in ("per_channel", "mono"):
+            raise ValueError(f"channels must be 'per_channel' or 'mono', got {channels!r}")
+        steps, method = self.sampling(steps, method)
+        seed = _count("seed", seed, 0)
+        guidance = check_guidance(guidance)
+        block_s = _finite("block_s", block_s)
+        if block_s <= 0:
+            raise OptionError(f"block_s must be > 0, got {block_s}")
+        t_start = time.perf_counter()
+        in_path = Path(in_path)
+        if not in_path.is_file():
+            raise AudioError(f"audio file not found: {in_path}")
+        try:
+            info = sf.info(str(in_path))
+        except Exception as exc:  # libsndfile raises several types
+            raise AudioError(f"cannot read audio file {in_path.name}: {exc}") from exc
+        sr_in, n_in, n_ch = int(info.samplerate), int(info.frames), int(info.channels)
+        if n_in <= 0:
+            raise AudioError(f"{in_path.name} is empty (0 samples)")
+        spans = self._check_prompts(text, spans, video, n_in / sr_in)
+        self._warn_long_text(text)
+        if subtype is None and Path(target_path).suffix.lower() in ("", ".wav"):
+            subtype = "FLOAT" if info.subtype in FLOAT_SUBTYPES else "PCM_16"
+        sr = self.sample_rate
+        block_in = max(1, int(block_s * sr_in))
+        block = max(1, int(block_s * sr))
+        rows = n_ch if channels == "per_channel" else 1
+
+        def inputs() -> Iterator[torch.Tensor]:  # [C', n] rows of the input, in blocks
+            for x in _read_blocks(in_path, block_in):
+                yield x if channels == "per_channel" else x.mean(0, keepdim=True)
+
+        def model_rate() -> Iterator[torch.Tensor]:  # [R, n] at the model rate
+            return _resample_stream(_Window(inputs()), n_in, sr_in, sr, block)
+
+        # pass 1: level (and silence / non-finite checks)
+        n, sum_sq, peak = 0, torch.zeros(rows, dtype=torch.float64), 0.0
+        for x in model_rate():
+            n += x.shape[-1]
+            sum_sq += x.double().pow(2).sum(-1)
+            peak = max(peak, float(x.abs().max()))
+        if peak == 0.0:
+            raise AudioError("input audio is silent (all samples are zero): there is nothing to separate")
+        gain = self._level_gain_from(sum_sq, n).view(rows, 1)
+
+        def mix_at(win: _Window) -> Callable[[int, int], torch.Tensor]:
+            return lambda a, b: (win.get(a, b) * gain)[:, None].to(self.device)
+
+        codec = self.model.codec
+        total = codec.num_frames(n)
+        # pass 2: latent level for the mixture prior
+        rms = None
+        if self.model.cfg.flow.prior == "mixture":
+            zsq, count = torch.zeros(rows, dtype=torch.float64), 0
+            for z in self._encode_iter(mix_at(_Window(model_rate())), n):
+                zsq += z.double().pow(2).sum(dim=(1, 2)).cpu()
+                count += z.shape[1] * z.shape[2]
+            rms = latent_rms(torch.zeros(rows, 1, 1), zsq, count).to(self.device)
+        # pass 3: separate and write
+        cond = self.model.encode_prompts([text] * rows, [spans] * rows, [video] * rows, total, [n / sr] * rows)
+        z_win = _Window(self._encode_iter(mix_at(_Window(model_rate())), n), dim=1)
+        noise_win = _Window(_noise_stream(seed, rows, total, 2 * self.model.latent_dim), dim=1)
+        x1 = self.model.generate_iter(
+            z_win.get, cond, lambda s, e: noise_win.get(s, e).to(self.device), total, steps, method, guidance,
+            None, self._chunk_bounds(total, self.model.frame_rate), rms, progress)
+        x1_win = _Window((x for _, x in x1), dim=1)
+        c = self.model.latent_dim
+
+        gen = _Window(self._decode_pairs(x1_win, total, n, c))
+        t_refine = 0.0
+
+        def refined() -> Iterator[torch.Tensor]:  # [R, n] target at the input's level, model rate
+            nonlocal t_refine
+            mix_win = _Window(model_rate())
+            n_fft = int(self.model.cfg.sampling.refine_n_fft)
+            hop = n_fft // 4
+            step = max(hop, block // hop * hop)
+            margin = -(-2 * n_fft // hop) * hop if refine == "wiener" else 0
+            for s0 in range(0, n, step):
+                lo, hi, e0 = max(0, s0 - margin), min(n, s0 + step + margin), min(n, s0 + step)
+                g = gen.get(lo, hi)
+                tgt, res = g[:, 0:1], g[:, 1:2]
+                _check_finite(tgt, res, "generated stems")
+                if refine == "wiener":
+                    t0 = time.perf_counter()
+                    tgt, _ = self.wiener(mix_at(mix_win)(lo, hi), tgt, res)
+                    t_refine += time.perf_counter() - t0
+                yield (tgt[:, 0, s0 - lo : e0 - lo] / gain.to(tgt.device)).cpu()
+
+        out = _resample_stream(_Window(refined()), n, sr, sr_in, block_in)
+        in_win = _Window(inputs())
+        done = 0
+        notes = {k: None if comment is None else f"{k}; {comment}" for k in ("target", "residual")}
+        with AudioWriter(target_path, sr_in, rows, subtype=subtype, comment=notes["target"], overwrite=overwrite) as wt, \
+                AudioWriter(residual_path, sr_in, rows, subtype=subtype, comment=notes["residual"],
+                            overwrite=overwrite) as wr:
+            for piece in out:
+                piece = piece[:, : n_in - done]
+                if piece.shape[-1] == 0:
+                    continue
+                target, residual = _complement(in_win.get(done, done + piece.shape[-1]), piece)
+                _check_finite(target, residual, "output stems")
+                wt.write(target)
+                wr.write(residual)
+                done += piece.shape[-1]
+            if done < n_in:  # the resampled target came up short: zeros, as _fit pads
+                zeros = torch.zeros(rows, n_in - done)
+                target, residual = _complement(in_win.get(done, n_in), zeros)
+                wt.write(target)
+                wr.write(residual)
+        return {
+            "steps": steps, "method": method, "refine": refine, "candidates": 1, "seed": seed,
+            "guidance": dict(guidance or {}), "seconds": time.perf_counter() - t_start, "refine_seconds": t_refine,
+            "audio_seconds": n_in / sr_in, "candidate_scores": None, "model_band_hz": [0.0, sr / 2],
+            "target": str(target_path), "residual": str(residual_path), "streamed": True,
+        }
+
+    def _decode_pairs(self, x1_win: _Window, total: int, length: int, c: int) -> Iterator[torch.Tensor]:
+        """Decoded ``[R, 2, n]`` (target, residual) pieces of the generated latents in ``x1_win``."""
+        tgt = self._decode_iter(lambda a, b: x1_win.peek(a, b)[..., :c], total, length)
+        res = self._decode_iter(lambda a, b: x1_win.get(a, b)[..., c:], total, length)
+        for t, r in zip(tgt, res):
+            yield torch.cat([t, r], dim=1).cpu()
+
     # --------------------------------------------------------------- internals
     def _warn_long_text(self, text: str | None) -> None:
         """Warn when a text prompt has more tokens than the text encoder keeps (it is cut)."""
@@ -380,13 +563,17 @@ class Separator:
     def _level_gain(self, mix: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
         """Per-row gains ``[R, 1, 1]`` that bring the RMS of ``mix [R, 1, N]`` (over each row's
         real samples) to :attr:`input_level_db`; ones when that is None."""
-        if self.input_level_db is None:
-            return torch.ones(mix.shape[0], 1, 1, device=mix.device)
         n = torch.as_tensor(lengths, device=mix.device).clamp_min(1)
-        ms = mix[:, 0].pow(2).sum(-1) / n
+        return self._level_gain_from(mix[:, 0].pow(2).sum(-1), n).view(-1, 1, 1).to(mix.dtype)
+
+    def _level_gain_from(self, sum_sq: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
+        """Gains ``[R]`` (float32) from each row's sum of squares ``[R]`` over ``count`` samples."""
+        if self.input_level_db is None:
+            return torch.ones(sum_sq.shape[0], device=sum_sq.device)
+        ms = sum_sq / count
         db = (float(self.input_level_db) - 10 * torch.log10(ms.clamp_min(1e-20)))
         db = db.clamp(-MAX_LEVEL_GAIN_DB, MAX_LEVEL_GAIN_DB)
-        return (10 ** (db / 20)).view(-1, 1, 1).to(mix.dtype)
+        return (10 ** (db / 20)).float()
 
     def _read(self, audio, sample_rate, name) -> tuple[torch.Tensor, int]:
         if isinstance(audio, (str, Path)):
@@ -435,35 +622,47 @@ class Separator:
 
     def _encode(self, mix: torch.Tensor) -> torch.Tensor:
         """Chunked codec encoding ``[R, 1, N] -> [R, T, C]`` (exact when N fits one chunk)."""
-        codec = self.model.codec
-        hop = codec.hop_length
-        total = codec.num_frames(mix.shape[-1])
-        bounds = self._chunk_bounds(total, codec.frame_rate)
-        if len(bounds) == 1:
-            return self.model.encode_audio(mix)
-        margin = int(round(self.overlap_s / 2 * codec.frame_rate))
-        out = []
-        for s, e in _tiles(total, bounds[0][1] - bounds[0][0]):
-            a, b = max(0, s - margin), min(total, e + margin)
-            z = self.model.encode_audio(mix[..., a * hop : b * hop])
-            out.append(z[:, s - a : s - a + (e - s)])
-        return torch.cat(out, dim=1)
+        return torch.cat(list(self._encode_iter(lambda a, b: mix[..., a:b], mix.shape[-1])), dim=1)
 
     def _decode(self, z: torch.Tensor, length: int) -> torch.Tensor:
         """Chunked decoding ``[R, T, C] -> [R, 1, length]``."""
+        return torch.cat(list(self._decode_iter(lambda a, b: z[:, a:b], z.shape[1], length)), dim=-1)
+
+    def _tile_plan(self, total: int) -> tuple[list[tuple[int, int]], int]:
+        """Codec tiles ``[s, e)`` over ``total`` latent frames and their context margin (frames);
+        one tile without margin when ``total`` fits one chunk."""
         codec = self.model.codec
-        hop = codec.hop_length
-        total = z.shape[1]
         bounds = self._chunk_bounds(total, codec.frame_rate)
         if len(bounds) == 1:
-            return self.model.decode_latents(z, length)
-        margin = int(round(self.overlap_s / 2 * codec.frame_rate))
-        out = []
-        for s, e in _tiles(total, bounds[0][1] - bounds[0][0]):
+            return [(0, total)], 0
+        return _tiles(total, bounds[0][1] - bounds[0][0]), int(round(self.overlap_s / 2 * codec.frame_rate))
+
+    def _encode_iter(self, get: Callable[[int, int], torch.Tensor], length: int) -> Iterator[torch.Tensor]:
+        """Chunked codec encoding, tile by tile: ``get(a, b)`` returns the audio ``[R, 1, b-a]`` of
+        samples ``[a, b)`` (clipped at ``length``); yields latents ``[R, e-s, C]`` of consecutive tiles."""
+        hop = self.model.codec.hop_length
+        total = self.model.codec.num_frames(length)
+        tiles, margin = self._tile_plan(total)
+        for s, e in tiles:
             a, b = max(0, s - margin), min(total, e + margin)
-            wav = self.model.decode_latents(z[:, a:b], (b - a) * hop)
-            out.append(wav[..., (s - a) * hop : (e - a) * hop])
-        return torch.cat(out, dim=-1)[..., :length]
+            z = self.model.encode_audio(get(a * hop, min(length, b * hop) if margin else length))
+            yield z[:, s - a : s - a + (e - s)]
+
+    def _decode_iter(self, get: Callable[[int, int], torch.Tensor], total: int, length: int) -> Iterator[torch.Tensor]:
+        """Chunked decoding, tile by tile: ``get(s, e)`` returns latents ``[R, e-s, C]``; yields
+        audio ``[R, 1, n]`` of consecutive pieces, ``length`` samples in all."""
+        hop = self.model.codec.hop_length
+        tiles, margin = self._tile_plan(total)
+        if not margin:
+            yield self.model.decode_latents(get(0, total), length)
+            return
+        done = 0
+        for s, e in tiles:
+            a, b = max(0, s - margin), min(total, e + margin)
+            wav = self.model.decode_latents(get(a, b), (b - a) * hop)
+            piece = wav[..., (s - a) * hop : (e - a) * hop][..., : max(0, length - done)]
+            done += piece.shape[-1]
+            yield piece
 
     def _rank(self, mix, tgt, k, owners, texts, spans, ranker, lengths):
         """Pick the best of ``k`` candidates per row; returns (indices [R], scores [R, K] or None)."""
@@ -575,6 +774,103 @@ def _complement(wav: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, 
     target = target.to(torch.float32).contiguous()
     residual = (wav.double() - target.double()).to(torch.float32)
     return target, residual
+
+
+class _Window:
+    """A forward-only window on a stream of pieces (time along ``dim``): :meth:`get` returns any
+    range at or after the last one asked for, reading pieces as needed and dropping what lies
+    before it, so memory holds only the span in use, whatever the stream's length."""
+
+    def __init__(self, pieces: Iterator[torch.Tensor], dim: int = -1):
+        self._it = iter(pieces)
+        self._dim = dim
+        self._buf: torch.Tensor | None = None
+        self._start = self._end = 0
+        self._done = False
+
+    def _fill(self, b: int) -> None:
+        while self._end < b and not self._done:
+            try:
+                piece = next(self._it)
+            except StopIteration:
+                self._done = True
+                break
+            self._buf = piece if self._buf is None else torch.cat([self._buf, piece], dim=self._dim)
+            self._end += piece.shape[self._dim]
+
+    def peek(self, a: int, b: int) -> torch.Tensor:
+        """Items ``[a, b)`` (cut at the stream's end) without dropping anything."""
+        self._fill(b)
+        if a < self._start:
+            raise RuntimeError(f"stream window: [{a}, {b}) asked after {self._start} was dropped")
+        if self._buf is None:
+            raise RuntimeError("stream window: the stream is empty")
+        hi = max(a, min(b, self._end))
+        return self._buf.narrow(self._dim % self._buf.dim(), a - self._start, hi - a)
+
+    def get(self, a: int, b: int) -> torch.Tensor:
+        """Items ``[a, b)`` (cut at the stream's end); everything before ``a`` is dropped."""
+        out = self.peek(a, b)
+        if a > self._start:
+            d = self._dim % self._buf.dim()
+            self._buf = self._buf.narrow(d, a - self._start, self._buf.shape[d] - (a - self._start)).clone()
+            self._start = a
+        return out
+
+
+def _read_blocks(path: Path, frames: int) -> Iterator[torch.Tensor]:
+    """Blocks ``[C, n]`` (float32) of an audio file; :class:`AudioError` on NaN/Inf samples."""
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
+        for data in f.blocks(blocksize=frames, dtype="float32", always_2d=True):
+            x = torch.from_numpy(np.ascontiguousarray(data.T))
+            if not bool(torch.isfinite(x).all()):
+                raise AudioError(f"{path.name} has {int((~torch.isfinite(x)).sum())} NaN/Inf samples")
+            yield x
+
+
+def _resample_stream(win: _Window, n_in: int, sr_in: int, sr_out: int, block: int) -> Iterator[torch.Tensor]:
+    """:func:`promptsep.audio.resample` of a long signal, piece by piece: yields ``[..., n]`` pieces of
+    ``resample(x, sr_in, sr_out)`` (``ceil(n_in * sr_out / sr_in)`` samples in all) from the window
+    ``win`` on ``x`` (``n_in`` samples). Each piece is resampled from input that starts on the
+    filter's period with enough context that it matches the whole-signal result."""
+    if sr_in == sr_out:
+        for a in range(0, n_in, block):
+            yield win.get(a, min(n_in, a + block))
+        return
+    g = math.gcd(sr_in, sr_out)
+    o, m = sr_in // g, sr_out // g  # every o input samples give m output samples
+    n_out = -(-m * n_in // o)
+    width = math.ceil(6 * o / (0.99 * min(o, m)))  # torchaudio's sinc kernel half-width (its defaults)
+    margin = (width // o + 2) * o
+    step = max(1, block // m) * m
+    for m0 in range(0, n_out, step):
+        m1 = min(n_out, m0 + step)
+        lo = max(0, m0 // m * o - margin)
+        hi = min(n_in, (m1 // m + 1) * o + margin)
+        y = resample(win.get(lo, hi), sr_in, sr_out)
+        off = lo // o * m
+        yield y[..., m0 - off : m1 - off]
+
+
+def _noise_stream(seed: int, rows: int, total: int, dim: int, block: int = 4096) -> Iterator[torch.Tensor]:
+    """The noise ``torch.randn(rows, total, dim, generator=seeded)`` of :meth:`Separator.separate_batch`,
+    in pieces ``[rows, n, dim]`` along the frames (each row from its own generator, advanced past the
+    rows before it; the CPU generator draws the same numbers whether asked at once or in pieces of
+    whole frames when ``dim`` is a multiple of 16)."""
+    gens = []
+    for r in range(rows):
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        skip = r * total
+        while skip > 0:
+            k = min(skip, block)
+            torch.randn(k, dim, generator=g)
+            skip -= k
+        gens.append(g)
+    for s in range(0, total, block):
+        k = min(block, total - s)
+        yield torch.stack([torch.randn(k, dim, generator=g) for g in gens])
 
 
 def _tiles(total: int, size: int) -> list[tuple[int, int]]:

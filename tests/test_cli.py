@@ -308,6 +308,8 @@ def test_quiet_by_default_and_verbose_on_request(ckpt, inputs, tmp_path):
     v = subprocess.run(base + ["-v"] + args + ["-o", str(tmp_path / "v")], capture_output=True, text=True, env=env,
                        cwd=ROOT, timeout=300)
     assert v.returncode == 0 and "INFO" in v.stderr, v.stderr
+    assert "chunk" in v.stderr  # -v shows the progress bar over generation chunks
+    assert "video encoder" not in v.stderr  # no video prompt: the open_clip tower is never built
 
 
 def test_video_problems_are_reported_before_loading(ckpt, inputs, tmp_path, capsys, loads):
@@ -357,3 +359,27 @@ def test_candidates_with_text_are_ranked_by_the_shipped_judge(ckpt, inputs, tmp_
     if int(np.argmax(ranked.info["candidate_scores"])) != 0:  # not simply the first draw
         first = sep.separate(wav, sr, text="tone", candidates=1, refine="none")
         assert not np.allclose(got, first.target[0].numpy(), atol=1e-6)
+
+
+def test_files_are_streamed_and_the_input_cap_applies_only_in_memory(ckpt, inputs, tmp_path, capsys, monkeypatch):
+    """One candidate: the CLI streams each file (Separator.separate_file), with no size cap; --candidates K
+    reads the file whole and --max-input-mb limits that."""
+    from separation.separator import Separator
+
+    def no_whole_file(*a, **k):
+        raise AssertionError("the in-memory path was used for a file")
+
+    with monkeypatch.context() as m:
+        m.setattr(Separator, "separate", no_whole_file)
+        assert run("separate", inputs / "a.wav", "--text", "tone", "--span", "+0:0.5", "--checkpoint", ckpt,
+                   "-o", tmp_path / "s", "--max-input-mb", "0.01") == 0
+    t, sr = sf.read(tmp_path / "s" / "a" / "target.wav", always_2d=True)
+    r, _ = sf.read(tmp_path / "s" / "a" / "residual.wav", always_2d=True)
+    x, _ = sf.read(inputs / "a.wav", always_2d=True)
+    assert sr == 22050 and t.shape == x.shape and np.abs(t + r - x).max() < 2e-4  # 16-bit stems add up
+    capsys.readouterr()
+    assert run("separate", inputs / "a.wav", "--span", "+0:0.5", "--candidates", "2", "--checkpoint", ckpt,
+               "-o", tmp_path / "k", "--max-input-mb", "0.01") == 1
+    assert "limit" in capsys.readouterr().err
+    assert run("separate", inputs / "a.wav", "--span", "+0:0.5", "--candidates", "2", "--checkpoint", ckpt,
+               "-o", tmp_path / "k2") == 0

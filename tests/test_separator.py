@@ -43,6 +43,7 @@ def test_save_load_round_trip_is_bit_exact(model, checkpoint):
     from separation.model import SeparationModel
 
     loaded = SeparationModel.from_pretrained(checkpoint)
+    loaded.video_tower()  # built on the first video prompt
     sd1, sd2 = model.state_dict(), loaded.state_dict()
     assert sd1.keys() == sd2.keys()
     for k in sd1:
@@ -262,3 +263,120 @@ def test_release_recommended_sampling_is_the_default(model, tmp_path):
     torch.testing.assert_close(res.target, expected, atol=1e-4, rtol=1e-3)
     other, _ = wiener_refine(wav(0.4), raw_t, raw_r)
     assert float((other - res.target).abs().max()) > 1e-3
+
+
+@pytest.fixture(scope="module")
+def mixture_prior_model():
+    """The tiny model with the shipped release's mixture prior (its noise scales with the whole item's latent RMS)."""
+    import dataclasses
+
+    from separation.model import build_separation_model
+
+    torch.manual_seed(0)
+    cfg = tiny_model_config(video=False)
+    cfg.flow = dataclasses.replace(cfg.flow, prior="mixture")
+    m = build_separation_model(cfg).eval()
+    torch.nn.init.normal_(m.dit.out_proj.weight, std=0.05)
+    return m
+
+
+@pytest.mark.parametrize("sr,channels,mode", [(22050, 2, "per_channel"), (44100, 2, "mono")])
+def test_separate_file_streams_the_in_memory_result(mixture_prior_model, tmp_path, sr, channels, mode):
+    """Read, separate and write in blocks (many blocks, chunks and codec tiles here) = the in-memory path."""
+    from separation.separator import Separator
+
+    x = 0.3 * torch.randn(channels, int(1.7 * sr), generator=torch.Generator().manual_seed(1))
+    src = tmp_path / "in.wav"
+    sf.write(src, x.numpy().T, sr, subtype="FLOAT")
+    sep = Separator(mixture_prior_model, chunk_s=0.5, overlap_s=0.2)
+    assert len(sep._chunk_bounds(mixture_prior_model.codec.num_frames(int(1.7 * SR)), mixture_prior_model.frame_rate)) > 2
+    ref = sep.separate(str(src), text="tone", steps=2, channels=mode)
+    chunks = []
+    info = sep.separate_file(src, tmp_path / "t.wav", tmp_path / "r.wav", text="tone", steps=2, channels=mode,
+                             block_s=0.23, progress=lambda d, n: chunks.append((d, n)))
+    assert info["streamed"] and chunks[-1][0] == chunks[-1][1] > 2
+    t, sr_t = sf.read(tmp_path / "t.wav", dtype="float32", always_2d=True)
+    r, _ = sf.read(tmp_path / "r.wav", dtype="float32", always_2d=True)
+    assert sr_t == sr and sf.info(str(tmp_path / "t.wav")).subtype == "FLOAT"  # a float input stays float
+    t, r = torch.from_numpy(t.T), torch.from_numpy(r.T)
+    assert t.shape == ref.target.shape
+    torch.testing.assert_close(t, ref.target, rtol=0, atol=1e-5)
+    torch.testing.assert_close(r, ref.residual, rtol=0, atol=1e-5)
+    want = x if mode == "per_channel" else x.mean(0, keepdim=True)
+    torch.testing.assert_close(t + r, want, rtol=0, atol=1e-6)  # the stems add up at the input's rate
+
+
+def test_separate_file_refuses_to_clobber_and_never_writes_non_finite(mixture_prior_model, checkpoint, tmp_path):
+    from promptsep.errors import NonFiniteOutputError, OutputExistsError
+    from separation.model import SeparationModel
+    from separation.separator import Separator
+
+    src = tmp_path / "in.wav"
+    sf.write(src, wav(0.6).numpy().T, SR)
+    sep = Separator(mixture_prior_model, chunk_s=0.5, overlap_s=0.2)
+    (tmp_path / "t.wav").write_bytes(b"keep me")
+    with pytest.raises(OutputExistsError):
+        sep.separate_file(src, tmp_path / "t.wav", tmp_path / "r.wav", text="tone", steps=1)
+    assert (tmp_path / "t.wav").read_bytes() == b"keep me" and not (tmp_path / "r.wav").exists()
+    sep.separate_file(src, tmp_path / "t.wav", tmp_path / "r.wav", text="tone", steps=1, overwrite=True, block_s=0.1)
+    assert sf.info(str(tmp_path / "t.wav")).frames == int(0.6 * SR)
+    broken = SeparationModel.from_pretrained(checkpoint)
+    with torch.no_grad():
+        broken.dit.out_proj.weight[0, 0] = float("nan")  # a bit-flipped weight
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteOutputError):
+        Separator(broken, chunk_s=0.5, overlap_s=0.2).separate_file(src, out / "t.wav", out / "r.wav", text="tone",
+                                                                    steps=1, block_s=0.1)
+    assert not any(out.iterdir())  # neither stem nor a temporary file is left
+    with pytest.raises(AudioError, match="silent"):
+        sf.write(tmp_path / "zero.wav", np.zeros(1600, dtype="float32"), SR)
+        sep.separate_file(tmp_path / "zero.wav", out / "t.wav", out / "r.wav", text="tone")
+
+
+def test_stream_window_holds_only_the_span_in_use():
+    from separation.separator import _resample_stream, _Window
+
+    pieces = (torch.full((1, 100), float(i)) for i in range(1000))
+    win = _Window(pieces)
+    for a in range(0, 100_000 - 300, 250):
+        got = win.get(a, a + 300)
+        assert got.shape == (1, 300) and got[0, 0] == a // 100
+        assert win._buf.shape[-1] <= 400  # bounded by the request plus one piece, not the stream
+    x = torch.randn(2, 48_000)
+    blocks = _resample_stream(_Window(iter(x.split(777, dim=-1))), 48_000, 48_000, 16_000, 1000)
+    torch.testing.assert_close(torch.cat(list(blocks), -1), torchaudio_resample(x, 48_000, 16_000), rtol=0, atol=1e-5)
+
+
+def torchaudio_resample(x, a, b):
+    from promptsep.audio import resample
+
+    return resample(x, a, b)
+
+
+def test_video_tower_is_built_only_for_a_video_prompt(checkpoint, monkeypatch):
+    """A text-only separation never constructs the open_clip tower; the first video prompt builds it with its saved weights."""
+    import open_clip
+
+    from prompts.types import VideoPrompt
+    from separation.model import SeparationModel
+    from separation.separator import Separator
+
+    calls = []
+    real = open_clip.create_model
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: calls.append(a) or real(*a, **k))
+    sep = Separator.from_pretrained(checkpoint)
+    sep.separate(wav(0.5), SR, text="tone", steps=1)
+    assert calls == [] and sep.model.video_encoder is None
+    video = VideoPrompt(frames=torch.rand(4, 3, 16, 16), fps=8.0, box=(2, 2, 12, 12))
+    sep.separate(wav(0.5), SR, text="tone", video=video, steps=1)
+    assert len(calls) == 1 and sep.model.video_encoder is not None
+    from safetensors.torch import load_file
+
+    saved = {k[len("video_encoder."):]: v for k, v in load_file(f"{checkpoint}/model.safetensors").items()
+             if k.startswith("video_encoder.")}
+    state = sep.model.video_encoder.state_dict()
+    assert saved and saved.keys() == state.keys()
+    for k, v in saved.items():  # the lazily built tower holds the release's weights
+        assert torch.equal(v, state[k]), k
+    again = sep.model.save_pretrained(checkpoint + "-copy")  # and a lazily loaded model saves them back
+    assert SeparationModel.from_pretrained(again)._video_state.keys() == {"video_encoder." + k for k in saved}
