@@ -188,18 +188,9 @@ class Separator:
         text: str | None = None,
         spans: Sequence[tuple[str, float, float] | str] | None = None,
         video: Any | None = None,
-        steps: int | None = None,
-        method: str | None = None,
-        candidates: int = 1,
-        guidance: Mapping[str, float] | None = None,
-        seed: int = 0,
-        ranker: str | Ranker | None = None,
-        channels: str = "per_channel",
-        refine: str = "wiener",
-        keep_raw: bool = False,
-        progress: Callable[[int, int], None] | None = None,
+        **options: Any,
     ) -> SeparationResult:
-        """Separate one recording.
+        """Separate one recording: :meth:`separate_batch` of one item, with the same keyword options.
 
         Args:
             audio: waveform ``[C, N]`` / ``[N]`` (tensor or array) or a path to an audio file.
@@ -207,6 +198,8 @@ class Separator:
             text: what to isolate, e.g. ``"dog barking"``.
             spans: ``('+' | '-', start_s, end_s)`` tuples or strings like ``"+1.0:2.5"``.
             video: a :class:`prompts.types.VideoPrompt` (frames + masks or box), or None.
+            **options: keyword options of :meth:`separate_batch`, listed here (an unknown name is a
+                ``TypeError``):
             steps: function evaluations of the ODE sampler (None: the release's recommended
                 ``sampling.steps``).
             method: ``midpoint``, ``euler`` or ``diffusers`` (None: the release's ``sampling.method``).
@@ -240,11 +233,7 @@ class Separator:
         Warns:
             UserWarning: a text prompt longer than the text encoder's token limit (it is cut).
         """
-        return self.separate_batch(
-            [audio], [sample_rate], [text], [spans], [video], steps=steps, method=method,
-            candidates=candidates, guidance=guidance, seed=seed, ranker=ranker, channels=channels,
-            refine=refine, keep_raw=keep_raw, progress=progress,
-        )[0]
+        return self.separate_batch([audio], [sample_rate], [text], [spans], [video], **options)[0]
 
     def separate_batch(
         self,
@@ -253,6 +242,7 @@ class Separator:
         texts: Sequence[str | None],
         spans: Sequence[Any] | None = None,
         videos: Sequence[Any] | None = None,
+        *,
         steps: int | None = None,
         method: str | None = None,
         candidates: int = 1,
