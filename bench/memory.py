@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.child import child_env
 
 #: Lengths measured by default (minutes).
 DEFAULT_MINUTES = (2.0, 20.0, 60.0)
@@ -74,9 +75,7 @@ def run_length(minutes: float, checkpoint: str, work: Path, device: str, text: s
     src = write_input(d / "input.wav", minutes * 60, sample_rate)
     cmd = [sys.executable, "-m", "bench.memory", "--child", "--input", str(src), "--work", str(d),
            "--checkpoint", checkpoint, "--device", device, "--text", text]
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     if proc.returncode != 0:
         raise RuntimeError(f"{minutes:g} min: the child failed:\n{proc.stderr[-2000:]}")
     row = json.loads(proc.stdout.strip().splitlines()[-1])

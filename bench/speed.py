@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.child import child_env
+
 logger = logging.getLogger(__name__)
 
 
@@ -151,10 +153,7 @@ def measure(
 def _measure_isolated(args: dict[str, Any]) -> dict[str, Any]:
     """:func:`measure` in a fresh ``python -m bench.speed --child`` process."""
     cmd = [sys.executable, "-m", "bench.speed", "--child", json.dumps(args)]
-    root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     if proc.returncode != 0:
         raise RuntimeError(f"speed measurement {args} failed:\n{proc.stderr[-2000:]}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]

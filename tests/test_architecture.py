@@ -84,10 +84,7 @@ def test_prompts_and_embeddings_stay_low():
 
 
 #: Files allowed to climb above their own package from ``__file__``, with the reason.
-SOURCE_ROOT_ALLOWED = {
-    # the isolated timing child must import the very code its parent imports (a worktree, not the venv's install)
-    "bench/speed.py": "PYTHONPATH of the child process",
-}
+SOURCE_ROOT_ALLOWED: dict[str, str] = {}
 
 
 def test_no_source_tree_relative_paths():
