@@ -22,11 +22,13 @@ This module imports nothing of the project; ``torch`` and ``safetensors`` only w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
+import tempfile
 import types
 import typing
 from collections.abc import Mapping
@@ -122,17 +124,31 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> typing.Iterator[typing.BinaryIO]:
+    """Write ``path`` atomically: yields a binary file that takes the final name only on success.
+
+    The temporary file comes from :func:`tempfile.mkstemp` in the destination folder (an
+    unpredictable name opened with ``O_EXCL``, so a planted symlink is never followed), is
+    fsynced, then renamed over ``path``; on any error it is removed and ``path`` is untouched.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "wb") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, p)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 # ------------------------------------------------------------------- saving

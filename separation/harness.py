@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
-from promptsep.release import config_dir
+from promptsep.release import atomic_file, config_dir
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +101,8 @@ def _safe_checkpoint_io():
         """Atomic writes (temporary file + rename) and ``weights_only=True`` reads."""
 
         def save_checkpoint(self, checkpoint, path, storage_options=None):
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
+            with atomic_file(path) as f:
+                torch.save(checkpoint, f)
 
         def load_checkpoint(self, path, map_location=None, weights_only=None):
             return safe_load(path, map_location if map_location is not None else "cpu")

@@ -116,3 +116,19 @@ def test_foundation_imports_nothing_of_the_project():
 def test_python_m_promptsep_help():
     r = subprocess.run([sys.executable, "-m", "promptsep", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "usage: promptsep" in r.stdout and "separate IN" in r.stdout
+
+
+def test_atomic_file_leaves_the_destination_untouched_on_error_and_no_temporary(tmp_path):
+    """Release files and training checkpoints are written through one atomic writer."""
+    from promptsep.release import atomic_file
+
+    dest = tmp_path / "last.ckpt"
+    dest.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_file(dest) as f:
+            f.write(b"half")
+            raise RuntimeError("killed mid-write")
+    assert dest.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    with atomic_file(dest) as f:
+        f.write(b"new")
+    assert dest.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]

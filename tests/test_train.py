@@ -91,10 +91,10 @@ def test_malicious_resume_pickle_is_refused_and_never_executed(tiny_corpus, tmp_
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.ckpt"
     torch.save({"global_step": 1, "state_dict": {}, "x": _Payload(marker)}, evil)
-    # the payload is live: an unsafe load would run it
+    # the payload is live: what unpickling calls (its __reduce__) runs code; shown without unpickling
     probe = tmp_path / "probe"
-    torch.save({"x": _Payload(probe)}, tmp_path / "probe.ckpt")
-    torch.load(tmp_path / "probe.ckpt", weights_only=False)
+    fn, args = _Payload(probe).__reduce__()
+    fn(*args)
     assert probe.exists()
 
     with pytest.raises(ResumeError, match="weights_only=True"):
