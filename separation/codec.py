@@ -456,9 +456,44 @@ class DACVAE(nn.Module):
         return model
 
 
-def build_codec(cfg: CodecConfig | None = None) -> DACVAE:
-    """Factory: a randomly initialised :class:`DACVAE` (default: the ``tiny16k`` layout)."""
+def build_codec(cfg: Any = None) -> Any:
+    """Factory: the codec a config describes.
+
+    Args:
+        cfg: a :class:`CodecConfig` (a randomly initialised :class:`DACVAE`), an
+            :class:`~separation.mdct_codec.MDCTCodecConfig` (the fixed MDCT transform), or None
+            (the DAC-VAE ``tiny16k`` layout).
+    """
+    from separation.mdct_codec import MDCTCodec, MDCTCodecConfig
+
+    if isinstance(cfg, MDCTCodecConfig):
+        return MDCTCodec(cfg)
     return DACVAE(cfg if cfg is not None else CodecConfig())
+
+
+def codec_config_from_dict(d: Any, where: str = "codec") -> Any:
+    """A codec config from its plain form, strictly: ``kind: mdct`` gives an
+    :class:`~separation.mdct_codec.MDCTCodecConfig`, anything else a :class:`CodecConfig`.
+    A config object passes through unchanged."""
+    from separation.mdct_codec import KIND as MDCT_KIND
+    from separation.mdct_codec import MDCTCodecConfig
+
+    if d is None or dataclasses.is_dataclass(d):
+        return d
+    if dict(d).get("kind") == MDCT_KIND:
+        return release.config_from_dict(MDCTCodecConfig, d, where)
+    return release.config_from_dict(CodecConfig, d, where)
+
+
+def load_codec_release(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a codec release folder of either kind (:class:`DACVAE` or the MDCT transform)."""
+    from separation.mdct_codec import KIND as MDCT_KIND
+    from separation.mdct_codec import MDCTCodec
+
+    root, meta = release.read_meta(path)
+    if meta.get("kind") == MDCT_KIND:
+        return MDCTCodec.from_pretrained(root, map_location)
+    return DACVAE.from_pretrained(root, map_location)
 
 
 @torch.no_grad()

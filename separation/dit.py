@@ -40,6 +40,11 @@ class DiTConfig:
         video_dim: size of the per-frame video features ``Dv`` (0 disables the video path).
         rope_base: rotary embedding base.
         dropout: attention/residual dropout during training.
+        pooled_text: also add the masked mean of the text memory, projected, to the timestep
+            embedding that drives every block's adaLN modulation (beside cross-attention), so the
+            prompt scales and gates whole blocks.
+        log_power_input: also read ``log(mixture^2 + 1e-3)`` (per frame and channel), a level view
+            of the mixture that a linear input projection of signed coefficients cannot form.
     """
 
     latent_dim: int = 64
@@ -51,6 +56,8 @@ class DiTConfig:
     video_dim: int = 64
     rope_base: float = 10000.0
     dropout: float = 0.0
+    pooled_text: bool = False
+    log_power_input: bool = False
 
 
 def dit_config(size: str, **overrides) -> DiTConfig:
@@ -202,11 +209,13 @@ class DiT(nn.Module):
             raise ValueError(f"width {cfg.width} is not divisible by heads {cfg.heads}")
         self.cfg = cfg
         w, c = cfg.width, cfg.latent_dim
-        self.in_proj = nn.Linear(3 * c, w)
+        self.in_proj = nn.Linear((4 if cfg.log_power_input else 3) * c, w)
         self.t_embed = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
         self.t_mod = nn.Sequential(nn.SiLU(), nn.Linear(w, 6 * w))
         self.text_proj = nn.Linear(cfg.text_dim, w)
         self.text_time = nn.Linear(w, w)
+        if cfg.pooled_text:
+            self.text_pool = nn.Linear(cfg.text_dim, w)
         self.anchor_embed = nn.Embedding(NUM_ANCHOR_IDS, w)
         self.anchor_proj = nn.Linear(w, w)
         self.anchor_gate = nn.Parameter(torch.zeros(1))
@@ -268,8 +277,16 @@ class DiT(nn.Module):
         b, length, _ = x.shape
         if mixture.shape[:2] != (b, length):
             raise ValueError(f"mixture latents {tuple(mixture.shape)} do not match x {tuple(x.shape)}")
-        h = self.in_proj(torch.cat([x, mixture], dim=-1))
+        feats = [x, mixture]
+        if self.cfg.log_power_input:
+            feats.append(torch.log(mixture.pow(2) + 1e-3))
+        h = self.in_proj(torch.cat(feats, dim=-1))
         temb = self.t_embed(timestep_embedding(t, self.cfg.width).to(h.dtype))
+        if self.cfg.pooled_text:
+            m = (text_mask if text_mask is not None else torch.ones(text.shape[:2], dtype=torch.bool,
+                                                                     device=text.device)).to(text.dtype)
+            pooled = (text * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1.0)
+            temb = temb + self.text_pool(pooled)
         if anchors is not None:
             h = h + torch.tanh(self.anchor_gate) * self.anchor_proj(self.anchor_embed(anchors))
         if video is not None:

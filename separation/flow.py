@@ -58,6 +58,15 @@ class FlowConfig:
             ``t > 0`` already holds part of the answer, which the backbone learns to read off
             long before it learns the split itself; the first sampler step (``t = 0``) is
             where the split is decided, and this trains it directly.
+        mask_range: ``[low, high]`` of the target mask of ``prediction="mask"``: the target is
+            ``m * mixture`` with ``m = low + (high - low) * sigmoid(l_t - l_r)`` and the residual
+            is ``mixture - target`` (so the stems always sum to the mixture). ``[0, 1]`` is the
+            soft split of the first release; a real transform's coefficients need masks outside
+            it where the sources' signs differ (``[-1, 2]`` reaches much higher ideal-mask SI-SDR).
+        wave_loss_weight: weight of a loss on the deployed output, added by the model: the
+            thresholded SNR of the refined target waveform (:func:`thresholded_snr_loss`); 0 off.
+        wave_loss_floor_db: that loss's soft floor in dB under the mixture (it stops rewarding
+            errors smaller than this, and keeps silent targets finite).
     """
 
     timestep_sampler: str = "logit_normal"
@@ -71,8 +80,16 @@ class FlowConfig:
     prediction: str = "velocity"
     data_loss: str = "relative"
     t0_prob: float = 0.0
+    mask_range: tuple[float, float] = (0.0, 1.0)
+    wave_loss_weight: float = 0.0
+    wave_loss_floor_db: float = 30.0
 
     def __post_init__(self) -> None:
+        self.mask_range = tuple(float(v) for v in self.mask_range)
+        if len(self.mask_range) != 2 or not self.mask_range[0] < self.mask_range[1]:
+            raise ValueError(f"flow mask_range must be [low, high] with low < high, got {self.mask_range}")
+        if self.wave_loss_weight < 0:
+            raise ValueError(f"flow wave_loss_weight must be >= 0, got {self.wave_loss_weight}")
         if not 0.0 <= self.t0_prob < 1.0:
             raise ValueError(f"flow t0_prob must be in [0, 1), got {self.t0_prob}")
         if self.data_loss not in DATA_LOSSES:
@@ -141,27 +158,56 @@ def latent_rms(z_mix: torch.Tensor, sum_sq: torch.Tensor | None = None, count: i
     return ms.sqrt().clamp_min(PRIOR_RMS_FLOOR)
 
 
-def mask_split(logits: torch.Tensor, z_mix: torch.Tensor, offset: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """Split the mixture latents with soft masks: the data estimate of ``prediction="mask"``.
+def mask_split(logits: torch.Tensor, z_mix: torch.Tensor, offset: torch.Tensor | float = 0.0,
+               mask_range: Sequence[float] = (0.0, 1.0)) -> torch.Tensor:
+    """Split the mixture latents with a mask: the data estimate of ``prediction="mask"``.
 
     Args:
         logits: backbone output ``[B, T, 2C]``: target and residual logits per frame and channel;
-            a softmax over the pair gives masks ``m`` and ``1 - m``.
+            the target mask is ``m = low + (high - low) * sigmoid(l_t - l_r)`` (for ``[0, 1]``: the
+            softmax over the pair).
         z_mix: normalised mixture latents ``[B, T, C]``.
         offset: ``latent_mean / latent_std`` ``[C]`` of the codec: the masks act on the raw
             (unnormalised) latents, which are linear in the audio.
+        mask_range: ``(low, high)`` of the target mask.
 
     Returns:
-        ``x1_hat = [target | residual]`` ``[B, T, 2C]`` in normalised latent units; the two
-        stems' raw latents sum to the mixture's exactly. Zero logits give half the mixture each.
+        ``x1_hat = [target | residual]`` ``[B, T, 2C]`` in normalised latent units; the residual's
+        raw latents are the mixture's minus the target's, so the stems sum to the mixture exactly.
+        Zero logits give a mask at the middle of the range (half the mixture each for ``[0, 1]``
+        and ``[-1, 2]``).
     """
     c = z_mix.shape[-1]
     if logits.shape[-1] != 2 * c or logits.shape[:-1] != z_mix.shape[:-1]:
         raise ValueError(f"mask logits {tuple(logits.shape)} do not fit mixture latents {tuple(z_mix.shape)}")
-    m = torch.softmax(torch.stack([logits[..., :c], logits[..., c:]], dim=-1), dim=-1)  # [B, T, C, 2]
-    raw = (z_mix + offset).unsqueeze(-1)
-    stems = m * raw - torch.as_tensor(offset, dtype=z_mix.dtype, device=z_mix.device)[..., None]
-    return torch.cat([stems[..., 0], stems[..., 1]], dim=-1)
+    low, high = (float(v) for v in mask_range)
+    m = low + (high - low) * torch.sigmoid(logits[..., :c] - logits[..., c:])
+    raw = z_mix + offset
+    target = m * raw
+    off = torch.as_tensor(offset, dtype=z_mix.dtype, device=z_mix.device)
+    return torch.cat([target - off, raw - target - off], dim=-1)
+
+
+def thresholded_snr_loss(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor,
+                         floor_db: float = 30.0) -> torch.Tensor:
+    """Negative SNR with a soft floor (as in MixIT), in units of 10 dB, averaged over items.
+
+    ``10 log10(|s - s_hat|^2 + tau |x|^2) - 10 log10(|x|^2)`` over 10, ``tau = 10^(-floor_db / 10)``:
+    the error relative to the mixture ``x``; it is finite for a silent reference (an absent target)
+    and stops rewarding errors ``floor_db`` under the mixture.
+
+    Args:
+        estimate / reference / mixture: waveforms ``[B, N]`` (or ``[B, 1, N]``).
+        floor_db: the soft floor.
+
+    Returns:
+        the scalar loss (about -floor_db / 10 at best, 0 for an estimate as bad as the mixture away).
+    """
+    b = estimate.shape[0]
+    err = (estimate - reference).reshape(b, -1).pow(2).sum(-1)
+    ref = mixture.reshape(b, -1).pow(2).sum(-1).clamp_min(1e-8)
+    tau = 10.0 ** (-floor_db / 10.0)
+    return (torch.log10(err + tau * ref) - torch.log10(ref)).mean()
 
 
 def data_loss(kind: str, x1_hat: torch.Tensor, x1: torch.Tensor, z_mix: torch.Tensor,
@@ -445,12 +491,14 @@ def objective(cfg: FlowConfig, x1: torch.Tensor, z_mix: torch.Tensor,
         generator: RNG of the noise and the times.
 
     Returns:
-        ``(loss, t [B])``.
+        ``(loss, t [B], x1_hat)``: ``x1_hat [B, T, 2C]`` is the data estimate of a mask
+        prediction (for a loss on the decoded output), None for a velocity prediction.
     """
     x0 = prior_sample(cfg, z_mix, torch.randn(x1.shape, device=x1.device, generator=generator))
     t = sample_timesteps(cfg, x1.shape[0], x1.device, generator)
     pred = network(interpolate(x0, x1, t), t)
     if cfg.prediction == "velocity":
-        return flow_loss(pred, velocity_target(x0, x1)), t
+        return flow_loss(pred, velocity_target(x0, x1)), t, None
     # data prediction: the error of the stems themselves (the velocity error weighted by (1 - t)^2)
-    return data_loss(cfg.data_loss, to_data(pred), x1, z_mix, latent_std, offset), t
+    x1_hat = to_data(pred)
+    return data_loss(cfg.data_loss, x1_hat, x1, z_mix, latent_std, offset), t, x1_hat

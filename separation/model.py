@@ -25,7 +25,7 @@ from prompts.span import NULL, PAD, spans_to_anchors
 from prompts.text import TextEncoderConfig, build_text_encoder
 from prompts.video import VideoEncoderConfig
 from promptsep import release
-from separation.codec import DACVAE, CodecConfig, build_codec
+from separation.codec import DACVAE, CodecConfig, build_codec, codec_config_from_dict
 from separation.dit import DiT, DiTConfig
 from separation.flow import (
     FlowConfig,
@@ -38,6 +38,7 @@ from separation.flow import (
     prior_sample,
     velocity_from_data,
 )
+from separation.mdct_codec import MDCTCodec, MDCTCodecConfig
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ class SeparationModelConfig(release.JsonConfig):
     """Everything needed to rebuild a separation model.
 
     Attributes:
-        codec: the DAC-VAE codec.
+        codec: the codec: a learned :class:`~separation.codec.DACVAE` or the fixed MDCT transform
+            (:class:`~separation.mdct_codec.MDCTCodecConfig`, ``kind: mdct``).
         dit: the backbone; its ``latent_dim``/``text_dim``/``video_dim`` are filled from the
             codec and encoders by :func:`build_separation_model`.
         flow: objective and prompt dropout.
@@ -79,12 +81,15 @@ class SeparationModelConfig(release.JsonConfig):
             ``steps`` / ``method`` are not given).
     """
 
-    codec: CodecConfig = field(default_factory=CodecConfig)
+    codec: CodecConfig | MDCTCodecConfig = field(default_factory=CodecConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     video: VideoEncoderConfig | None = field(default_factory=VideoEncoderConfig)
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+
+    def __post_init__(self) -> None:
+        self.codec = codec_config_from_dict(self.codec)
 
 
 
@@ -134,7 +139,7 @@ class Conditioning:
 class SeparationModel(nn.Module):
     """Codec, prompt encoders and DiT composed for flow-matching separation."""
 
-    def __init__(self, cfg: SeparationModelConfig, codec: DACVAE | None = None, lazy_video: bool = False):
+    def __init__(self, cfg: SeparationModelConfig, codec: DACVAE | MDCTCodec | None = None, lazy_video: bool = False):
         """Build the parts.
 
         Args:
@@ -361,7 +366,7 @@ class SeparationModel(nn.Module):
     def predict_data(self, out: torch.Tensor, z_mix: torch.Tensor) -> torch.Tensor:
         """``[target | residual]`` latents ``[B, T, 2C]`` from the backbone output of a
         ``prediction="mask"`` model (soft masks of the mixture, :func:`separation.flow.mask_split`)."""
-        return mask_split(out, z_mix, self._latent_offset().to(z_mix.dtype))
+        return mask_split(out, z_mix, self._latent_offset().to(z_mix.dtype), self.cfg.flow.mask_range)
 
     def _latent_offset(self) -> torch.Tensor:
         """``latent_mean / latent_std`` ``[C]``: raw latents are ``(z + offset) * latent_std``."""
@@ -401,9 +406,36 @@ class SeparationModel(nn.Module):
         def network(xt, t):
             return self.dit(xt, t, z_mix, cond.text, cond.text_mask, cond.anchors, cond.video, None)
 
-        loss, t = objective(fc, x1, z_mix, network, lambda out: self.predict_data(out, z_mix),
-                            self.codec.latent_std, self._latent_offset(), generator)
-        return {"loss": loss, "t": t.detach()}
+        loss, t, x1_hat = objective(fc, x1, z_mix, network, lambda out: self.predict_data(out, z_mix),
+                                    self.codec.latent_std, self._latent_offset(), generator)
+        out = {"latent_loss": loss.detach(), "t": t.detach()}
+        if fc.wave_loss_weight > 0 and x1_hat is not None:
+            wave = self.wave_loss(x1_hat, mix, batch["target"].to(device))
+            out["wave_loss"] = wave.detach()
+            loss = loss + fc.wave_loss_weight * wave
+        out["loss"] = loss
+        return out
+
+    def wave_loss(self, x1_hat: torch.Tensor, mix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss on the deployed output: decode both estimated stems, refine them the way the
+        release does (:func:`separation.refine.wiener_refine` with ``cfg.sampling``'s settings) and
+        score the refined target (:func:`separation.flow.thresholded_snr_loss`).
+
+        Args:
+            x1_hat: ``[target | residual]`` latents ``[B, T, 2C]``.
+            mix / target: waveforms ``[B, 1, N]``.
+        """
+        from separation.flow import thresholded_snr_loss
+        from separation.refine import wiener_refine
+
+        n = mix.shape[-1]
+        c = self.latent_dim
+        stems = self.codec.decode(torch.cat([x1_hat[..., :c], x1_hat[..., c:]], dim=0).transpose(1, 2), n)
+        est_t, est_r = stems[: mix.shape[0], 0], stems[mix.shape[0]:, 0]
+        s = self.cfg.sampling
+        refined, _ = wiener_refine(mix[:, 0], est_t, est_r, n_fft=int(s.refine_n_fft),
+                                   hop_length=int(s.refine_n_fft) // 4, power=float(s.refine_power))
+        return thresholded_snr_loss(refined, target[:, 0], mix[:, 0], self.cfg.flow.wave_loss_floor_db)
 
     # -------------------------------------------------------------- generation
     def initial_state(self, z_mix: torch.Tensor, noise: torch.Tensor, rms: torch.Tensor | None = None) -> torch.Tensor:
@@ -525,6 +557,6 @@ def _video_parts(v: Any) -> tuple[torch.Tensor, torch.Tensor | None, float]:
     return v.frames, masks, float(v.fps)
 
 
-def build_separation_model(cfg: SeparationModelConfig, codec: DACVAE | None = None) -> SeparationModel:
+def build_separation_model(cfg: SeparationModelConfig, codec: DACVAE | MDCTCodec | None = None) -> SeparationModel:
     """Factory: build a :class:`SeparationModel` (optionally around an already trained codec)."""
     return SeparationModel(cfg, codec=codec)

@@ -49,7 +49,7 @@ def model_config_from(cfg) -> Any:
 
     from prompts.text import TextEncoderConfig
     from prompts.video import VideoEncoderConfig
-    from separation.codec import CodecConfig
+    from separation.codec import codec_config_from_dict
     from separation.dit import DiTConfig
     from separation.flow import FlowConfig
     from separation.model import SeparationModelConfig
@@ -63,7 +63,7 @@ def model_config_from(cfg) -> Any:
         raise ValueError(f"unknown model config key(s) {', '.join('model.' + k for k in unknown)}")
     video = cfg.model.get("video")
     return SeparationModelConfig(
-        codec=make(CodecConfig, cfg.codec, "codec"),
+        codec=codec_config_from_dict(OmegaConf.to_container(cfg.codec, resolve=True), "codec"),
         dit=make(DiTConfig, cfg.model.dit, "model.dit"),
         flow=make(FlowConfig, cfg.flow, "flow"),
         text=make(TextEncoderConfig, cfg.model.text, "model.text"),
@@ -118,7 +118,11 @@ class SeparationModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         gen = torch.Generator(device="cpu").manual_seed(int(self.cfg.seed) * 1_000_003 + self.global_step)
         out = self.model.training_loss(batch, generator=gen)
-        self.log("train/loss", out["loss"], prog_bar=True, batch_size=batch["mixture"].shape[0])
+        b = batch["mixture"].shape[0]
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=b)
+        for k in ("latent_loss", "wave_loss"):
+            if k in out:
+                self.log(f"train/{k}", out[k], batch_size=b)
         return out["loss"]
 
     def optimizer_step(self, *args, **kwargs):
@@ -242,8 +246,9 @@ def train(cfg) -> dict[str, Any]:
     Returns:
         ``{"out_dir", "last_checkpoint", "export_dir", "global_step", "val": {...}}``.
     """
-    from separation.codec import DACVAE
+    from separation.codec import compute_latent_stats, load_codec_release
     from separation.data.mixing import MixtureDataset, collate_mixtures
+    from separation.mdct_codec import MDCTCodec, MDCTCodecConfig
     from separation.model import build_separation_model
 
     torch.set_num_threads(int(cfg.trainer.get("threads", 2)))
@@ -255,8 +260,16 @@ def train(cfg) -> dict[str, Any]:
     train_mix, val_mix = mix_config_from(cfg, "train"), mix_config_from(cfg, "valid")  # bad keys fail before any work
     codec = None
     if cfg.get("codec_checkpoint"):
-        codec = DACVAE.from_pretrained(cfg.codec_checkpoint)
+        codec = load_codec_release(cfg.codec_checkpoint)
         mcfg.codec = codec.cfg
+    elif isinstance(mcfg.codec, MDCTCodecConfig) and mcfg.codec.latent_std is None:
+        codec = MDCTCodec(mcfg.codec)
+        stats_ds = MixtureDataset(cfg.data.root, "train", train_mix, seed=int(cfg.seed) + 7,
+                                  length=int(cfg.get("codec_stats_items", 256)))
+        batches = (b["mixture"] for b in DataLoader(stats_ds, batch_size=16, collate_fn=collate_mixtures))
+        codec.set_latent_stats(*compute_latent_stats(codec, batches))
+        mcfg.codec = codec.cfg
+        logger.info("MDCT latent statistics from %d train mixtures", len(stats_ds))
     model = build_separation_model(mcfg, codec=codec)
     module = SeparationModule(model, cfg)
     ckpt_path = resume_checkpoint(cfg, out_dir)

@@ -185,9 +185,9 @@ def test_objective_and_prompt_dropout_live_in_flow():
         tt = t.view(-1, 1, 1)
         return (x1 - xt) / (1 - tt)
 
-    loss, t = objective(cfg, x1, z_mix, exact, generator=gen)
+    loss, t, _ = objective(cfg, x1, z_mix, exact, generator=gen)
     assert t.shape == (4,) and float(loss) < 1e-8
-    bad, _ = objective(cfg, x1, z_mix, lambda xt, t: torch.zeros_like(xt), generator=gen)
+    bad, _, _ = objective(cfg, x1, z_mix, lambda xt, t: torch.zeros_like(xt), generator=gen)
     assert float(bad) > 0.5
     calls = []
     cond = drop_prompts(FlowConfig(p_drop_text=1.0, p_drop_span=0.0, p_drop_video=1.0), "cond",
