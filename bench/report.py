@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 #: Metrics over items whose target is present (higher is better unless noted).
 PRESENT_METRICS = (
-    "si_sdr", "si_sdri", "sdr", "snr", "mrstft", "consistency_db",
+    "si_sdr", "si_sdri", "sdr", "snr", "mrstft", "level_db", "residual_si_sdr", "consistency_db",
     "judge_overall", "judge_precision", "judge_recall", "judge_faithfulness",
 )
 #: Metrics over every item.
@@ -32,7 +32,8 @@ ABSENT_METRICS = ("absent_energy_db", "judge_overall")
 
 METRIC_LABELS = {
     "si_sdr": "SI-SDR (dB)", "si_sdri": "SI-SDRi (dB)", "sdr": "SDR (dB)", "snr": "SNR (dB)",
-    "mrstft": "MR-STFT dist. (lower better)", "consistency_db": "mix. consistency (dB)",
+    "mrstft": "MR-STFT dist. (lower better)", "level_db": "target level re reference (dB, 0 best)",
+    "residual_si_sdr": "residual SI-SDR vs true interferers (dB)", "consistency_db": "mix. consistency (dB)",
     "judge_overall": "judge overall (1-5)", "rtf": "real-time factor", "seconds": "seconds / item",
     "absent_energy_db": "output / mixture energy (dB, lower better)",
 }

@@ -309,7 +309,8 @@ def item_metrics(
             bad = int((~torch.isfinite(x)).sum())
             raise NonFiniteOutputError(f"the {name} has {bad} non-finite (NaN/Inf) samples")
     out: dict[str, float | None] = dict.fromkeys(
-        ("si_sdr", "si_sdr_mixture", "si_sdri", "sdr", "snr", "mrstft", "consistency_db", "absent_energy_db")
+        ("si_sdr", "si_sdr_mixture", "si_sdri", "sdr", "snr", "mrstft", "level_db", "residual_si_sdr",
+         "consistency_db", "absent_energy_db")
     )
     if item.present:
         ref = item.target.reshape(-1).double()
@@ -323,6 +324,10 @@ def item_metrics(
             logger.warning("item %s: SDR failed (%s)", item.item["id"], exc)
         out["snr"] = _num(M.snr(est, ref))
         out["mrstft"] = _num(M.multi_resolution_stft_distance(est.float(), ref.float()))
+        out["level_db"] = _num(M.energy_ratio_db(est, ref))
+        interferers = mix - ref
+        if residual is not None and float(interferers.pow(2).sum()) > 0:
+            out["residual_si_sdr"] = _num(M.si_sdr(residual.reshape(-1).double(), interferers))
     else:
         out["absent_energy_db"] = _num(M.energy_ratio_db(est, mix))
     if residual is not None:

@@ -123,6 +123,10 @@ def test_item_metrics_baselines_and_oracle_mask():
     est, res = ideal_ratio_mask(li.mixture, target)
     irm = item_metrics(est, res, li, mix_si)
     assert irm["si_sdri"] > 10 and irm["consistency_db"] > 60 and irm["mrstft"] < m["mrstft"]
+    # the level of the estimate against the reference, and the residual against the true interferers
+    half = item_metrics(0.5 * target, li.mixture - 0.5 * target, li, mix_si)
+    assert half["level_db"] == pytest.approx(-6.02, abs=0.01)
+    assert irm["residual_si_sdr"] > 10 > half["residual_si_sdr"]
     absent = LoadedItem({"id": "y"}, noise, torch.zeros_like(noise), 16000, False, "tone", None, None, "tone")
     a = item_metrics(0.1 * noise, None, absent, None)
     assert a["si_sdr"] is None and a["absent_energy_db"] == pytest.approx(-20.0, abs=1e-4)
