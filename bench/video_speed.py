@@ -28,12 +28,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from promptsep.release import examples_dir, packaged_checkpoint
 
 
 def _example_video_writer():
     """``examples/make_example_video.py`` as a module (the examples folder is not a package)."""
-    spec = importlib.util.spec_from_file_location("make_example_video", ROOT / "examples" / "make_example_video.py")
+    spec = importlib.util.spec_from_file_location("make_example_video", examples_dir() / "make_example_video.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -44,7 +44,7 @@ def make_clip(folder: Path, seconds: float, fps: int, width: int, height: int) -
     import numpy as np
     import soundfile as sf
 
-    wav, sr = sf.read(str(ROOT / "examples" / "trumpet_with_door.wav"), dtype="float32", always_2d=True)
+    wav, sr = sf.read(str(examples_dir() / "trumpet_with_door.wav"), dtype="float32", always_2d=True)
     n = int(seconds * sr)
     looped = np.tile(wav, (n // wav.shape[0] + 1, 1))[:n]
     audio = folder / "sound.wav"
@@ -55,7 +55,7 @@ def make_clip(folder: Path, seconds: float, fps: int, width: int, height: int) -
 def main(argv: Sequence[str] | None = None) -> int:
     """Time the video-file path and print the medians; returns 0."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "promptsep-tiny"))
+    p.add_argument("--checkpoint", default=str(packaged_checkpoint("promptsep-tiny")))
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--size", default="640x360", help="WIDTHxHEIGHT of the clip (even numbers)")
