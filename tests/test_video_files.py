@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import random_tiny_separation_model, save_random_release
+from tests.test_cli import loads  # noqa: F401 - fixture: counts real model loads
 
 av = pytest.importorskip("av")
 
@@ -93,22 +94,6 @@ def run(*argv) -> int:
     return main([str(a) for a in argv])
 
 
-@pytest.fixture()
-def loads(monkeypatch):
-    """Counts real model loads (the original loader runs)."""
-    from separation.model import SeparationModel
-
-    count = {"n": 0}
-    orig = SeparationModel.from_pretrained.__func__
-
-    def counting(cls, *a, **k):
-        count["n"] += 1
-        return orig(cls, *a, **k)
-
-    monkeypatch.setattr(SeparationModel, "from_pretrained", classmethod(counting))
-    return count
-
-
 @pytest.mark.parametrize("kind", ["mp4", "webm"])
 def test_sound_comes_from_the_container_and_the_picture_is_the_prompt(kind, ckpt, tmp_path, capsys):
     if not _available(kind):
@@ -157,7 +142,7 @@ def test_a_video_longer_than_its_sound_is_cut_to_it(ckpt, tmp_path):
     assert sf.info(tmp_path / "o" / "long" / "target.wav").frames == load_audio_track(clip)[0].shape[1]
 
 
-def test_video_file_problems_are_one_line_errors_before_loading(ckpt, tmp_path, capsys, loads):
+def test_video_file_problems_are_one_line_errors_before_loading(ckpt, tmp_path, capsys, loads):  # noqa: F811
     *_, w, h = KINDS["mp4"]
     short = tmp_path / "short.mp4"
     write_clip(short, "mp4", video_s=0.5, audio_s=1.5)
