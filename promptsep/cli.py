@@ -56,6 +56,8 @@ Isolate a prompted sound from a recording (text, time-span and video prompts).
 commands:
   separate IN [IN ...] --text "woman speaking" [--span +1.0:2.5] -o OUT
                         separate one or more files; writes OUT/<input stem>/target.wav and residual.wav
+  separate clip.mp4 --box X0,Y0,X1,Y1 (or --mask MASK.png) -o OUT
+                        separate a video file's sound track, its picture (boxed or masked) as the prompt
   info [CHECKPOINT]     what a release is: summary, labels it knows, recommended sampling
   judge MIX EST --text T
                         score a separated stem without a reference (1..5)
