@@ -312,11 +312,11 @@ def load_video(
     frames = []
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
+            streams = _picture_streams(container)
+            if not streams:
                 raise VideoError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            fps = float(rate) if rate else 0.0
+            stream = streams[0]
+            fps = _frame_rate(stream)
             for frame in container.decode(stream):
                 if max_frames is not None and len(frames) >= max_frames:
                     break
@@ -359,3 +359,152 @@ def check_video_covers_audio(video: VideoPrompt, duration_s: float) -> None:
     length = int(video.frames.shape[0]) / fps
     if length < duration_s - 1.0 / fps - 1e-9:
         raise VideoError(f"video is {length:.2f} s, shorter than the {duration_s:.2f} s audio")
+
+
+#: Longer side (pixels) the CLI decodes video prompts at: the towers see 64-224 px, and the frames of a
+#: long high-resolution clip would not fit in memory at full size. Boxes and masks are given in the
+#: file's own pixels and scaled with the frames.
+VIDEO_MAX_SIDE = 256
+
+
+def _frame_rate(stream) -> float:
+    """Frames per second of a PyAV video stream (average, else guessed, else base rate; 0 if unknown)."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 0.0
+
+
+def _picture_streams(container) -> list:
+    """The video streams of an open container that are moving pictures (not cover art)."""
+    import av
+
+    attached = int(av.stream.Disposition.attached_pic)
+    return [s for s in container.streams.video if not int(s.disposition) & attached]
+
+
+def has_video_stream(path: str | Path) -> bool:
+    """Whether ``path`` is a media file with a video stream (an mp3's cover picture does not count).
+
+    Args:
+        path: any file.
+
+    Returns:
+        True for a video container FFmpeg reads (mp4, webm, mkv, mov, ...); False for audio-only
+        files and files FFmpeg cannot open.
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return bool(_picture_streams(container))
+    except (av.error.FFmpegError, OSError, ValueError):
+        return False
+
+
+def load_mask_image(path: str | Path) -> torch.Tensor:
+    """Read a single-image mask: white (bright) pixels are the target object.
+
+    Args:
+        path: an image file Pillow reads (png, jpeg, bmp, ...); colour and alpha are converted to grey.
+
+    Returns:
+        ``[H, W]`` float32 of 0 and 1 (1 where the grey level is at least half of full scale).
+
+    Raises:
+        VideoError: missing or unreadable file, or a mask with no white pixel.
+    """
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise VideoError(f"mask image not found: {p}")
+    try:
+        with Image.open(p) as img:
+            grey = torch.from_numpy(np.array(img.convert("L"), dtype=np.uint8))
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise VideoError(f"cannot read the mask image {p}: {exc}") from exc
+    mask = (grey >= 128).float()
+    if not bool(mask.any()):
+        raise VideoError(f"the mask image {p} has no white pixel: paint the target object white on black")
+    return mask
+
+
+def _video_geometry(path: Path) -> tuple[int, int, float]:
+    """``(width, height, fps)`` of the first picture stream of ``path`` without decoding it."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            streams = _picture_streams(container)
+            if not streams:
+                raise VideoError(f"{path} has no video stream")
+            ctx = streams[0].codec_context
+            return int(ctx.width), int(ctx.height), _frame_rate(streams[0])
+    except VideoError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise VideoError(f"cannot read video {path}: {exc}") from exc
+
+
+def load_video_prompt(
+    path: str | Path,
+    duration_s: float,
+    box: tuple[int, int, int, int] | None = None,
+    mask: str | Path | None = None,
+    max_side: int | None = VIDEO_MAX_SIDE,
+) -> VideoPrompt:
+    """A video file as a prompt for ``duration_s`` seconds of audio, with a box or a mask image.
+
+    Any frame rate and frame size: the frames that cover the audio are decoded (frames past
+    its end are ignored and not decoded), downscaled so the longer side is at most ``max_side``,
+    and the box or mask, given in the file's own pixels, is scaled with them. A video shorter
+    than the audio by more than one frame is an error (:func:`check_video_covers_audio`).
+
+    Args:
+        path: video file (any container and codec FFmpeg reads).
+        duration_s: length of the audio the video goes with, in seconds.
+        box: ``(x0, y0, x1, y1)`` around the target in the file's pixels (``x1``/``y1`` exclusive).
+        mask: an image file, white = target (:func:`load_mask_image`), applied to every frame and
+            resized to the frame size (nearest neighbour). Exactly one of ``box`` and ``mask``.
+        max_side: longest decoded side in pixels (None: full size).
+
+    Returns:
+        A validated :class:`VideoPrompt` (``frames [F, 3, H', W']``, ``fps``, and ``box`` or
+        ``masks [F, H', W']``).
+
+    Raises:
+        VideoError: neither or both of box and mask, unreadable video or mask, a box outside the
+            frame, a mask with no target pixel left at the frame size, a video shorter than the audio.
+    """
+    path = Path(path)
+    if (box is None) == (mask is None):
+        raise VideoError("select the target object in the video with exactly one of a box or a mask image")
+    mask_img = load_mask_image(mask) if mask is not None else None  # a bad mask fails before decoding
+    if not path.is_file():
+        raise VideoError(f"video file not found: {path}")
+    width, height, fps = _video_geometry(path)
+    if box is not None and width > 0 and height > 0:
+        box = check_box(box, height, width)
+    max_frames = int(math.ceil(duration_s * fps)) + 1 if fps > 0 else None
+    video = load_video(path, max_frames=max_frames, max_side=max_side)
+    check_video_covers_audio(video, duration_s)
+    f, _, h, w = video.frames.shape
+    if box is not None:
+        sx, sy = w / (width or w), h / (height or h)
+        x0, y0, x1, y1 = box
+        video.box = (
+            min(int(math.floor(x0 * sx)), w - 1),
+            min(int(math.floor(y0 * sy)), h - 1),
+            max(int(math.ceil(x1 * sx)), 1),
+            max(int(math.ceil(y1 * sy)), 1),
+        )
+    else:
+        mh, mw = mask_img.shape
+        if abs(mw / mh - w / h) > 0.02 * (w / h):
+            logger.warning("mask image %s is %dx%d but the video frames are %dx%d: stretched to fit", mask, mw, mh,
+                           width, height)
+        m = F.interpolate(mask_img[None, None], size=(h, w), mode="nearest")[0, 0]
+        if not bool(m.any()):
+            raise VideoError(f"the mask image {mask} has no target pixel left at the {w}x{h} frame size")
+        video.masks = m.expand(f, h, w)
+    return video.validate(require_selection=True)

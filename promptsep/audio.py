@@ -58,6 +58,72 @@ def load_audio(path: str | os.PathLike, max_bytes: int | None = MAX_FILE_BYTES) 
     return wav, int(sr)
 
 
+def load_audio_track(path: str | os.PathLike, max_bytes: int | None = MAX_FILE_BYTES) -> tuple[torch.Tensor, int]:
+    """Decode the first audio track of a media container (mp4, webm, mkv, mov, m4a, ...) with PyAV.
+
+    The counterpart of :func:`load_audio` for files libsndfile cannot read, such as the sound of a
+    video: the samples keep the track's own rate and channels (the separator resamples and mixes
+    them as it does any input). Samples past the track's declared duration (the encoder's padding
+    of its last block) are dropped.
+
+    Args:
+        path: a media file FFmpeg reads.
+        max_bytes: refuse a track whose decoded float32 samples would exceed this many bytes
+            (``None``: no cap). The container's own size does not count (a video's frames are
+            not decoded here).
+
+    Returns:
+        ``(wav [C, N] float32, sample_rate)``.
+
+    Raises:
+        AudioError: missing or unreadable file, no audio track (the message names the file),
+            no decodable sample, a decoded size over ``max_bytes``, or non-finite samples.
+    """
+    import av
+
+    p = Path(path)
+    if not p.is_file():
+        raise AudioError(f"audio file not found: {p}")
+    blocks: list[np.ndarray] = []
+    total = 0
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.audio:
+                what = "a video without an audio track" if container.streams.video else "no audio track"
+                raise AudioError(f"{p} has {what}: give the sound as a separate audio input"
+                                 + (f" and this file as --video {p}" if container.streams.video else ""))
+            stream = container.streams.audio[0]
+            declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+            # planar float at the track's own rate and layout: [C, n] per decoded frame
+            resampler = None
+            rate = channels = None
+            for frame in container.decode(stream):
+                if resampler is None:
+                    rate, channels = int(frame.sample_rate), len(frame.layout.channels)
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
+                for out in resampler.resample(frame):
+                    block = out.to_ndarray().reshape(channels, -1)
+                    total += block.size
+                    if max_bytes is not None and total * 4 > max_bytes:
+                        raise AudioError(f"the audio track of {p.name} is over the {max_bytes / 2**20:.0f} MiB limit "
+                                         "once decoded")
+                    blocks.append(block)
+            if resampler is not None:
+                blocks += [out.to_ndarray().reshape(channels, -1) for out in resampler.resample(None)]
+    except AudioError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise AudioError(f"cannot read the audio track of {p}: {exc}") from exc
+    if not blocks or rate is None:
+        raise AudioError(f"no audio could be decoded from {p}")
+    wav = torch.from_numpy(np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32))
+    if declared is not None and 0 < round(declared * rate) < wav.shape[1]:
+        wav = wav[:, : round(declared * rate)]  # drop the codec's padding of the last block (AAC: up to 1024)
+    validate_audio(wav, rate, name=p.name)
+    logger.info("decoded the audio track of %s: %d channel(s), %d samples at %d Hz", p, wav.shape[0], wav.shape[1], rate)
+    return wav, rate
+
+
 def validate_audio(wav: torch.Tensor, sample_rate: int, name: str = "audio", allow_silent: bool = True) -> None:
     """Check a waveform is usable.
 

@@ -56,6 +56,8 @@ Isolate a prompted sound from a recording (text, time-span and video prompts).
 commands:
   separate IN [IN ...] --text "woman speaking" [--span +1.0:2.5] -o OUT
                         separate one or more files; writes OUT/<input stem>/target.wav and residual.wav
+  separate clip.mp4 --box X0,Y0,X1,Y1 (or --mask MASK.png) -o OUT
+                        separate a video file's sound track, its picture (boxed or masked) as the prompt
   info [CHECKPOINT]     what a release is: summary, labels it knows, recommended sampling
   judge MIX EST --text T
                         score a separated stem without a reference (1..5)
@@ -182,6 +184,9 @@ class _Job:
     duration_s: float
     target: Path
     residual: Path
+    #: ``(wav [C, N], sample_rate)`` decoded from a video container's audio track (None: an audio file,
+    #: streamed by the separator).
+    audio: tuple | None = None
 
 
 def _separate_parser() -> argparse.ArgumentParser:
@@ -191,14 +196,21 @@ def _separate_parser() -> argparse.ArgumentParser:
                     "OUT/<input stem>/target.wav (the prompted sound) and residual.wav (everything else); "
                     "target + residual equals the input. The model is loaded once for all inputs.",
         epilog='example: promptsep separate a.wav b.flac --text "woman speaking" --span +0:1.5 -o separated')
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (wav, flac, ogg, mp3, ...)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio files (wav, flac, ogg, mp3, ...) or video files with a sound track (mp4, webm, mkv, "
+                        "mov, ...: the sound is their audio track; with --box or --mask the picture is the video "
+                        "prompt)")
     g = p.add_argument_group("prompts (at least one)")
     g.add_argument("--text", help='what to isolate, e.g. "woman speaking" (run "promptsep info" for the labels the model knows)')
     g.add_argument("--span", action="append", default=[],
                    help="+START:END where the target sounds, -START:END where it is silent (seconds); repeatable")
-    g.add_argument("--video", help="video file showing the sound source (one input only; the shipped model "
-                                   "gains nothing from video yet)")
-    g.add_argument("--box", type=_parse_box, help="x0,y0,x1,y1 box around the target object in the video (pixels)")
+    g.add_argument("--video", help="video file showing the sound source, for a separate audio input (one input "
+                                   "only; the shipped model gains nothing from video yet)")
+    sel = g.add_mutually_exclusive_group()
+    sel.add_argument("--box", type=_parse_box,
+                     help="x0,y0,x1,y1 box around the target object in the video (the file's pixels, every frame)")
+    sel.add_argument("--mask", help="image file marking the target object in white (on black), applied to every "
+                                    "frame and resized to the frame size; instead of --box")
     o = p.add_argument_group("output")
     o.add_argument("-o", "--out-dir", default="separated", help="output folder (default: separated)")
     o.add_argument("--filename", default=DEFAULT_FILENAME,
@@ -233,14 +245,19 @@ def _separate_parser() -> argparse.ArgumentParser:
     m.add_argument("--mono", action="store_true", help="average channels instead of separating each")
     m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
     m.add_argument("--max-input-mb", type=_positive_float, default=200.0,
-                   help="largest input file (MiB) read whole into memory, which only --candidates K > 1 does; "
-                        "with one candidate files are streamed in blocks and any length fits (default: %(default)g)")
+                   help="largest input file (MiB) read whole into memory, which only --candidates K > 1 and the "
+                        "sound of a video file (its decoded samples) do; with one candidate audio files are "
+                        "streamed in blocks and any length fits (default: %(default)g)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return p
 
 
-def _plan(args: argparse.Namespace) -> tuple[list[_Job], str | None, list | None]:
-    """Check everything that can be checked without a model; returns the jobs, ranker and spans.
+def _plan(args: argparse.Namespace) -> tuple[list[_Job], str | None, list | None, Path | None]:
+    """Check everything that can be checked without a model.
+
+    Returns:
+        ``(jobs, ranker, spans, video)``: ``video`` is the file whose picture is the video prompt
+        (``--video``, or the one input when it is a video file and ``--box``/``--mask`` is given), or None.
 
     Raises:
         CliError / InputError: with a message for the user.
@@ -248,17 +265,20 @@ def _plan(args: argparse.Namespace) -> tuple[list[_Job], str | None, list | None
     import soundfile as sf
 
     from prompts.span import parse_span
+    from prompts.video import has_video_stream
+    from promptsep.audio import load_audio_track
 
     text = args.text
     if text is not None and not text.strip():
         raise CliError("--text is empty: say which sound to isolate, e.g. --text \"woman speaking\"")
     spans = [parse_span(s) for s in args.span] or None
-    if args.video and args.box is None:
-        raise CliError("--video needs --box x0,y0,x1,y1 to select the target object")
-    if args.box is not None and not args.video:
-        raise CliError("--box is only meaningful with --video")
-    if not text and not spans and not args.video:
-        raise CliError("give at least one prompt: --text, --span or --video (with --box)")
+    select = args.box is not None or args.mask is not None
+    if args.video and not select:
+        raise CliError("--video needs --box x0,y0,x1,y1 (or --mask MASK.png) to select the target object")
+    if not text and not spans and not select:
+        raise CliError("give at least one prompt: --text, --span, or --box/--mask with a video")
+    if args.mask is not None and not Path(args.mask).is_file():
+        raise CliError(f"mask image not found: {args.mask}")
     if args.video and len(args.inputs) > 1:
         raise CliError("--video describes one recording: give one input with it")
     if args.video and not Path(args.video).is_file():
@@ -300,13 +320,18 @@ def _plan(args: argparse.Namespace) -> tuple[list[_Job], str | None, list | None
         p = Path(name)
         if not p.is_file():
             raise CliError(f"input not found: {name}" if not p.exists() else f"input is not a file: {name}")
-        try:
-            info = sf.info(str(p))
-        except Exception as exc:  # libsndfile raises several types
-            raise CliError(f"cannot read audio file {name}: {exc}") from None
-        if info.frames == 0:
-            raise CliError(f"input {name} is empty (0 samples)")
-        dur = info.frames / info.samplerate
+        audio = None
+        if has_video_stream(p):  # a video file: its sound is its audio track, decoded now
+            audio = load_audio_track(p, max_bytes=int(args.max_input_mb * 2**20))
+            dur = audio[0].shape[-1] / audio[1]
+        else:
+            try:
+                info = sf.info(str(p))
+            except Exception as exc:  # libsndfile raises several types
+                raise CliError(f"cannot read audio file {name}: {exc}") from None
+            if info.frames == 0:
+                raise CliError(f"input {name} is empty (0 samples)")
+            dur = info.frames / info.samplerate
         for sign, a, b in spans or ():
             if b > dur + 1e-6:
                 raise CliError(f"span {sign}{a:g}:{b:g} is outside {p.name} (0 to {dur:.3f} s)")
@@ -318,7 +343,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[_Job], str | None, list | None
             seen[q.resolve()] = p
             if q.resolve() == p.resolve():
                 raise CliError(f"output {q} would replace its own input")
-        jobs.append(_Job(p, dur, *paths))
+        jobs.append(_Job(p, dur, *paths, audio=audio))
     existing = [str(q) for j in jobs for q in (j.target, j.residual) if q.exists() or q.is_symlink()]
     if existing and not args.overwrite:
         shown = ", ".join(existing[:4]) + (f" and {len(existing) - 4} more" if len(existing) > 4 else "")
@@ -326,8 +351,14 @@ def _plan(args: argparse.Namespace) -> tuple[list[_Job], str | None, list | None
     dirs = [q for j in jobs for q in (j.target, j.residual) if q.exists() and not q.is_file()]
     if dirs:
         raise CliError(f"output path is a folder: {dirs[0]}")
+    video = Path(args.video) if args.video else None
+    if select and video is None:
+        if len(jobs) != 1 or jobs[0].audio is None:
+            raise CliError("--box/--mask select an object in a video: give --video FILE, or one video file "
+                           "(mp4, webm, ...) as the input")
+        video = jobs[0].path
     _check_device(args.device)
-    return jobs, ranker, spans
+    return jobs, ranker, spans, video
 
 
 def _check_writable(out: Path) -> None:
@@ -381,7 +412,7 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
     else:
         _quiet_libraries()
     try:
-        jobs, ranker, spans = _plan(args)
+        jobs, ranker, spans, video_file = _plan(args)
     except (CliError, InputError) as exc:
         print(f"promptsep separate: error: {exc}", file=sys.stderr)
         return 2
@@ -394,12 +425,10 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
 
     try:
         video = None
-        if args.video:  # a bad video is a prompt error: reported before the models load
-            from prompts.video import check_video_covers_audio, load_video
+        if video_file is not None:  # a bad video or mask is a prompt error: reported before the models load
+            from prompts.video import load_video_prompt
 
-            video = load_video(args.video)
-            video.box = args.box
-            check_video_covers_audio(video, jobs[0].duration_s)
+            video = load_video_prompt(video_file, jobs[0].duration_s, box=args.box, mask=args.mask)
         judge = None
         if ranker == "judge":
             from judge.model import Judge
@@ -431,7 +460,7 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
             chunk_bar.update(done - chunk_bar.n)
 
         try:
-            made = provenance(job.path.name, args.text, args.span, bool(args.video),
+            made = provenance(job.path.name, args.text, args.span, video is not None,
                               checkpoint=Path(args.checkpoint).name, steps=steps, method=method, refine=args.refine)
             sub = subtype
             if args.sample_format is None and args.format == "wav":
@@ -439,11 +468,12 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
             options = dict(text=args.text, spans=spans, video=video, steps=steps, method=method, seed=args.seed,
                            guidance={"text": args.guidance} if args.guidance != 1.0 else None,
                            channels="mono" if args.mono else "per_channel", refine=args.refine)
-            if args.candidates == 1:  # streamed: memory does not grow with the input's length
+            if args.candidates == 1 and job.audio is None:  # streamed: memory does not grow with its length
                 info = sep.separate_file(job.path, job.target, job.residual, subtype=sub, overwrite=args.overwrite,
                                          comment=made, progress=on_chunk, **options)
-            else:  # ranking K candidates needs the whole recording in memory
-                wav, sr = load_audio(job.path, max_bytes=int(args.max_input_mb * 2**20))
+            else:  # ranking K candidates, or a video's sound track: the whole recording in memory
+                wav, sr = job.audio or load_audio(job.path, max_bytes=int(args.max_input_mb * 2**20))
+                job.audio = None
                 res = sep.separate(wav, sr, candidates=args.candidates, ranker=ranker, progress=on_chunk, **options)
                 bad = [k for k, x in (("target", res.target), ("residual", res.residual))
                        if not bool(torch.isfinite(x).all())]
