@@ -86,15 +86,30 @@ def write_video(audio: Path, out: Path, fps: int = 25, width: int = 128, height:
                 c.mux(pkt)
         for pkt in vs.encode():
             c.mux(pkt)
-        block = 1024
-        for i in range(0, wav.shape[1], block):
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(wav[:, i:i + block]), format="fltp", layout="mono")
-            af.sample_rate, af.pts, af.time_base = sr, i, Fraction(1, sr)
-            for pkt in aus.encode(af):
-                c.mux(pkt)
-        for pkt in aus.encode():
-            c.mux(pkt)
+        mux_audio(c, aus, wav, sr)
     return out
+
+
+def mux_audio(container, stream, audio: np.ndarray, sr: int, block: int = 1024) -> None:
+    """Encode planar float audio ``[C, N]`` (1 or 2 channels) into ``stream`` and mux it, flushing at the end.
+
+    Args:
+        container: an ``av`` output container.
+        stream: its audio stream (made with the matching layout).
+        audio: samples ``[C, N]`` float32.
+        sr: sample rate in Hz.
+        block: samples per frame handed to the encoder.
+    """
+    import av
+
+    layout = "stereo" if audio.shape[0] == 2 else "mono"
+    for i in range(0, audio.shape[1], block):
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, i:i + block]), format="fltp", layout=layout)
+        af.sample_rate, af.pts, af.time_base = sr, i, Fraction(1, sr)
+        for pkt in stream.encode(af):
+            container.mux(pkt)
+    for pkt in stream.encode():
+        container.mux(pkt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

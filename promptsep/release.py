@@ -84,6 +84,11 @@ def config_from_dict(kls: type, d: Mapping[str, Any] | None, where: str = "") ->
     return kls(**kw)
 
 
+def float_list(v: Any) -> list[float] | None:
+    """``v`` (a list, tuple or 1-d array of numbers, e.g. from JSON or YAML) as a plain float list; None stays None."""
+    return None if v is None else [float(x) for x in v]
+
+
 class JsonConfig:
     """Mixin of the dataclass configs: ``to_dict`` (plain JSON form) and strict ``from_dict``."""
 

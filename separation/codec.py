@@ -97,10 +97,7 @@ class CodecConfig(release.JsonConfig):
         # JSON / YAML give lists; keep rates as tuples and stats as plain float lists.
         self.encoder_rates = tuple(int(r) for r in self.encoder_rates)
         self.decoder_rates = tuple(int(r) for r in self.decoder_rates)
-        if self.latent_mean is not None:
-            self.latent_mean = [float(v) for v in self.latent_mean]
-        if self.latent_std is not None:
-            self.latent_std = [float(v) for v in self.latent_std]
+        self.latent_mean, self.latent_std = release.float_list(self.latent_mean), release.float_list(self.latent_std)
 
     @property
     def hop_length(self) -> int:
@@ -156,6 +153,29 @@ class CodecConfig(release.JsonConfig):
         d["decoder_rates"] = list(self.decoder_rates)
         return d
 
+
+
+@torch.no_grad()
+def write_latent_stats(codec: nn.Module, mean: Any, std: Any) -> None:
+    """Check and set a codec's per-channel normalisation: its ``latent_mean`` / ``latent_std``
+    buffers and the same values in its config (``codec.cfg``), so a release carries them.
+
+    Args:
+        codec: a :class:`DACVAE` or :class:`~separation.mdct_codec.MDCTCodec`.
+        mean / std: ``[C]`` raw latent means and standard deviations (finite; stds positive).
+    """
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).detach().flatten().cpu()
+    std_t = torch.as_tensor(std, dtype=torch.float32).detach().flatten().cpu()
+    if mean_t.numel() != codec.latent_dim or std_t.numel() != codec.latent_dim:
+        raise ValueError(
+            f"latent stats must have {codec.latent_dim} values each, got {mean_t.numel()} and {std_t.numel()}"
+        )
+    if not torch.isfinite(mean_t).all() or not torch.isfinite(std_t).all() or (std_t <= 0).any():
+        raise ValueError("latent stats must be finite and the stds positive")
+    codec.latent_mean.copy_(mean_t)
+    codec.latent_std.copy_(std_t)
+    codec.cfg.latent_mean = mean_t.tolist()
+    codec.cfg.latent_std = std_t.tolist()
 
 
 def codec_preset(name: str) -> CodecConfig:
@@ -404,18 +424,7 @@ class DACVAE(nn.Module):
             mean: ``[C]`` raw latent means.
             std: ``[C]`` raw latent standard deviations (positive).
         """
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).detach().flatten().cpu()
-        std_t = torch.as_tensor(std, dtype=torch.float32).detach().flatten().cpu()
-        if mean_t.numel() != self.latent_dim or std_t.numel() != self.latent_dim:
-            raise ValueError(
-                f"latent stats must have {self.latent_dim} values each, got {mean_t.numel()} and {std_t.numel()}"
-            )
-        if not torch.isfinite(mean_t).all() or not torch.isfinite(std_t).all() or (std_t <= 0).any():
-            raise ValueError("latent stats must be finite and the stds positive")
-        self.latent_mean.copy_(mean_t)
-        self.latent_std.copy_(std_t)
-        self.cfg.latent_mean = mean_t.tolist()
-        self.cfg.latent_std = std_t.tolist()
+        write_latent_stats(self, mean, std)
 
     # ----------------------------------------------------------------- release
     def save_pretrained(self, path: str | Path) -> Path:

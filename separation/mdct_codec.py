@@ -57,10 +57,7 @@ class MDCTCodecConfig(release.JsonConfig):
     def __post_init__(self) -> None:
         if self.kind != KIND:
             raise ValueError(f"MDCTCodecConfig.kind must be {KIND!r}, got {self.kind!r}")
-        if self.latent_mean is not None:
-            self.latent_mean = [float(v) for v in self.latent_mean]
-        if self.latent_std is not None:
-            self.latent_std = [float(v) for v in self.latent_std]
+        self.latent_mean, self.latent_std = release.float_list(self.latent_mean), release.float_list(self.latent_std)
 
     @property
     def hop_length(self) -> int:
@@ -182,16 +179,9 @@ class MDCTCodec(nn.Module):
     @torch.no_grad()
     def set_latent_stats(self, mean: torch.Tensor | Iterable[float], std: torch.Tensor | Iterable[float]) -> None:
         """Set the per-coefficient normalisation (buffers and config)."""
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).detach().flatten().cpu()
-        std_t = torch.as_tensor(std, dtype=torch.float32).detach().flatten().cpu()
-        if mean_t.numel() != self.latent_dim or std_t.numel() != self.latent_dim:
-            raise ValueError(f"latent stats must have {self.latent_dim} values each")
-        if not torch.isfinite(mean_t).all() or not torch.isfinite(std_t).all() or (std_t <= 0).any():
-            raise ValueError("latent stats must be finite and the stds positive")
-        self.latent_mean.copy_(mean_t)
-        self.latent_std.copy_(std_t)
-        self.cfg.latent_mean = mean_t.tolist()
-        self.cfg.latent_std = std_t.tolist()
+        from separation.codec import write_latent_stats
+
+        write_latent_stats(self, mean, std)
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write a release folder (``config.json`` + ``model.safetensors`` with the statistics)."""

@@ -31,6 +31,17 @@ KINDS = {
 }
 
 
+def _example_video_script():
+    """``examples/make_example_video.py`` as a module (its ``mux_audio`` writes the test clips' sound too)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "make_example_video.py"
+    spec = importlib.util.spec_from_file_location("make_example_video", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _available(kind: str) -> bool:
     _, _, vc, ac, *_ = KINDS[kind]
     return vc in av.codecs_available and ac in av.codecs_available
@@ -66,14 +77,7 @@ def write_clip(path: Path, kind: str, video_s: float | None, audio_s: float | No
             t = np.arange(n) / sr
             audio = np.stack([0.3 * np.sin(2 * np.pi * (330 + 110 * k) * t) + 0.05 * rng.standard_normal(n)
                               for k in range(ch)]).astype(np.float32)
-            for i in range(0, n, 960):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, i:i + 960]), format="fltp",
-                                                layout="stereo" if ch == 2 else "mono")
-                af.sample_rate, af.pts, af.time_base = sr, i, Fraction(1, sr)
-                for pkt in aus.encode(af):
-                    c.mux(pkt)
-            for pkt in aus.encode():
-                c.mux(pkt)
+            _example_video_script().mux_audio(c, aus, audio, sr, block=960)
     return audio
 
 
