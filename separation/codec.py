@@ -155,6 +155,18 @@ class CodecConfig(release.JsonConfig):
 
 
 
+def check_latents(codec: nn.Module, z: torch.Tensor, length: int | None) -> None:
+    """Raise :class:`InputError` unless ``z`` is ``[B, codec.latent_dim, T >= 1]`` and ``length`` (if given)
+    is in ``[1, T * hop]``: the decode contract shared by both codecs."""
+    if z.dim() != 3 or z.shape[1] != codec.latent_dim:
+        raise InputError(f"codec latents must be shaped [B, {codec.latent_dim}, T], got {tuple(z.shape)}")
+    if z.shape[-1] == 0:
+        raise InputError("codec latents are empty (0 frames)")
+    full = z.shape[-1] * codec.hop_length
+    if length is not None and not 0 < int(length) <= full:
+        raise InputError(f"decode length must be in [1, {full}] for {z.shape[-1]} frames, got {length}")
+
+
 @torch.no_grad()
 def write_latent_stats(codec: nn.Module, mean: Any, std: Any) -> None:
     """Check and set a codec's per-channel normalisation: its ``latent_mean`` / ``latent_std``
@@ -355,13 +367,7 @@ class DACVAE(nn.Module):
         Returns:
             audio ``[B, 1, length or T * hop]``.
         """
-        if z.dim() != 3 or z.shape[1] != self.latent_dim:
-            raise InputError(f"codec latents must be shaped [B, {self.latent_dim}, T], got {tuple(z.shape)}")
-        if z.shape[-1] == 0:
-            raise InputError("codec latents are empty (0 frames)")
-        full = z.shape[-1] * self.hop_length
-        if length is not None and not 0 < int(length) <= full:
-            raise InputError(f"decode length must be in [1, {full}] for {z.shape[-1]} frames, got {length}")
+        check_latents(self, z, length)
         raw = z * self.latent_std[:, None] + self.latent_mean[:, None]
         y = self._decode_raw(raw)
         return y if length is None else y[..., : int(length)]

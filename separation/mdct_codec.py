@@ -166,13 +166,9 @@ class MDCTCodec(nn.Module):
 
     def decode(self, z: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """Normalised coefficients ``[B, hop, T]`` -> audio ``[B, 1, length or T * hop]``."""
-        if z.dim() != 3 or z.shape[1] != self.latent_dim:
-            raise InputError(f"codec latents must be shaped [B, {self.latent_dim}, T], got {tuple(z.shape)}")
-        if z.shape[-1] == 0:
-            raise InputError("codec latents are empty (0 frames)")
-        full = z.shape[-1] * self.hop_length
-        if length is not None and not 0 < int(length) <= full:
-            raise InputError(f"decode length must be in [1, {full}] for {z.shape[-1]} frames, got {length}")
+        from separation.codec import check_latents
+
+        check_latents(self, z, length)
         y = self.synthesise(z * self.latent_std[:, None] + self.latent_mean[:, None])
         return y if length is None else y[..., : int(length)]
 
