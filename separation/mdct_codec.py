@@ -22,11 +22,11 @@ Latent normalisation: as :class:`~separation.codec.DACVAE`, :meth:`encode` retur
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -108,7 +108,7 @@ class MDCTCodec(nn.Module):
 
     def __init__(self, cfg: MDCTCodecConfig):
         super().__init__()
-        cfg = MDCTCodecConfig(**{**cfg.to_dict()})  # own copy: set_latent_stats writes into it
+        cfg = dataclasses.replace(cfg)  # own copy: set_latent_stats writes into it
         cfg.validate()
         self.cfg = cfg
         self.sample_rate = int(cfg.sample_rate)
@@ -190,6 +190,3 @@ class MDCTCodec(nn.Module):
         model = cls(MDCTCodecConfig.from_dict(meta["config"]))
         release.load_state_strict(model, state, model.state_dict().keys(), root)
         return model.to(map_location).eval()
-
-    def to_config_dict(self) -> dict[str, Any]:
-        return self.cfg.to_dict()
