@@ -45,12 +45,14 @@ from promptsep.errors import InputError
 
 
 def _ci(values: np.ndarray, samples: int, seed: int, alpha: float) -> list[float] | None:
-    """Percentile bootstrap CI of the mean of ``values`` ``[N]`` (None for fewer than 2 values or no resamples)."""
+    """Percentile bootstrap CI of the mean of ``values`` ``[N]`` (:func:`bench.report.bootstrap_ci`;
+    None for fewer than 2 values or no resamples)."""
     if samples <= 0 or values.size < 2:
         return None
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, (samples, values.size))].mean(1)
-    return [float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))]
+    from bench.report import bootstrap_ci
+
+    r = bootstrap_ci(values.tolist(), samples, seed, alpha)
+    return [r["lo"], r["hi"]]
 
 
 def t2a_recall(sims: np.ndarray, y: np.ndarray, k: int = 5) -> float:

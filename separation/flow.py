@@ -143,18 +143,19 @@ def prior_sample(cfg: FlowConfig, z_mix: torch.Tensor, noise: torch.Tensor,
     return torch.cat([half, half], dim=-1) + cfg.prior_std * rms * noise
 
 
-def latent_rms(z_mix: torch.Tensor, sum_sq: torch.Tensor | None = None, count: int | None = None) -> torch.Tensor:
+def latent_rms(z_mix: torch.Tensor) -> torch.Tensor:
     """Per-item latent RMS ``[B, 1, 1]`` of the mixture prior (at least :data:`PRIOR_RMS_FLOOR`).
 
     Args:
         z_mix: mixture latents ``[B, T, C]``.
-        sum_sq / count: instead of ``z_mix``'s own statistics, the sum of squares ``[B]`` and the
-            number of values per item accumulated over a longer sequence (streaming).
     """
-    if sum_sq is None:
-        ms = z_mix.pow(2).mean(dim=(1, 2), keepdim=True)
-    else:
-        ms = (sum_sq / max(1, int(count))).view(-1, 1, 1).to(z_mix.dtype)
+    return z_mix.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(PRIOR_RMS_FLOOR)
+
+
+def rms_from_sums(sum_sq: torch.Tensor, count: int) -> torch.Tensor:
+    """:func:`latent_rms` from statistics accumulated over a longer sequence (streaming): the sum of
+    squares ``sum_sq [B]`` over ``count`` values per item; returns ``[B, 1, 1]`` float32."""
+    ms = (sum_sq / max(1, int(count))).view(-1, 1, 1).float()
     return ms.sqrt().clamp_min(PRIOR_RMS_FLOOR)
 
 
@@ -381,37 +382,6 @@ def sample(fn: VelocityFn, x0: torch.Tensor, nfe: int = 16, method: str = "midpo
     return SAMPLERS[method](fn, x0, nfe)
 
 
-def sample_chunked(
-    chunk_fn: Callable[[int, int], VelocityFn],
-    x0: torch.Tensor,
-    bounds: Sequence[tuple[int, int]],
-    nfe: int = 16,
-    method: str = "midpoint",
-    progress: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
-    """Integrate a long sequence chunk by chunk along time, with pinned overlaps.
-
-    Chunk ``[s, e)`` is integrated from ``x0[:, s:e]``; the frames it shares with chunks already
-    done are *pinned*: their velocity is the constant ``x1_done - x0`` (a straight path to the
-    finished result), so every sampler reproduces them exactly and the new frames are generated
-    in the context of the old ones (no seam, no drift between chunks). With one chunk this is
-    :func:`sample`. :func:`iter_sample_chunked` is the same integration handing out finished
-    frames as it goes (for streaming).
-
-    Args:
-        chunk_fn: ``chunk_fn(s, e)`` -> velocity ``fn(x [B, e-s, D], t [B])`` of that chunk.
-        x0: initial state ``[B, T, D]`` of the whole sequence.
-        bounds: ``[s, e)`` chunks, in order, covering ``[0, T)``; consecutive chunks may overlap.
-        nfe / method: as in :func:`sample`.
-        progress: called as ``progress(chunks_done, chunks_total)`` after each chunk.
-
-    Returns:
-        ``x1 [B, T, D]``.
-    """
-    parts = [x1 for _, x1 in iter_sample_chunked(chunk_fn, lambda s, e: x0[:, s:e], bounds, nfe, method, progress)]
-    return torch.cat(parts, dim=1)
-
-
 def iter_sample_chunked(
     chunk_fn: Callable[[int, int], VelocityFn],
     x0_fn: Callable[[int, int], torch.Tensor],
@@ -420,16 +390,24 @@ def iter_sample_chunked(
     method: str = "midpoint",
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """:func:`sample_chunked` one chunk at a time: yields ``(start, x1 [B, n, D])`` for frames
+    """Integrate a long sequence chunk by chunk along time, with pinned overlaps, handing out finished
+    frames as it goes: yields ``(start, x1 [B, n, D])`` for frames
     ``[start, start + n)`` as soon as no later chunk covers them, in order.
 
     Only the frames of the chunk in hand are held, so memory does not grow with ``T``.
 
     Args:
-        chunk_fn: as in :func:`sample_chunked`.
+        chunk_fn: ``chunk_fn(s, e)`` -> velocity ``fn(x [B, e-s, D], t [B])`` of that chunk.
         x0_fn: ``x0_fn(s, e)`` -> the initial state ``[B, e-s, D]`` of frames ``[s, e)`` (asked in
             increasing order of ``s``).
-        bounds / nfe / method / progress: as in :func:`sample_chunked`.
+        bounds: ``[s, e)`` chunks, in order, covering ``[0, T)``; consecutive chunks may overlap.
+            Chunk ``[s, e)`` is integrated from ``x0_fn(s, e)``; the frames it shares with chunks
+            already done are *pinned*: their velocity is the constant ``x1_done - x0`` (a straight
+            path to the finished result), so every sampler reproduces them exactly and the new
+            frames are generated in the context of the old ones (no seam, no drift). With one
+            chunk this is :func:`sample`.
+        nfe / method: as in :func:`sample`.
+        progress: called as ``progress(chunks_done, chunks_total)`` after each chunk.
     """
     bounds = list(bounds)
     out: torch.Tensor | None = None  # latest results of frames [o_start, o_start + out.shape[1])

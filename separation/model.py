@@ -4,7 +4,7 @@
 used for prompt dropout and classifier-free guidance and turns prompts into a
 :class:`Conditioning`. The objective (prior, time sampling, prompt dropout, loss:
 :func:`separation.flow.objective`, :func:`separation.flow.drop_prompts`) and the
-samplers, chunked long-audio sampling included (:func:`separation.flow.sample_chunked`),
+samplers, chunked long-audio sampling included (:func:`separation.flow.iter_sample_chunked`),
 live in :mod:`separation.flow`; the backbone (:mod:`separation.dit`) knows nothing of
 any of that.
 """
@@ -462,7 +462,7 @@ class SeparationModel(nn.Module):
         ``noise [B, T, 2C]`` is standard normal; it is mapped to the configured source
         distribution by :meth:`initial_state` first. Long inputs are generated in ``chunks``
         (``[s, e)`` latent-frame windows that may overlap) with pinned overlaps
-        (:func:`~separation.flow.sample_chunked`); None: one chunk. ``progress(done, total)``
+        (:func:`~separation.flow.iter_sample_chunked`); None: one chunk. ``progress(done, total)``
         is called after each chunk.
         """
         total = z_mix.shape[1]

@@ -31,7 +31,7 @@ import torch
 from prompts.span import parse_span
 from promptsep.audio import load_audio, resample, to_channels_first, validate_audio
 from promptsep.errors import AudioError, NonFiniteOutputError, OptionError, PromptError
-from separation.flow import PROMPT_KINDS, SAMPLERS, latent_rms
+from separation.flow import PROMPT_KINDS, SAMPLERS, rms_from_sums
 from separation.model import SeparationModel
 from separation.refine import REFINE_MODES, wiener_refine
 
@@ -469,7 +469,7 @@ class Separator:
             for z in self._encode_iter(mix_at(_Window(model_rate())), n):
                 zsq += z.double().pow(2).sum(dim=(1, 2)).cpu()
                 count += z.shape[1] * z.shape[2]
-            rms = latent_rms(torch.zeros(rows, 1, 1), zsq, count).to(self.device)
+            rms = rms_from_sums(zsq, count).to(self.device)
         # pass 3: separate and write
         cond = self.model.encode_prompts([text] * rows, [spans] * rows, [video] * rows, total, [n / sr] * rows)
         z_win = _Window(self._encode_iter(mix_at(_Window(model_rate())), n), dim=1)
