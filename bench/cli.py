@@ -8,6 +8,7 @@ Sub-commands::
     promptsep bench embedding ...
     promptsep bench side-by-side --run test=DIR --run test_in=DIR --out DIR
     promptsep bench clap --checkpoint DIR --corpus DIR --split test,test_in --out DIR
+    promptsep bench video --separator DIR --split valid --items 64 --out DIR
 
 See docs/BENCH.md.
 """
@@ -26,6 +27,7 @@ COMMANDS = {
     "embedding": "bench.embedding.cli:main",
     "clap": "bench.clap_eval:main",
     "side-by-side": "bench.card:main",
+    "video": "bench.video_eval:main",
 }
 
 

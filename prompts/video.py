@@ -14,6 +14,11 @@ The tower is an open_clip visual tower: ``open_clip.create_model(name, pretraine
 for names such as ``"ViT-B-32"`` with tag ``"openai"`` (downloads unless cached), or the
 built-in ``"promptsep-tiny-vit"`` (tiny ViT, seeded random init, no files) for tests and
 small models. ``open_clip``, ``av`` are imported lazily.
+
+A third tower, ``"promptsep-conv-tower"`` (:class:`ConvFrameTower`), is a small convolutional
+network meant to be **trained** with the separator (``trainable: true``): three strided
+convolutions and a spatial mean, so a frame's feature can follow what the masked object does
+(its size, brightness and motion) at a cost a CPU can train.
 """
 
 from __future__ import annotations
@@ -41,8 +46,14 @@ TINY_VIT_CONFIG = {
     "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
     "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
 }
+CONV_TOWER_NAME = "promptsep-conv-tower"
 #: Seed of random initialisation (the tiny ViT is identical in every process).
 VIDEO_INIT_SEED = 0
+
+#: open_clip's OpenAI normalisation (``open_clip.OPENAI_DATASET_MEAN`` / ``_STD``), used by the conv tower
+#: without importing open_clip.
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _registered = False
 
@@ -62,6 +73,33 @@ def register_tiny_vit() -> None:
     _registered = True
 
 
+class ConvFrameTower(nn.Module):
+    """A small trainable per-frame conv tower: ``[N, 3, S, S] -> [N, dim]``.
+
+    Three 3x3 stride-2 convolutions (GELU), a spatial mean and a linear head. The masked-out
+    background is zero after normalisation, so the spatial mean grows with the masked object's
+    visible area and brightness; the convolutions see its shape and motion blur.
+
+    Attributes:
+        output_dim: feature width ``dim``.
+    """
+
+    def __init__(self, dim: int = 64, width: int = 32) -> None:
+        super().__init__()
+        w = int(width)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w // 2, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(w // 2, w, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.GELU(),
+        )
+        self.head = nn.Linear(2 * w, int(dim))
+        self.output_dim = int(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, S, S]`` normalised frames -> ``[N, dim]``."""
+        return self.head(self.net(x).mean(dim=(2, 3)))
+
+
 class _DropRandomInitWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("No pretrained weights loaded")
@@ -72,8 +110,9 @@ class VideoEncoderConfig:
     """Video encoder settings.
 
     Attributes:
-        model_name: open_clip model name (``"ViT-B-32"``, ``"ViT-L-14"``, ...) or
-            ``"promptsep-tiny-vit"``.
+        model_name: open_clip model name (``"ViT-B-32"``, ``"ViT-L-14"``, ...),
+            ``"promptsep-tiny-vit"`` or ``"promptsep-conv-tower"`` (:class:`ConvFrameTower`,
+            to be trained; ``dim`` sets its width, 64 when None).
         pretrained: open_clip pretrained tag (``"openai"``) or checkpoint file; None = random
             init (seeded).
         image_size: frames are resized to ``image_size x image_size``; the tower is built at
@@ -104,6 +143,9 @@ class VideoEncoder(nn.Module):
         super().__init__()
         cfg = cfg if cfg is not None else VideoEncoderConfig()
         self.cfg = cfg
+        if cfg.model_name == CONV_TOWER_NAME:
+            self._build_conv_tower(cfg)
+            return
         import open_clip
 
         if cfg.model_name == TINY_VIT_NAME:
@@ -164,6 +206,25 @@ class VideoEncoder(nn.Module):
             cfg.image_size,
             self.dim,
         )
+
+    def _build_conv_tower(self, cfg: VideoEncoderConfig) -> None:
+        if cfg.pretrained is not None:
+            raise ValueError(f"{CONV_TOWER_NAME} has no pretrained tags; its weights come with a separator release "
+                             f"(got pretrained={cfg.pretrained!r})")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(VIDEO_INIT_SEED)
+            self.visual = ConvFrameTower(dim=int(cfg.dim or 64))
+        # the same normalisation as the open_clip towers: masked-out pixels become exactly zero
+        self.register_buffer("mean", torch.tensor(OPENAI_MEAN, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(OPENAI_STD, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.dim = self.visual.output_dim
+        if not cfg.trainable:
+            self.requires_grad_(False)
+            super().train(False)
+        logger.info("video encoder %s (%d px, trainable=%s): %d-d", CONV_TOWER_NAME, cfg.image_size,
+                    cfg.trainable, self.dim)
 
     def train(self, mode: bool = True) -> VideoEncoder:
         """Frozen encoders stay in eval mode."""

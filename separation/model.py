@@ -171,8 +171,8 @@ class SeparationModel(nn.Module):
         self.null_text = nn.Parameter(torch.randn(1, self.text_encoder.dim) * 0.02)
         self.null_video = nn.Parameter(torch.zeros(max(video_dim, 1)))
         for module in (self.codec, self.text_encoder, self.video_encoder):
-            if module is not None:
-                module.requires_grad_(False)
+            if module is not None and not (module is self.video_encoder and cfg.video.trainable):
+                module.requires_grad_(False)  # frozen: only the backbone (and a trainable video tower) learn
 
     # ------------------------------------------------------------------ basics
     def video_tower(self) -> Any:
@@ -247,7 +247,6 @@ class SeparationModel(nn.Module):
         return self.codec.decode(z.transpose(1, 2), length=length)
 
     # ----------------------------------------------------------------- prompts
-    @torch.no_grad()
     def encode_prompts(
         self,
         texts: Sequence[str | None],
@@ -267,11 +266,24 @@ class SeparationModel(nn.Module):
             durations: real duration of each row's audio in seconds (frames past it are padding).
 
         Returns:
-            A :class:`Conditioning` on the model's device.
+            A :class:`Conditioning` on the model's device. Everything is computed without
+            gradients except the video features of a trainable video tower (when gradients are on).
         """
-        b = len(texts)
-        if not (len(spans) == len(videos) == len(durations) == b):
+        if not (len(spans) == len(videos) == len(durations) == len(texts)):
             raise ValueError("texts, spans, videos and durations must have one entry per row")
+        with torch.no_grad():
+            cond = self._encode_text_span(texts, spans, num_frames, durations)
+        tower_grad = (torch.is_grad_enabled() and self.video_encoder is not None
+                      and bool(self.video_encoder.cfg.trainable))
+        with torch.set_grad_enabled(tower_grad):
+            video = self._encode_videos(videos, len(texts), num_frames)
+        has_video = torch.tensor([v is not None for v in videos], dtype=torch.bool, device=cond.text.device)
+        cond = dataclasses.replace(cond, video=video, has_video=has_video)
+        return self.apply_dropout(cond, "text", ~cond.has_text)
+
+    def _encode_text_span(self, texts, spans, num_frames: int, durations) -> Conditioning:
+        """Text memory and span anchors of a batch (video parts left empty)."""
+        b = len(texts)
         device = self.null_text.device
         has_text = torch.tensor([bool(t) for t in texts], dtype=torch.bool, device=device)
         real = [t for t in texts if t]
@@ -294,24 +306,29 @@ class SeparationModel(nn.Module):
             else:
                 pad_from = min(num_frames, self.codec.num_frames(int(round(dur * self.sample_rate))))
                 anchors[i, pad_from:] = PAD
-        has_video = torch.tensor([v is not None for v in videos], dtype=torch.bool, device=device)
-        video = None
-        if self.cfg.video is not None:  # the tower is only built when a video prompt is given
-            video = self.null_video.expand(b, num_frames, -1).clone()
-            for i, v in enumerate(videos):
-                if v is None:
-                    continue
-                from prompts.video import resample_to_latent
+        none = torch.zeros(b, dtype=torch.bool, device=device)
+        return Conditioning(text, text_mask, anchors, None, has_text, has_span, none)
 
-                frames, masks, fps = _video_parts(v)
-                feats = self.video_tower()(frames[None].to(device), None if masks is None else masks[None].to(device))
-                video[i] = resample_to_latent(feats, fps, num_frames, self.frame_rate)[0]
-        elif bool(has_video.any()):
-            from promptsep.errors import PromptError
+    def _encode_videos(self, videos, b: int, num_frames: int) -> torch.Tensor | None:
+        """Video features ``[B, T, Dv]`` (the null embedding on rows without video), or None for a
+        model without a video path (an error if a row has a video)."""
+        device = self.null_text.device
+        if self.cfg.video is None:
+            if any(v is not None for v in videos):
+                from promptsep.errors import PromptError
 
-            raise PromptError("this model was trained without video prompts")
-        cond = Conditioning(text, text_mask, anchors, video, has_text, has_span, has_video)
-        return self.apply_dropout(cond, "text", ~has_text)
+                raise PromptError("this model was trained without video prompts")
+            return None
+        video = self.null_video.expand(b, num_frames, -1).clone()
+        for i, v in enumerate(videos):  # the tower is only built when a video prompt is given
+            if v is None:
+                continue
+            from prompts.video import resample_to_latent
+
+            frames, masks, fps = _video_parts(v)
+            feats = self.video_tower()(frames[None].to(device), None if masks is None else masks[None].to(device))
+            video[i] = resample_to_latent(feats, fps, num_frames, self.frame_rate)[0]
+        return video
 
     def apply_dropout(self, cond: Conditioning, kind: str, rows: torch.Tensor) -> Conditioning:
         """Replace prompt ``kind`` by its null embedding in ``rows`` (``[B]`` bool)."""
@@ -527,6 +544,47 @@ class SeparationModel(nn.Module):
         tensors = {k: state[k] for k in self.trainable_state_keys()}
         tensors.update(self._video_state or {})  # a tower not built yet keeps the weights it was loaded with
         return release.save_release(path, tensors, self.cfg.to_dict(), MODEL_KIND)
+
+    def init_from_release(self, path: str | Path) -> dict[str, int]:
+        """Initialise this (untrained) model from a separator release, for fine-tuning.
+
+        Every saved tensor must exist here with the same shape, except those of the video tower
+        (``video_encoder.*``), which are skipped when this model's tower differs (a new tower starts
+        from its own initialisation); every trainable tensor here must be in the release, except the
+        video tower's. The codec must already match the release's (its latent statistics included).
+
+        Args:
+            path: a release folder (or hub id).
+
+        Returns:
+            ``{"loaded": n, "skipped_video": n, "new_video": n}`` tensor counts.
+
+        Raises:
+            ReleaseError: a tensor missing, extra or of another shape outside the video tower.
+        """
+        _, _, tensors = release.read_release(path, MODEL_KIND)
+        state = self.state_dict()
+        own = set(self.trainable_state_keys())
+        tower = "video_encoder."
+        take, skipped, bad = {}, 0, []
+        for k, v in tensors.items():
+            if k in state and tuple(state[k].shape) == tuple(v.shape):
+                take[k] = v
+            elif k.startswith(tower):
+                skipped += 1
+            else:
+                bad.append(k)
+        missing = sorted(k for k in own - set(take) if not k.startswith(tower))
+        if bad or missing:
+            raise release.ReleaseError(f"{path}: cannot initialise this model from it: tensors of another name or "
+                                       f"shape {bad[:5]}, tensors missing from it {missing[:5]}")
+        if skipped:  # a different tower: the release's tower tensors are all dropped, none mixed in
+            take = {k: v for k, v in take.items() if not k.startswith(tower)}
+        self.load_state_dict(take, strict=False)
+        new_video = sum(1 for k in own if k.startswith(tower) and k not in take)
+        logger.info("initialised from %s: %d tensors, %d of its video tower skipped, %d video tower tensors new",
+                    path, len(take), skipped, new_video)
+        return {"loaded": len(take), "skipped_video": skipped, "new_video": new_video}
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> SeparationModel:

@@ -76,15 +76,17 @@ def mix_config_from(cfg, split: str) -> Any:
 
     ``root``, ``batch_size``, ``num_workers`` and ``train_items`` configure the loaders; every
     other key must be a mixing option (a misspelt ``data.*`` override is an error naming it).
-    Video items are drawn only when the model has a video tower and ``prompt_kinds.video > 0``.
+    Video items are drawn only when the model has a video tower and a video prompt kind
+    (``video``, ``text+video``) has a probability above zero.
     ``split`` does not change the options (augmentation's ``train_only`` is applied by the dataset).
     """
     from omegaconf import OmegaConf
 
-    from separation.data.mixing import mix_config_from_dict
+    from separation.data.mixing import VIDEO_KINDS, mix_config_from_dict
 
     d = OmegaConf.to_container(cfg.data, resolve=True)
-    video = cfg.model.get("video") is not None and (d.get("prompt_kinds") or {}).get("video", 0) > 0
+    kinds = d.get("prompt_kinds") or {}
+    video = cfg.model.get("video") is not None and any(kinds.get(k, 0) > 0 for k in VIDEO_KINDS)
     return mix_config_from_dict(d, loader_keys=DATA_LOADER_KEYS, video=video,
                                 sample_rate=int(cfg.codec.sample_rate))
 
@@ -110,10 +112,14 @@ class SeparationModule(L.LightningModule):
         self._val_model = None
 
     def _ema_tensors(self):
-        """The EMA'd tensors: the backbone and the null embeddings (the frozen parts need none)."""
+        """The EMA'd tensors: the backbone, the null embeddings and a trainable video tower (the
+        frozen parts need none)."""
         yield from (("dit." + k, v) for k, v in self.model.dit.named_parameters())
         yield "null_text", self.model.null_text
         yield "null_video", self.model.null_video
+        tower = self.model.video_encoder
+        if tower is not None and tower.cfg.trainable:
+            yield from (("video_encoder." + k, v) for k, v in tower.named_parameters())
 
     def training_step(self, batch, batch_idx):
         gen = torch.Generator(device="cpu").manual_seed(int(self.cfg.seed) * 1_000_003 + self.global_step)
@@ -154,6 +160,9 @@ class SeparationModule(L.LightningModule):
         m.dit.load_state_dict({k[4:]: v for k, v in sh.items() if k.startswith("dit.")})
         m.null_text.data.copy_(sh["null_text"])
         m.null_video.data.copy_(sh["null_video"])
+        tower = {k[len("video_encoder."):]: v for k, v in sh.items() if k.startswith("video_encoder.")}
+        if tower:
+            m.video_encoder.load_state_dict(tower, strict=False)  # its non-persistent buffers are not EMA'd
         return m.eval()
 
     def on_validation_epoch_start(self):
@@ -246,7 +255,7 @@ def train(cfg) -> dict[str, Any]:
     Returns:
         ``{"out_dir", "last_checkpoint", "export_dir", "global_step", "val": {...}}``.
     """
-    from separation.codec import compute_latent_stats, load_codec_release
+    from separation.codec import codec_config_from_dict, compute_latent_stats, load_codec_release
     from separation.data.mixing import MixtureDataset, collate_mixtures
     from separation.mdct_codec import MDCTCodec, MDCTCodecConfig
     from separation.model import build_separation_model
@@ -259,7 +268,15 @@ def train(cfg) -> dict[str, Any]:
     mcfg = model_config_from(cfg)
     train_mix, val_mix = mix_config_from(cfg, "train"), mix_config_from(cfg, "valid")  # bad keys fail before any work
     codec = None
-    if cfg.get("codec_checkpoint"):
+    init_from = cfg.get("init_from")
+    if init_from:  # fine-tuning: the release's codec (with its latent statistics) comes with its weights
+        from promptsep.release import read_meta
+        from separation.model import MODEL_KIND
+
+        mcfg.codec = codec_config_from_dict(read_meta(init_from, MODEL_KIND)[1]["config"]["codec"])
+    if init_from and isinstance(mcfg.codec, MDCTCodecConfig):
+        codec = MDCTCodec(mcfg.codec)
+    elif cfg.get("codec_checkpoint"):
         codec = load_codec_release(cfg.codec_checkpoint)
         mcfg.codec = codec.cfg
     elif isinstance(mcfg.codec, MDCTCodecConfig) and mcfg.codec.latent_std is None:
@@ -271,8 +288,10 @@ def train(cfg) -> dict[str, Any]:
         mcfg.codec = codec.cfg
         logger.info("MDCT latent statistics from %d train mixtures", len(stats_ds))
     model = build_separation_model(mcfg, codec=codec)
-    module = SeparationModule(model, cfg)
     ckpt_path = resume_checkpoint(cfg, out_dir)
+    if init_from and ckpt_path is None:  # a resumed run has its weights in the checkpoint already
+        model.init_from_release(init_from)
+    module = SeparationModule(model, cfg)
     start_step = resume_step(ckpt_path)
 
     train_ds = MixtureDataset(cfg.data.root, "train", train_mix, seed=int(cfg.seed),

@@ -65,7 +65,9 @@ from separation.data.clips import read_manifest
 logger = logging.getLogger(__name__)
 
 #: Prompt kinds an item can carry, in the order of the ``p_*`` fields of :class:`MixConfig`.
-PROMPT_KINDS: tuple[str, ...] = ("text", "span", "text+span", "video")
+PROMPT_KINDS: tuple[str, ...] = ("text", "span", "text+span", "video", "text+video")
+#: Prompt kinds that carry a video (a synthetic scene).
+VIDEO_KINDS: tuple[str, ...] = ("video", "text+video")
 
 #: Default label prompt texts shipped with the package.
 DEFAULT_LABELS_PATH = Path(__file__).with_name("labels.json")
@@ -83,9 +85,14 @@ class MixConfig:
         min_sources / max_sources: number of sources in a mixture (inclusive range).
         level_db: range of the random per-source level (dB) after loudness normalisation.
         absent_prob: probability that the prompt names a label absent from the mixture.
-        p_text / p_span / p_text_span / p_video: probabilities of the prompt kinds
-            ``"text"``, ``"span"``, ``"text+span"``, ``"video"`` (renormalised over the
-            kinds allowed for an item; video needs ``video=True``).
+        p_text / p_span / p_text_span / p_video / p_text_video: probabilities of the prompt
+            kinds ``"text"``, ``"span"``, ``"text+span"``, ``"video"``, ``"text+video"``
+            (renormalised over the kinds allowed for an item; video kinds need ``video=True``).
+        p_same_label: probability that an item is a *same-label scene*: the target and one
+            interferer are two different clips of the same label, so text cannot choose between
+            them and only the video can; such items always take a video kind (``video`` or
+            ``text+video`` by their relative probabilities). Needs ``video=True`` and a target
+            present; labels with a single clip fall back to an ordinary item.
         video: render video prompts (synthetic scenes of :mod:`separation.data.av`).
         video_fps / video_size: frame rate and frame size of those scenes.
         p_cross_category: probability that an interferer is drawn from another category
@@ -117,6 +124,8 @@ class MixConfig:
     p_span: float = 0.15
     p_text_span: float = 0.3
     p_video: float = 0.1
+    p_text_video: float = 0.0
+    p_same_label: float = 0.0
     video: bool = False
     video_fps: float = 10.0
     video_size: int = 64
@@ -143,7 +152,8 @@ class MixConfig:
 
     def kind_probs(self) -> dict[str, float]:
         """Prompt kind -> probability as configured (before renormalisation)."""
-        return {"text": self.p_text, "span": self.p_span, "text+span": self.p_text_span, "video": self.p_video}
+        return {"text": self.p_text, "span": self.p_span, "text+span": self.p_text_span, "video": self.p_video,
+                "text+video": self.p_text_video}
 
     @property
     def num_samples(self) -> int:
@@ -400,8 +410,12 @@ class MixtureDataset(Dataset):
 
         kinds = cfg.kind_probs()
         if not cfg.video:
-            kinds["video"] = 0.0
+            kinds.update({k: 0.0 for k in VIDEO_KINDS})
+            if cfg.p_same_label > 0:
+                raise ValueError("same-label scenes (p_same_label > 0) need video prompts (MixConfig.video=True)")
         self._kind_probs = kinds
+        if cfg.p_same_label > 0 and sum(kinds[k] for k in VIDEO_KINDS) <= 0:
+            raise ValueError("same-label scenes (p_same_label > 0) need a video prompt kind with probability > 0")
         if sum(kinds.values()) <= 0:
             raise ValueError("all prompt kind probabilities are zero (video kinds need MixConfig.video=True)")
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -416,8 +430,10 @@ class MixtureDataset(Dataset):
             raise ValueError(f"segment_s must be positive, got {c.segment_s}")
         if c.level_db[0] > c.level_db[1]:
             raise ValueError(f"level_db must be (low, high), got {c.level_db}")
-        probs = [c.absent_prob, c.p_cross_category, c.p_partial, c.p_parent_prompt, *c.kind_probs().values()]
-        if any(p < 0 for p in probs) or max(c.absent_prob, c.p_cross_category, c.p_partial, c.p_parent_prompt) > 1:
+        probs = [c.absent_prob, c.p_cross_category, c.p_partial, c.p_parent_prompt, c.p_same_label,
+                 *c.kind_probs().values()]
+        if any(p < 0 for p in probs) or max(c.absent_prob, c.p_cross_category, c.p_partial, c.p_parent_prompt,
+                                            c.p_same_label) > 1:
             raise ValueError("MixConfig probabilities must be in [0, 1]")
 
     def __len__(self) -> int:
@@ -547,8 +563,10 @@ class MixtureDataset(Dataset):
             left = [x for x in left if x != lab and x not in self.excludes.get(lab, ())]
         return out
 
-    def _pick_kind(self, present: bool, rng: np.random.Generator) -> str:
+    def _pick_kind(self, present: bool, rng: np.random.Generator, video_only: bool = False) -> str:
         probs = dict(self._kind_probs)
+        if video_only:
+            probs = {k: (p if k in VIDEO_KINDS else 0.0) for k, p in probs.items()}
         if not present:  # a prompt for an absent sound must name it: text kinds only
             probs = {k: (p if k in ("text", "text+span") else 0.0) for k, p in probs.items()}
             if sum(probs.values()) <= 0:
@@ -572,7 +590,12 @@ class MixtureDataset(Dataset):
         exclude = set(self.excludes[label])
         if parent is not None:
             exclude |= {lab for lab in self.labels if lab == parent or parent in self.parents[lab]}
-        others = self._pick_labels(label, k - 1 if present else k, rng, exclude)
+        # drawn only when enabled, so p_same_label=0 leaves every other configuration's stream unchanged
+        same = (c.p_same_label > 0 and present and k >= 2 and len(self.by_label[label]) >= 2
+                and rng.random() < c.p_same_label)
+        others = self._pick_labels(label, (k - 1 if present else k) - int(same), rng, exclude)
+        if same:
+            others = [label] + others
         if not present and not others:  # nothing left to mix: make the target present after all
             present = True
         mix_labels = ([label] if present else []) + others
@@ -580,9 +603,15 @@ class MixtureDataset(Dataset):
         arng = self.aug_rng(i) if self.augmenter is not None else None
         applied: list[list[str]] = []
         sources = []
-        for lab in mix_labels:
+        first_row = -1
+        for j, lab in enumerate(mix_labels):
             rows = self.by_label[lab]
-            clip = self._load(rows[int(rng.integers(len(rows)))])
+            r = int(rng.integers(len(rows)))
+            if same and j == 1:  # the same-label interferer is another clip than the target's
+                r = (first_row + 1 + int(rng.integers(len(rows) - 1))) % len(rows)
+            if j == 0:
+                first_row = r
+            clip = self._load(rows[r])
             gain = 10 ** (rng.uniform(*c.level_db) / 20)
             names: list[str] = []
             sources.append(self._place(clip, rng, arng, names) * gain)
@@ -604,7 +633,7 @@ class MixtureDataset(Dataset):
         target = torch.from_numpy(tgt64.astype(np.float32))[None]
         residual = mixture - target  # exact by definition
 
-        kind = self._pick_kind(present, rng)
+        kind = self._pick_kind(present, rng, video_only=same)
         prompts = self.prompts[label]
         if parent is not None:
             text = parent
@@ -614,7 +643,7 @@ class MixtureDataset(Dataset):
                                c.min_gap_s, c.min_span_s)
         spans = subsample_spans(spans, c.max_spans, rng)
         video = None
-        if kind == "video":
+        if kind in VIDEO_KINDS:
             video = render_av_scene([torch.from_numpy(s) for s in stack], 0, c.sample_rate, c.video_fps,
                                     c.video_size, rng)
         return {
@@ -624,7 +653,7 @@ class MixtureDataset(Dataset):
             "text": text,
             "spans": spans,
             "prompt_kind": kind,
-            "use_text": kind in ("text", "text+span"),
+            "use_text": kind in ("text", "text+span", "text+video"),
             "use_span": kind in ("span", "text+span"),
             "video": video,
             "label": label,
@@ -634,6 +663,7 @@ class MixtureDataset(Dataset):
             "source_labels": mix_labels,
             "augmentations": applied + ([["noise"]] if noise is not None else []),
             "prompt_level": "parent" if parent is not None else "label",
+            "same_label": bool(same),
         }
 
     def num_video_frames(self) -> int:
