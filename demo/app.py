@@ -43,7 +43,8 @@ INTRO = """\
 # promptsep: isolate a sound with a prompt
 Give a recording and say which sound you want: **describe it** in words (the model knows the labels listed
 in the *About* tab, e.g. "woman speaking", "trumpet", "door"), **mark time spans** where it is audible (+)
-or silent (-), or **upload a video** and draw a box around the object that makes it. You get the isolated
+or silent (-), or **upload a video** and draw a box around the object that makes it (without an audio file the
+video's own sound is separated; the Video prompt section says what the loaded model can do with video). You get the isolated
 *target*, the *residual* (everything else; target + residual = your recording), spectrograms, and, when a
 judge model is loaded, its scores of the result (1 = poor, 5 = excellent).
 """
@@ -247,18 +248,32 @@ def model_summary(separator, judge, cfg: DemoConfig, checkpoint: str | None, jud
 
 
 def video_note(checkpoint: str | None) -> str:
-    """What the loaded separator does with a video prompt, from its measured figures."""
+    """What the loaded separator can do with a video prompt, from its release (Markdown).
+
+    The measured figure is the one ``promptsep info`` shows (the model card's ``per_prompt_kind``
+    ``video`` row, :func:`promptsep.cli.video_figure`), followed by what the card's *Where it
+    fails* section says of video and the video tower in the release's config. A release without
+    a video figure (or a separator loaded in memory) gets a note that video was not measured.
+    """
+    from promptsep.cli import card_section, format_figure
+
     sep = _release(checkpoint)
-    video = [q for q in (sep or {}).get("quality_si_sdri", []) if q.startswith("video prompt:")]
-    figure = video[0].split(": ", 1)[1] if video else ""
-    if video and figure.startswith("-"):
-        return ("**The loaded model gains nothing from video yet.** On held-out test mixtures with a video prompt "
-                f"its SI-SDR improvement is {figure} (mean [95 % CI]): no better than the mixture. Its video tower "
-                "is small, random and frozen, and it was trained on synthetic scenes. The controls below work, but "
-                "for a useful result describe the sound in words or mark time spans.")
-    if video:
-        return f"On held-out test mixtures with a video prompt the SI-SDR improvement is {figure} (mean [95 % CI])."
-    return "This model's quality with video prompts was not measured; text and span prompts are the tested ones."
+    figure = (sep or {}).get("video_si_sdri")
+    if figure is None:
+        return ("**Video prompts were not measured for this model** (its release has no video figure): the "
+                "controls below run, but how much the video helps is unknown. Text and span prompts are the "
+                "measured ones (About tab).")
+    lines = [f"**This model's video prompts:** SI-SDR improvement {format_figure(figure)} (mean [95 % CI]) on "
+             "the test mixtures of its model card that have a video prompt."]
+    lines += [f"The card says: {r}" for r in card_section(Path(sep["path"]), "Where it fails") if "video" in r.lower()]
+    tower = (sep.get("config") or {}).get("video") or {}
+    if tower.get("model_name"):
+        weights = f"pretrained ({tower['pretrained']})" if tower.get("pretrained") else "random initialisation"
+        lines.append(f"Its video tower: {tower['model_name']}, {weights}, {'trained' if tower.get('trainable') else 'frozen'}.")
+    if figure["mean"] <= 0:
+        lines.append("That is no better than the mixture: the controls below run, but for a useful result "
+                     "describe the sound in words or mark time spans.")
+    return "\n\n".join(lines)
 
 
 # ----------------------------------------------------------------- the app
@@ -301,7 +316,7 @@ def build_demo(
         progress(0.05, desc="checking the input")
         box = core.parse_box(x0, y0, x1, y1)
         out_dir = ws.request_dir()
-        name = core._path_of(audio)
+        name = core._path_of(audio) or core._path_of(video)  # no audio: the video's sound track
         stem = core.safe_stem(Path(name).name, set()) if name else ""
         progress(0.2, desc="separating")
         out = core.run_separation(separator, judge, cfg, out_dir, audio, text=text, span_table=span_table,
@@ -386,36 +401,37 @@ def build_demo(
 
     @_quiet(3)
     def video_preview(video):
-        path = core._path_of(video)
-        if path is None:
+        preview = core.video_preview_frame(video, cfg)
+        if preview is None:
             return None, None, ""
-        core.check_file_size(path, cfg, "video")
-        from prompts.video import load_video
-
-        v = load_video(path, max_frames=1, max_side=cfg.video_max_side)
-        frame = plots.box_picture(v.frames[0])
+        frame, (width, height) = preview
         h, w = frame.shape[:2]
-        return frame, frame, f"first frame, {w}x{h} px: click two opposite corners of the target, or type the box"
+        shown = "" if (w, h) == (width, height) else f", shown at {w}x{h}"
+        return frame, preview, (f"first frame, {width}x{height} px{shown}: click two opposite corners of the target, "
+                                "or type the box in the video's own pixels")
 
-    def draw_box(frame, x0, y0, x1, y1):
-        if frame is None:
+    def draw_box(state, x0, y0, x1, y1):
+        if state is None:
             return gr.skip()
+        frame, size = state
         try:
             box = core.parse_box(x0, y0, x1, y1)
         except Exception:
             box = None
-        return plots.box_picture(frame, box)
+        picture = (frame.shape[1], frame.shape[0])
+        return plots.box_picture(frame, None if box is None else core.box_to_preview(box, picture, size))
 
-    def click_corner(frame, corner, evt: gr.SelectData):
-        if frame is None or evt is None or evt.index is None:
+    def click_corner(state, corner, evt: gr.SelectData):
+        if state is None or evt is None or evt.index is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        frame, size = state
         x, y = int(evt.index[0]), int(evt.index[1])
         if corner is None:
             return plots.point_picture(frame, (x, y)), (x, y), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         x0, y0, x1, y1 = core.order_box(corner, (x, y))
         h, w = frame.shape[:2]
-        x1, y1 = min(x1, w), min(y1, h)
-        return plots.box_picture(frame, (x0, y0, x1, y1)), None, x0, y0, x1, y1
+        box = (x0, y0, min(x1, w), min(y1, h))
+        return (plots.box_picture(frame, box), None, *core.box_from_preview(box, (w, h), size))
 
     # Gradio finds the event-data argument by its annotation; with postponed annotations the
     # string "gr.SelectData" cannot be resolved (gr is imported locally), so set the class itself.
@@ -456,7 +472,7 @@ def build_demo(
                                             interactive=False, elem_id="ps-waveform")
                     with gr.Accordion("Video prompt: the object that makes the sound", open=False):
                         gr.Markdown(video_note(checkpoint), elem_id="ps-video-note")
-                        video = gr.Video(sources=["upload"], include_audio=True, label="Video (covering the audio)", elem_id="ps-video")
+                        video = gr.Video(sources=["upload"], include_audio=True, label="Video (covering the audio; its sound is used when no audio is given)", elem_id="ps-video")
                         frame_hint = gr.Markdown("", elem_classes=["ps-hint"])
                         frame_img = gr.Image(label="First frame: click two corners to draw the box", type="numpy",
                                              format="png", interactive=False, elem_id="ps-frame")

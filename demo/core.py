@@ -144,38 +144,63 @@ def _path_of(value: Any) -> str | None:
 
 
 def check_file_size(path: str | Path, cfg: DemoConfig, what: str = "file") -> None:
-    """Raise :class:`AudioError` (or :class:`VideoError` for videos) if the file is too big."""
+    """Raise :class:`AudioError` (:class:`VideoError` for a video or mask image) if the file is missing or too big."""
     p = Path(path)
+    err = VideoError if what in ("video", "mask image") else AudioError
     if not p.is_file():
-        raise (VideoError if what == "video" else AudioError)(f"the {what} {p.name} was not found (upload it again)")
+        raise err(f"the {what} {p.name} was not found (upload it again)")
     size = p.stat().st_size
     if size > cfg.max_file_bytes:
-        err = VideoError if what == "video" else AudioError
         raise err(f"the {what} {p.name} is {size / 2**20:.1f} MB, over the {cfg.max_file_mb:g} MB limit of this demo")
 
 
-def read_audio(value: Any, cfg: DemoConfig, name: str = "input audio"):
+def read_audio(value: Any, cfg: DemoConfig, name: str = "input audio", video: Any = None):
     """Load an uploaded/recorded audio file with the demo's size and duration limits.
+
+    Without an audio file the sound track of ``video`` is the input, as ``promptsep separate
+    clip.mp4`` takes it (:func:`promptsep.audio.load_audio_track`).
 
     Returns:
         ``(wav [C, N] float32, sample_rate)``.
 
     Raises:
-        AudioError: no file, too large, unreadable, empty, non-finite, silent or too long.
+        AudioError: no file, too large, unreadable, empty, non-finite, silent or too long; a
+            video without a sound track and no audio file.
     """
-    from promptsep.audio import load_audio
+    from promptsep.audio import load_audio, load_audio_track
 
     path = _path_of(value)
-    if path is None:
-        raise AudioError("no input audio: upload a file, record with the microphone or pick an example")
-    check_file_size(path, cfg, "audio file")
-    wav, sr = load_audio(path, max_bytes=cfg.max_file_bytes)
+    video_path = _path_of(video)
+    if path is None and video_path is not None:
+        check_file_size(video_path, cfg, "video")
+        if not _has_sound(video_path):
+            raise AudioError(f"the video {Path(video_path).name} has no sound track: upload the audio to separate "
+                             "as the input audio")
+        name = f"the sound track of {Path(video_path).name}"
+        wav, sr = load_audio_track(video_path, max_bytes=cfg.max_file_bytes)
+    elif path is None:
+        raise AudioError("no input audio: upload a file, record with the microphone, pick an example, or upload "
+                         "a video with a sound track")
+    else:
+        check_file_size(path, cfg, "audio file")
+        wav, sr = load_audio(path, max_bytes=cfg.max_file_bytes)
     dur = wav.shape[-1] / sr
     if dur > cfg.max_duration_s:
         raise AudioError(f"{name} is {dur:.1f} s long, over the {cfg.max_duration_s:g} s limit of this demo")
     if float(wav.abs().max()) == 0.0:
         raise AudioError(f"{name} is silent (all samples are zero): there is nothing to separate")
     return wav, sr
+
+
+def _has_sound(path: str) -> bool:
+    """Whether a media file has an audio stream (an unreadable file says True: the decoder reports it)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            return bool(container.streams.audio)
+    except (av.error.FFmpegError, OSError, ValueError):
+        return True
 
 
 # --------------------------------------------------------------------------- prompts
@@ -238,7 +263,7 @@ def parse_box(x0: Any, y0: Any, x1: Any, y1: Any) -> tuple[int, int, int, int] |
     if not any(vals):
         return None
     if not all(vals):
-        raise VideoError("the box needs all four numbers x0, y0, x1, y1 (pixels of the preview frame)")
+        raise VideoError("the box needs all four numbers x0, y0, x1, y1 (pixels of the video)")
     try:
         return tuple(int(round(float(v))) for v in vals)  # type: ignore[return-value]
     except ValueError as exc:
@@ -252,32 +277,62 @@ def order_box(p: Sequence[float], q: Sequence[float]) -> tuple[int, int, int, in
     return x0, y0, x1 + 1, y1 + 1
 
 
-def video_fps(path: str | Path) -> float | None:
-    """Frame rate from the container header (no decoding), or None if unknown."""
-    try:
-        import av
+def video_preview_frame(value: Any, cfg: DemoConfig):
+    """The first frame of an uploaded video, as the box is drawn on it.
 
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                return None
-            s = c.streams.video[0]
-            rate = s.average_rate or s.guessed_rate or s.base_rate
-            return float(rate) if rate else None
-    except Exception:  # unreadable: load_video reports it properly
+    The picture is decoded as the prompt's frames are (longer side at most
+    ``cfg.video_max_side``); boxes are given in the file's own pixels, as ``promptsep separate
+    --box`` takes them (:func:`box_from_preview` / :func:`box_to_preview` map between the two).
+
+    Returns:
+        ``(picture [h, w, 3] uint8, (W, H) of the file)``, or None without a video.
+
+    Raises:
+        VideoError: too large or unreadable video.
+    """
+    from demo.plots import box_picture
+    from prompts.video import load_video, video_geometry
+
+    path = _path_of(value)
+    if path is None:
         return None
+    check_file_size(path, cfg, "video")
+    width, height, _ = video_geometry(path)
+    frame = box_picture(load_video(path, max_frames=1, max_side=cfg.video_max_side).frames[0])
+    return frame, (width or frame.shape[1], height or frame.shape[0])
+
+
+def box_from_preview(box: Sequence[int], picture_size: tuple[int, int], file_size: tuple[int, int]):
+    """A box drawn on the preview picture (``picture_size = (w, h)``) in the file's pixels."""
+    from prompts.video import scale_box
+
+    return scale_box(tuple(box), picture_size, file_size)
+
+
+def box_to_preview(box: Sequence[int], picture_size: tuple[int, int], file_size: tuple[int, int]):
+    """A box in the file's pixels as drawn on the preview picture (``picture_size = (w, h)``)."""
+    from prompts.video import scale_box
+
+    return scale_box(tuple(box), file_size, picture_size)
 
 
 def load_video_prompt(
     value: Any, box: tuple[int, int, int, int] | None, mask_value: Any, duration_s: float, cfg: DemoConfig
 ):
-    """Decode the uploaded video for ``duration_s`` seconds and attach the box or mask.
+    """The uploaded video as the prompt for ``duration_s`` seconds of audio, with the box or mask.
+
+    The CLI's path (:func:`prompts.video.load_video_prompt`) with this demo's limits: upload
+    size, ``max_video_duration_s``, frames decoded at ``video_max_side``. The box is in the
+    file's own pixels; a mask image, when given, is used instead of the box.
+
+    Returns:
+        The validated :class:`prompts.types.VideoPrompt`, or None without a video.
 
     Raises:
-        VideoError: no box and no mask, unreadable video, too large, video shorter than the audio,
-            a box outside the frame, or an unusable mask image.
+        VideoError: no box and no mask, unreadable video or mask, too large, video shorter than
+            the audio, a box outside the frame, or a mask with no white pixel.
     """
-    from prompts.types import check_box
-    from prompts.video import check_video_covers_audio, load_video
+    from prompts.video import load_video_prompt as load_prompt
 
     path = _path_of(value)
     if path is None:
@@ -287,58 +342,16 @@ def load_video_prompt(
         raise VideoError(
             f"with a video prompt the audio may be at most {cfg.max_video_duration_s:g} s long, it is {duration_s:.1f} s"
         )
-    masks_img = _mask_image(mask_value, cfg)
-    if box is None and masks_img is None:
+    mask = _path_of(mask_value)
+    if mask is not None:
+        check_file_size(mask, cfg, "mask image")
+    elif box is None:
         raise VideoError(
             "the video prompt needs a box around the target object: click two corners on the first frame "
             "or type x0, y0, x1, y1 (or upload a mask image)"
         )
-    fps = video_fps(path)
-    max_frames = None if fps is None else int(math.ceil(duration_s * fps)) + 2
-    video = load_video(path, max_frames=max_frames, max_side=cfg.video_max_side)
-    check_video_covers_audio(video, duration_s)
-    f, _, h, w = video.frames.shape
-    if masks_img is not None:
-        import torch
-        import torch.nn.functional as F
-
-        m = torch.from_numpy(masks_img).float()[None, None]
-        m = F.interpolate(m, size=(h, w), mode="nearest")[0, 0]
-        if float(m.sum()) == 0:
-            raise VideoError("the mask image is empty: paint the target object white on black")
-        video.masks = (m > 0.5).float().expand(f, h, w).contiguous()
-    else:
-        video.box = check_box(box, h, w)
-    return video
-
-
-def _mask_image(value: Any, cfg: DemoConfig):
-    """A mask picture (white = target) as a float ``[H, W]`` array in ``[0, 1]``, or None."""
-    import numpy as np
-
-    if value is None:
-        return None
-    if isinstance(value, dict) and "composite" in value:  # gr.ImageEditor value
-        value = value.get("composite")
-    if value is None:
-        return None
-    if not isinstance(value, np.ndarray):
-        path = _path_of(value)
-        if path is None:
-            return None
-        check_file_size(path, cfg, "mask image")
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            value = np.asarray(Image.open(path).convert("L"))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise VideoError(f"cannot read the mask image: {exc}") from exc
-    arr = np.asarray(value, dtype=np.float32)
-    if arr.ndim == 3:
-        arr = arr[..., :3].mean(-1)
-    if arr.max() > 1.0:
-        arr = arr / 255.0
-    return (arr > 0.5).astype(np.float32)
+    return load_prompt(path, duration_s, box=None if mask is not None else box, mask=mask,
+                       max_side=cfg.video_max_side)
 
 
 def guidance_map(scale: float, text: str | None, spans, video) -> dict[str, float] | None:
@@ -420,7 +433,7 @@ def run_separation(
     from promptsep.audio import provenance, save_audio
 
     t0 = time.perf_counter()
-    wav, sr = read_audio(audio, cfg)
+    wav, sr = read_audio(audio, cfg, video=video)
     dur = wav.shape[-1] / sr
     text = (text or "").strip() or None
     spans = parse_span_table(span_table, dur)
@@ -569,6 +582,6 @@ def run_batch(
 
 __all__ = [
     "DemoConfig", "Workspace", "SeparationOutput", "run_separation", "run_batch", "parse_span_table", "parse_box",
-    "order_box", "read_audio", "load_video_prompt", "judge_scores", "guidance_map", "timing_text", "SCORE_FIELDS",
+    "order_box", "read_audio", "load_video_prompt", "video_preview_frame", "box_from_preview", "box_to_preview", "judge_scores", "guidance_map", "timing_text", "SCORE_FIELDS",
     "score_markdown", "BATCH_HEADERS",
 ]

@@ -490,8 +490,19 @@ def load_mask_image(path: str | Path) -> torch.Tensor:
     return mask
 
 
-def _video_geometry(path: Path) -> tuple[int, int, float]:
-    """``(width, height, fps)`` of the first picture stream of ``path`` without decoding it."""
+def video_geometry(path: str | Path) -> tuple[int, int, float]:
+    """``(width, height, fps)`` of the first picture stream of ``path``, read without decoding it.
+
+    Args:
+        path: a video file.
+
+    Returns:
+        The file's own frame width and height in pixels (0 if the header does not say) and its
+        frame rate (0.0 if unknown).
+
+    Raises:
+        VideoError: unreadable file or no video stream.
+    """
     import av
 
     try:
@@ -505,6 +516,33 @@ def _video_geometry(path: Path) -> tuple[int, int, float]:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"cannot read video {path}: {exc}") from exc
+
+
+def scale_box(
+    box: tuple[int, int, int, int], size: tuple[int, int], new_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A pixel box on a ``size`` frame moved to the same frame scaled to ``new_size``.
+
+    The scaled box covers at least the same part of the picture (start rounded down, end up)
+    and stays inside the new frame.
+
+    Args:
+        box: ``(x0, y0, x1, y1)`` in pixels of the ``size = (W, H)`` frame (``x1``/``y1`` exclusive).
+        size: ``(W, H)`` the box is given in.
+        new_size: ``(W', H')`` of the scaled frame.
+
+    Returns:
+        ``(x0', y0', x1', y1')`` in pixels of the ``new_size`` frame.
+    """
+    (width, height), (w, h) = size, new_size
+    sx, sy = w / width, h / height
+    x0, y0, x1, y1 = box
+    return (
+        min(int(math.floor(x0 * sx)), w - 1),
+        min(int(math.floor(y0 * sy)), h - 1),
+        min(max(int(math.ceil(x1 * sx)), 1), w),
+        min(max(int(math.ceil(y1 * sy)), 1), h),
+    )
 
 
 def load_video_prompt(
@@ -543,7 +581,7 @@ def load_video_prompt(
     mask_img = load_mask_image(mask) if mask is not None else None  # a bad mask fails before decoding
     if not path.is_file():
         raise VideoError(f"video file not found: {path}")
-    width, height, fps = _video_geometry(path)
+    width, height, fps = video_geometry(path)
     if box is not None and width > 0 and height > 0:
         box = check_box(box, height, width)
     max_frames = int(math.ceil(duration_s * fps)) + 1 if fps > 0 else None
@@ -551,14 +589,7 @@ def load_video_prompt(
     check_video_covers_audio(video, duration_s)
     f, _, h, w = video.frames.shape
     if box is not None:
-        sx, sy = w / (width or w), h / (height or h)
-        x0, y0, x1, y1 = box
-        video.box = (
-            min(int(math.floor(x0 * sx)), w - 1),
-            min(int(math.floor(y0 * sy)), h - 1),
-            max(int(math.ceil(x1 * sx)), 1),
-            max(int(math.ceil(y1 * sy)), 1),
-        )
+        video.box = scale_box(box, (width or w, height or h), (w, h))
     else:
         mh, mw = mask_img.shape
         if abs(mw / mh - w / h) > 0.02 * (w / h):

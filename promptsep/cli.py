@@ -545,15 +545,17 @@ def release_labels(root: Path) -> dict[str, str]:
 
 
 def card_section(root: Path, title: str) -> list[str]:
-    """The bullet points of the ``## <title>`` section of a release's model card (plain text)."""
+    """The bullet points of the ``## <title>`` (or ``### <title>``, ...) section of a release's model
+    card (plain text); the section ends at the next heading."""
     card = root / "MODEL_CARD.md"
     if not card.is_file():
         return []
     items: list[str] = []
     inside = False
     for line in card.read_text(errors="replace").splitlines():
-        if line.startswith("## "):
-            inside = line[3:].strip().lower() == title.lower()
+        heading = re.match(r"#{2,6} (.*)", line)
+        if heading:
+            inside = heading.group(1).strip().lower() == title.lower()
             continue
         if inside and line.startswith("- "):
             items.append(line[2:].strip())
@@ -562,19 +564,38 @@ def card_section(root: Path, title: str) -> list[str]:
     return [re.sub(r"\*\*|`", "", i) for i in items]
 
 
+def _bench_card(root: Path) -> dict:
+    """The release's measured test-split figures (``bench_card_test.json``), or {}."""
+    try:
+        card = json.loads((root / "bench_card_test.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def card_figure(row: dict | None, key: str = "separator_si_sdri") -> dict | None:
+    """One figure ``{"mean", "lo", "hi", "n"}`` of a bench card row, or None if it is not there."""
+    v = (row or {}).get(key)
+    return v if isinstance(v, dict) and v.get("mean") is not None else None
+
+
+def format_figure(v: dict | None) -> str | None:
+    """A bench card figure as ``+1.2 dB [+0.3, +2.0], n=40`` (mean [95 % CI], n), or None."""
+    return None if v is None else f"{v['mean']:+.1f} dB [{v['lo']:+.1f}, {v['hi']:+.1f}], n={v.get('n')}"
+
+
+def video_figure(root: Path) -> dict | None:
+    """The release's measured SI-SDR improvement with video prompts (its bench card's
+    ``per_prompt_kind`` ``video`` row), or None when the release did not measure it."""
+    return card_figure((_bench_card(root).get("per_prompt_kind") or {}).get("video"))
+
+
 def measured_quality(root: Path) -> list[str]:
     """Lines of the release's measured test-split quality (``bench_card_test.json``), or []."""
-    f = root / "bench_card_test.json"
-    try:
-        card = json.loads(f.read_text())
-    except (OSError, ValueError):
-        return []
+    card = _bench_card(root)
 
     def fmt(row: dict | None, key: str = "separator_si_sdri") -> str | None:
-        v = (row or {}).get(key)
-        if not isinstance(v, dict) or v.get("mean") is None:
-            return None
-        return f"{v['mean']:+.1f} dB [{v['lo']:+.1f}, {v['hi']:+.1f}], n={v.get('n')}"
+        return format_figure(card_figure(row, key))
 
     lines = []
     if fmt(card.get("main_all")):
@@ -582,9 +603,9 @@ def measured_quality(root: Path) -> list[str]:
     for kind, row in (card.get("pair_cross") or {}).items():
         if fmt(row):
             lines.append(f"2 sources of different kinds, {kind} prompt: {fmt(row)}")
-    video = (card.get("per_prompt_kind") or {}).get("video")
-    if fmt(video):
-        lines.append(f"video prompt: {fmt(video)}")
+    video = format_figure(video_figure(root))
+    if video:
+        lines.append(f"video prompt: {video}")
     if fmt(card.get("main_all"), "oracle_codec_wiener_si_sdri"):
         lines.append(f"(ceiling, oracle codec + Wiener: {fmt(card['main_all'], 'oracle_codec_wiener_si_sdri')})")
     return lines
@@ -620,8 +641,9 @@ def release_info(path: str | Path) -> dict:
         raise CliError(f"cannot read {root / 'model.safetensors'}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     cfg = meta.get("config") or {}
     quality = measured_quality(root)
+    video = video_figure(root)
     limits = card_section(root, "Limits")
-    if any(q.startswith("video prompt: -") for q in quality):
+    if video is not None and video["mean"] < 0:
         limits.append("Video prompts do not help yet: measured below the mixture (see the figures).")
     rate = (cfg.get("codec") or {}).get("sample_rate")
     if meta.get("kind") == "promptsep_separator" and rate:
@@ -629,7 +651,7 @@ def release_info(path: str | Path) -> dict:
     return {"path": str(root), "kind": meta.get("kind"), "format_version": meta.get("format_version"),
             "summary": card_summary(root), "sample_rate": (cfg.get("codec") or {}).get("sample_rate"),
             "sampling": cfg.get("sampling"), "labels": release_labels(root),
-            "quality_si_sdri": quality, "limits": limits,
+            "quality_si_sdri": quality, "video_si_sdri": video, "limits": limits,
             "parameters": counts, "total_parameters": sum(counts.values()), "config": cfg}
 
 

@@ -145,7 +145,7 @@ def _call(client, audio, text="", spans=(), video=None, box=(None, None, None, N
     from gradio_client import handle_file
 
     return client.predict(
-        audio=handle_file(str(audio)), text=text, span_table=_spans(*spans),
+        audio=None if audio is None else handle_file(str(audio)), text=text, span_table=_spans(*spans),
         video=None if video is None else handle_file(str(video)),
         x0=box[0], y0=box[1], x1=box[2], y1=box[3], mask=None,
         steps=steps, guidance=1.0, candidates=candidates, method="midpoint", seed=0, api_name="/separate",
@@ -185,6 +185,21 @@ def test_span_prompt(client, files):
 def test_video_prompt_with_box(client, files):
     out = _call(client, files / "mono.wav", text="the yellow block", video=files / "clip.mp4", box=(5, 10, 40, 40))
     _check_result(out, files / "mono.wav", scored=True)
+
+
+def test_video_without_audio_separates_its_sound_track(client, tmp_path):
+    """As ``promptsep separate clip.mp4 --box``: no audio file, the video's own sound is the input."""
+    from promptsep.audio import load_audio_track
+    from tests.test_video_files import _available, write_clip
+
+    if not _available("mp4"):
+        pytest.skip("PyAV here has no H.264/AAC encoder")
+    write_clip(tmp_path / "talking.mp4", "mp4", video_s=1.2, audio_s=1.0)
+    target, residual, downloads, *_ = _call(client, None, video=tmp_path / "talking.mp4", box=(10, 20, 50, 60))
+    wav, sr = load_audio_track(tmp_path / "talking.mp4")
+    data, rate = sf.read(target, always_2d=True)
+    assert rate == sr and data.shape == tuple(wav.T.shape) and np.isfinite(data).all()
+    assert {os.path.basename(p) for p in downloads} == {"talking_target.wav", "talking_residual.wav"}
 
 
 @pytest.mark.parametrize(
@@ -413,7 +428,8 @@ def test_about_tab_shows_the_model_card_figures_not_server_paths():
     assert "5.23 M parameters in the release" in text and "dit 3.02 M" in text
     assert "woman speaking" in text and "70 labels" in text
     note = video_note(str(DEFAULT_CHECKPOINT))
-    assert "gains nothing from video yet" in note and "-0.2 dB" in note
+    assert "This model's video prompts" in note and "-0.2 dB" in note
+    assert "not measured" in video_note("tiny-random")  # no release folder: no figure to show
 
 
 def test_score_markdown_is_labelled_numbers():
