@@ -20,8 +20,17 @@ Item ``i`` of :class:`JudgeDataset` is a *group*: one mixture of
 - ``silence``: all zeros;
 - ``mixture``: the unprocessed mixture;
 - ``combo``: two or three of leak / gate / lowpass / noise / clip / gain in a row;
-- ``separator``: the output of a separator checkpoint (``separator`` given) with a random
-  number of steps and seed.
+- ``separator``: the output of a separator release (``separator`` given: one or several
+  releases): per candidate a release, steps from ``separator_steps``, the release's own
+  sampler, a refinement from ``separator_refine`` (``wiener``, or ``none``: the raw generated
+  stem) and a seed;
+- ``wrong_prompt``: the same, but the separator is prompted with another label's text (a
+  label of another source in the mixture when there is one): what a wrong separation looks like.
+
+The separator candidates of a group are generated in batched calls, one
+:meth:`~separation.separator.Separator.separate_batch` per (release, steps) with ``keep_raw``
+(so one call gives both the refined and the raw output); the call's seed is drawn with the
+group's first candidate of that (release, steps), and its rows get distinct noise.
 
 Every random draw of item ``i`` comes from ``np.random.default_rng([seed, i])`` (and the
 mixture from the mixing dataset's own deterministic generator), so items are a pure
@@ -45,12 +54,14 @@ from judge.targets import reference_targets
 logger = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("perfect", "leak", "gate", "gain", "lowpass", "clip", "noise", "codec", "wrong_residual",
-                          "wrong_source", "silence", "mixture", "combo", "separator")
+                          "wrong_source", "silence", "mixture", "combo", "separator", "wrong_prompt")
+#: Kinds made by running a separator release.
+SEPARATOR_KINDS: tuple[str, ...] = ("separator", "wrong_prompt")
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "perfect": 1.0, "leak": 2.0, "gate": 1.5, "gain": 0.5, "lowpass": 1.0, "clip": 0.75, "noise": 1.0,
     "codec": 0.5, "wrong_residual": 0.75, "wrong_source": 0.5, "silence": 0.5, "mixture": 0.75, "combo": 3.0,
-    "separator": 0.0,
+    "separator": 7.0, "wrong_prompt": 2.2,  # together ~40 % of the weight when a separator is given
 }
 
 
@@ -70,6 +81,7 @@ class CandidateConfig:
         clip_frac: clipping threshold relative to the peak.
         noise_snr_db: target-to-noise ratio of ``noise``.
         separator_steps: steps the separator is run with (one drawn per candidate).
+        separator_refine: refinements drawn per separator candidate (``"wiener"`` or ``"none"``).
     """
 
     per_mixture: int = 4
@@ -81,7 +93,8 @@ class CandidateConfig:
     lowpass_hz: tuple[float, float] = (250.0, 6000.0)
     clip_frac: tuple[float, float] = (0.03, 0.8)
     noise_snr_db: tuple[float, float] = (-5.0, 45.0)
-    separator_steps: tuple[int, ...] = (2, 4, 8, 16)
+    separator_steps: tuple[int, ...] = (1, 2, 4, 8)
+    separator_refine: tuple[str, ...] = ("wiener", "none")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CandidateConfig:
@@ -91,6 +104,10 @@ class CandidateConfig:
 
         d = dict(d or {})
         cfg = config_from_dict(cls, d, "candidates")
+        bad_refine = set(cfg.separator_refine) - {"wiener", "none"}
+        if bad_refine or not cfg.separator_refine or not cfg.separator_steps:
+            raise ValueError(f"candidates.separator_refine must be a non-empty subset of ['wiener', 'none'] and "
+                             f"separator_steps non-empty, got {list(cfg.separator_refine)} / {list(cfg.separator_steps)}")
         if "weights" in d:
             bad = set(cfg.weights) - set(KINDS)
             if bad:
@@ -154,10 +171,13 @@ class JudgeDataset(Dataset):
         seed: base seed.
         length: number of groups.
         codec: a codec with a decoder (for ``codec`` candidates), or a codec release path.
-        separator: a :class:`~separation.separator.Separator` or a release path (``separator`` candidates).
+        separator: a :class:`~separation.separator.Separator` or a release path, or a list of them
+            (``separator`` and ``wrong_prompt`` candidates; one release drawn per candidate).
 
     Items: ``mixture [1, N]``, ``estimates [M, 1, N]``, ``targets [M, 4]`` (precision, recall,
-    faithfulness, overall; 1..5), ``kinds`` (M str), ``text``, ``target_present``, ``label``.
+    faithfulness, overall; 1..5), ``kinds`` (M str), ``text``, ``target_present``, ``label`` and
+    ``details`` (M entries: the drawn settings of a separator candidate, ``{"kind", "item",
+    "release", "steps", "refine", "seed", "text"}``, else None).
     """
 
     def __init__(self, corpus_root: str | Path, split: str = "train", mix_cfg: Any = None,
@@ -173,12 +193,15 @@ class JudgeDataset(Dataset):
         self.length = int(length)
         self.sample_rate = int(self.mix_cfg.sample_rate)
         self._codec = codec
-        self._separator = separator
+        if separator is None or isinstance(separator, (str, Path)) or not isinstance(separator, Sequence):
+            separator = [] if separator is None else [separator]
+        self._separators = list(separator)
         weights = {k: float(self.cand.weights.get(k, 0.0)) for k in KINDS}
         if codec is None:
             weights["codec"] = 0.0
-        if separator is None:
-            weights["separator"] = 0.0
+        if not self._separators:
+            for k in SEPARATOR_KINDS:
+                weights[k] = 0.0
         if sum(weights.values()) <= 0:
             raise ValueError("all candidate kind weights are zero")
         self.kinds = [k for k in KINDS if weights[k] > 0]
@@ -196,26 +219,78 @@ class JudgeDataset(Dataset):
             self._codec = DACVAE.from_pretrained(self._codec).eval()
         return self._codec
 
-    def _get_separator(self):
-        if isinstance(self._separator, (str, Path)):
+    def _get_separator(self, r: int):
+        if isinstance(self._separators[r], (str, Path)):
             from separation.separator import Separator
 
-            self._separator = Separator.from_pretrained(self._separator)
-        return self._separator
+            self._separators[r] = Separator.from_pretrained(self._separators[r])
+        return self._separators[r]
+
+    def _separator_spec(self, kind: str, item: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        """Draw one separator candidate's settings: release, steps, refinement, seed and prompt text."""
+        c = self.cand
+        spec = {"release": int(rng.integers(len(self._separators))), "steps": int(rng.choice(list(c.separator_steps))),
+                "refine": str(rng.choice(list(c.separator_refine))), "seed": int(rng.integers(2**31)),
+                "text": item["text"]}
+        if kind == "wrong_prompt":
+            spec["text"] = self.wrong_text(item, rng)
+        return spec
+
+    def wrong_text(self, item: Mapping[str, Any], rng: np.random.Generator) -> str:
+        """A prompt for another label: one of the mixture's other sources when there is one, else any label."""
+        others = [lab for lab in item.get("source_labels", []) if lab != item["label"]]
+        if not others:
+            others = [lab for lab in self.mix.labels if lab != item["label"]]
+        lab = others[int(rng.integers(len(others)))]
+        prompts = self.mix.prompts[lab]
+        return prompts[int(rng.integers(len(prompts)))]
+
+    @torch.no_grad()
+    def separate(self, item: Mapping[str, Any], specs: Sequence[Mapping[str, Any]]) -> list[torch.Tensor]:
+        """Run the separator candidates ``specs`` of one mixture, batched per (release, steps).
+
+        Returns:
+            one ``[1, N]`` estimate per spec (the refined or raw target, as the spec says).
+        """
+        mix, n = item["mixture"], item["target"].shape[-1]
+        out: list[torch.Tensor | None] = [None] * len(specs)
+        calls: dict[tuple[int, int], list[int]] = {}
+        for j, sp in enumerate(specs):
+            calls.setdefault((sp["release"], sp["steps"]), []).append(j)
+        for (r, steps), rows in calls.items():
+            sep = self._get_separator(r)
+            res = sep.separate_batch([mix] * len(rows), [self.sample_rate] * len(rows), [specs[j]["text"] for j in rows],
+                                     steps=steps, seed=specs[rows[0]]["seed"], refine="wiener", keep_raw=True)
+            for j, rr in zip(rows, res):
+                x = rr.target if specs[j]["refine"] == "wiener" else rr.raw[0]
+                out[j] = x[:, :n].to(mix.dtype)
+        return out  # type: ignore[return-value]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.mix[int(i)]
         rng = np.random.default_rng([self.seed, 7, int(i)])
         m = int(self.cand.per_mixture)
         kinds = [self.kinds[int(k)] for k in rng.choice(len(self.kinds), size=m, p=self.probs)]
-        ests = [self.candidate(kind, item, rng, int(i)) for kind in kinds]
+        ests: list[Any] = []
+        specs: dict[int, dict[str, Any]] = {}
+        for j, kind in enumerate(kinds):
+            if kind in SEPARATOR_KINDS:
+                specs[j] = self._separator_spec(kind, item, rng)
+                ests.append(None)
+            else:
+                ests.append(self.candidate(kind, item, rng, int(i)))
+        if specs:
+            for j, x in zip(specs, self.separate(item, list(specs.values()))):
+                ests[j] = x
         est = torch.stack(ests)  # [M, 1, N]
         n = est.shape[-1]
         tgt = item["target"].expand(m, 1, n)
         res = item["residual"].expand(m, 1, n)
         targets = reference_targets(est[:, 0], tgt[:, 0], res[:, 0], self.sample_rate)
+        details = [{"kind": kinds[j], "item": int(i), **specs[j]} if j in specs else None for j in range(m)]
         return {"mixture": item["mixture"], "estimates": est, "targets": targets, "kinds": kinds,
-                "text": item["text"], "target_present": bool(item["target_present"]), "label": item["label"]}
+                "text": item["text"], "target_present": bool(item["target_present"]), "label": item["label"],
+                "details": details}
 
     # ------------------------------------------------------------ candidates
     def candidate(self, kind: str, item: Mapping[str, Any], rng: np.random.Generator, index: int) -> torch.Tensor:
@@ -284,11 +359,10 @@ class JudgeDataset(Dataset):
                 elif st == "gain":
                     x = x * 10 ** (u(c.gain_db) / 20)
             return x
-        if kind == "separator":
-            sep = self._get_separator()
-            steps = int(rng.choice(list(c.separator_steps)))
-            out = sep.separate(mix, sr, text=item["text"], steps=steps, seed=int(rng.integers(2**31)))
-            return out.target[:, : s.shape[-1]].to(s.dtype)
+        if kind in SEPARATOR_KINDS:
+            if not self._separators:
+                raise ValueError(f"{kind!r} candidates need a separator release")
+            return self.separate(item, [self._separator_spec(kind, item, rng)])[0]
         raise ValueError(f"unknown candidate kind {kind!r}; known: {list(KINDS)}")
 
 

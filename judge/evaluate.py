@@ -22,7 +22,11 @@ estimate on mixtures whose target is present and on mixtures whose target is abs
 separator release
 (:func:`evaluate_reranking`, ``--separator DIR``) it measures the re-ranking gain: the
 SI-SDR of ``Separator.separate(..., candidates=K, ranker="judge")`` for K = 1, 4, 8, its
-wall time, and an oracle pick among the same candidates.
+wall time, and an oracle pick among the same candidates. With separator releases
+(:func:`evaluate_bars`, ``--bars-separators A,B``) it measures issue 17's bars on their
+outputs (several steps, seeds, refined and raw) beside the mixture and silence: PCC with the
+grades, SRCC with SI-SDR, same-mixture pair ordering, separations worse than the mixture,
+silent and absent cases, and the re-ranking gain at K = 4 against the oracle pick.
 
 ``python -m judge.evaluate --checkpoint DIR --corpus ROOT --out DIR [--separator DIR]`` (or
 ``promptsep judge evaluate ...``) writes ``judge_eval.json`` and ``judge_eval.md``.
@@ -70,12 +74,43 @@ def _group_resamples(group_of: torch.Tensor, n_groups: int, samples: int, seed: 
         samples: resamples (0: none).
         seed: generator seed.
     """
-    if samples <= 0 or n_groups < 2:
+    draws = _group_draws(n_groups, samples, seed)
+    if draws is None:
         return []
     members = [torch.nonzero(group_of == g).reshape(-1) for g in range(n_groups)]
-    gen = torch.Generator().manual_seed(int(seed))
-    draws = torch.randint(0, n_groups, (samples, n_groups), generator=gen)
     return [torch.cat([members[int(g)] for g in row]) for row in draws]
+
+
+def _group_draws(n_groups: int, samples: int, seed: int) -> torch.Tensor | None:
+    """``[samples, n_groups]`` group indices of bootstrap resamples of whole groups (None: no resampling)."""
+    if samples <= 0 or n_groups < 2:
+        return None
+    gen = torch.Generator().manual_seed(int(seed))
+    return torch.randint(0, n_groups, (samples, n_groups), generator=gen)
+
+
+def _share_ci(hits: torch.Tensor, counts: torch.Tensor, draws: torch.Tensor | None, alpha: float) -> dict[str, Any]:
+    """Pooled share ``sum(hits) / sum(counts)`` over groups (``[G]`` each) with a percentile CI
+    over bootstrap resamples of the groups (``draws [S, G]``)."""
+    hits, counts = hits.double(), counts.double()
+    n = float(counts.sum())
+    out: dict[str, Any] = {"share": float(hits.sum() / n) if n > 0 else None, "n": int(n), "ci": None}
+    if draws is not None and n > 0:
+        den = counts[draws].sum(-1)
+        vals = (hits[draws].sum(-1) / den)[den > 0]
+        if vals.numel():
+            out["ci"] = [float(torch.quantile(vals, alpha / 2)), float(torch.quantile(vals, 1 - alpha / 2))]
+    return out
+
+
+def _mean_ci(values: torch.Tensor, draws: torch.Tensor | None, alpha: float) -> dict[str, Any]:
+    """Mean of ``[G]`` per-group values with a percentile CI over the same group resamples."""
+    v = values.double()
+    out: dict[str, Any] = {"mean": float(v.mean()) if v.numel() else None, "ci": None}
+    if draws is not None and v.numel():
+        m = v[draws].mean(-1)
+        out["ci"] = [float(torch.quantile(m, alpha / 2)), float(torch.quantile(m, 1 - alpha / 2))]
+    return out
 
 
 def _corr_ci(x: torch.Tensor, y: torch.Tensor, resamples: Sequence[torch.Tensor], alpha: float) -> dict[str, Any]:
@@ -156,7 +191,7 @@ def evaluate_judge(judge, corpus_root: str | Path, split: str = "test", groups: 
         clap = load_text_audio(clap)
     ds = JudgeDataset(corpus_root, split, mix_cfg, cand_cfg, seed=seed, length=groups, codec=codec)
     judge.eval()
-    preds, targets, energy, ta, kinds, present = [], [], [], [], [], []
+    preds, targets, energy, ta, kinds, present, presence = [], [], [], [], [], [], []
     t0 = time.time()
     for i in tqdm(range(groups), desc=f"judge eval ({split})", disable=not progress):
         it = ds[i]
@@ -164,7 +199,10 @@ def evaluate_judge(judge, corpus_root: str | Path, split: str = "test", groups: 
         m = est.shape[0]
         mix = it["mixture"][None].expand(m, -1, -1)
         texts = [it["text"]] * m
-        preds.append(judge(mix, est, texts).cpu())
+        out = judge(mix, est, texts).cpu()
+        preds.append(out[:, :4])
+        if out.shape[-1] == 5:
+            presence.append(out[:, 4])
         targets.append(it["targets"])
         energy.append(energy_ratio_db(est[:, 0], mix[:, 0]).clamp(-60, 10))
         if clap is not None:
@@ -200,6 +238,8 @@ def evaluate_judge(judge, corpus_root: str | Path, split: str = "test", groups: 
         "present_share": sum(present) / max(1, len(present)),
         "correlations": corr, "per_kind": per_kind, "silent": silent,
         "mae": [round(float(v), 3) for v in (pred - ref).abs().mean(0)],
+        "presence_auc": _auc(torch.cat(presence)[torch.tensor(present)], torch.cat(presence)[~torch.tensor(present)])
+        if presence else None,
         "text_audio": None if clap is None else "clap-tiny (checkpoints/promptsep-clap-tiny)",
         "seconds": round(time.time() - t0, 1),
     }
@@ -340,16 +380,231 @@ def silent_probe(judge, corpus_root: str | Path, split: str = "test", groups: in
             it = ds[i]
             mix = it["mixture"][None]
             z = torch.zeros_like(mix)
-            preds.append(judge(mix, z, [it["text"]]).cpu()[0])
+            preds.append(judge(mix, z, [it["text"]]).cpu()[0, :4])
             refs.append(reference_targets(z[:, 0], it["target"], it["residual"], int(mix_cfg.sample_rate))[0])
         p, r = torch.stack(preds), torch.stack(refs)
         overall[case] = p[:, 3]
         out[case] = {"n": groups, "target": [round(float(v), 3) for v in r.mean(0)],
                      "judge_mean": [round(float(v), 3) for v in p.mean(0)],
                      "judge_std": [round(float(v), 3) for v in p.std(0)] if groups > 1 else [0.0] * 4}
-    a, b = overall["target_absent"], overall["target_present"]
-    out["overall_auc"] = round(float(((a[:, None] > b[None]).float() + 0.5 * (a[:, None] == b[None]).float()).mean()), 3)
+    out["overall_auc"] = _auc(overall["target_absent"], overall["target_present"])
     return out
+
+
+def _auc(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """P(a > b) over all pairs of ``a [n]`` and ``b [m]``, ties counted half (None when either is empty)."""
+    if a.numel() == 0 or b.numel() == 0:
+        return None
+    return round(float(((a[:, None] > b[None]).float() + 0.5 * (a[:, None] == b[None]).float()).mean()), 3)
+
+
+# ------------------------------------------------------------------ issue-17 bars
+@torch.no_grad()
+def separator_outputs(separator, items: Sequence[dict[str, Any]], steps: Sequence[int] = (4, 1),
+                      seeds: Sequence[int] = (0, 1), sample_rate: int = 16000, batch: int = 8) -> list[list[dict[str, Any]]]:
+    """Outputs of one separator release for each mixture: every steps x seed, refined (Wiener) and raw.
+
+    One :meth:`~separation.separator.Separator.separate_batch` call per (steps, seed) and block
+    of ``batch`` mixtures (the release's own sampler; ``keep_raw`` gives the raw output of the
+    same call).
+
+    Returns:
+        per mixture, a list of ``{"estimate": [1, N], "steps", "seed", "refine"}`` in the order
+        steps, seed, refine (``wiener`` then ``none``).
+    """
+    out: list[list[dict[str, Any]]] = [[] for _ in items]
+    for st in steps:
+        for sd in seeds:
+            for s in range(0, len(items), batch):
+                block = items[s : s + batch]
+                res = separator.separate_batch([it["mixture"] for it in block], [sample_rate] * len(block),
+                                               [it["text"] for it in block], steps=int(st), seed=int(sd),
+                                               refine="wiener", keep_raw=True)
+                for j, (it, r) in enumerate(zip(block, res)):
+                    n = it["mixture"].shape[-1]
+                    for refine, x in (("wiener", r.target), ("none", r.raw[0])):
+                        out[s + j].append({"estimate": x[:, :n].float(), "steps": int(st), "seed": int(sd),
+                                           "refine": refine})
+    return out
+
+
+def _ordered_right(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """1 where ``pred`` orders a pair like ``truth`` (``[...]`` differences), 0.5 on a predicted tie, else 0."""
+    return torch.where(pred == 0, torch.full_like(pred, 0.5), ((pred > 0) == (truth > 0)).double())
+
+
+@torch.no_grad()
+def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, split: str = "test", groups: int = 48,
+                  seed: int = 2024, absent_share: float = 0.2, steps: Sequence[int] = (4, 1),
+                  seeds: Sequence[int] = (0, 1), segment_s: float = 2.0, min_diff_db: float = 1.0,
+                  bootstrap: int = 1000, bootstrap_seed: int = 0, alpha: float = 0.05,
+                  progress: bool = True) -> dict[str, Any]:
+    """Issue 17's bars on ``groups`` held-out mixtures (2-3 sources, text prompts, ``absent_share``
+    of the prompts naming an absent sound).
+
+    Candidates per mixture: the outputs of every separator release at every ``steps`` x
+    ``seeds``, refined and raw (:func:`separator_outputs`), the mixture itself and silence.
+    Every candidate gets its reference grades (:func:`judge.targets.reference_targets`), its
+    SI-SDR against the target (present targets) and the judge's scores. Reported, each with a
+    ``1 - alpha`` percentile CI from ``bootstrap`` resamples of whole mixtures:
+
+    - ``a_pcc``: PCC (and SRCC) of the judge's overall with the overall grade, all candidates;
+    - ``b_srcc_si_sdr``: SRCC (and PCC) of the overall with SI-SDR over separator outputs (present);
+    - ``c_pairs``: share of same-mixture pairs of separator outputs with ``|dSI-SDR| >= min_diff_db``
+      that the overall orders like SI-SDR (a predicted tie counts half);
+    - ``d_worse_than_mixture``: share of separator outputs with SI-SDR below the mixture's that
+      score below the mixture;
+    - ``e_silent_present``: share of present-target mixtures (with at least one separator output of
+      SI-SDRi > 0) where silence scores below every such output; ``e_absent``: share of
+      absent-target mixtures where silence scores above the mixture; ``e_silent_absent`` both pooled;
+    - ``f_rerank``: per release, on the ``len(steps) x len(seeds)`` refined outputs as the K
+      candidates (K = 1: the first, i.e. ``steps[0]``, seed ``seeds[0]``): SI-SDRi of K = 1, of
+      the judge's pick and of the oracle pick (best SI-SDR), the judge's gain over K = 1 and its
+      share of the oracle's gain (``sum judge gain / sum oracle gain``).
+
+    Args:
+        judge: a :class:`~judge.model.Judge`.
+        separators: ``{name: Separator}`` releases.
+        corpus_root / split / groups / seed: the held-out mixtures.
+        absent_share: probability that a prompt names an absent sound.
+        steps / seeds: sampler steps and seeds of the separator outputs.
+        segment_s: mixture length.
+        min_diff_db: SI-SDR difference that makes a pair in ``c_pairs``.
+        bootstrap / bootstrap_seed / alpha: the CIs.
+
+    Returns:
+        the figures above, plus ``{"split", "groups", "present", "candidates", "seconds"}``.
+    """
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from judge.targets import reference_targets
+    from separation.data.mixing import MixConfig, MixtureDataset
+    from separation.metrics import si_sdr
+
+    t0 = time.time()
+    cfg = MixConfig(segment_s=segment_s, min_sources=2, max_sources=3, p_text=1.0, p_span=0.0, p_text_span=0.0,
+                    p_video=0.0)
+    ds = MixtureDataset(corpus_root, split, dataclasses.replace(cfg, absent_prob=float(absent_share)), seed=seed,
+                        length=max(1, groups))
+    sr = int(cfg.sample_rate)
+    items = [ds[i] for i in range(groups)]
+    outs = {name: separator_outputs(sep, items, steps, seeds, sr) for name, sep in separators.items()}
+    judge.eval()
+    rows: list[dict[str, Any]] = []  # one per candidate
+    for g, it in enumerate(tqdm(items, desc=f"judge bars ({split})", disable=not progress)):
+        cands = [{"kind": "separator", "release": name, **o} for name in outs for o in outs[name][g]]
+        cands += [{"kind": "mixture", "estimate": it["mixture"].float()},
+                  {"kind": "silence", "estimate": torch.zeros_like(it["mixture"]).float()}]
+        est = torch.stack([c["estimate"] for c in cands])  # [M, 1, N]
+        m = est.shape[0]
+        tgt, res = it["target"].expand(m, -1), it["residual"].expand(m, -1)
+        grades = reference_targets(est[:, 0], tgt, res, sr)
+        scores = judge(it["mixture"][None].expand(m, -1, -1).float(), est, [it["text"]] * m).cpu()
+        present = bool(it["target_present"])
+        sis = si_sdr(est[:, 0].float(), tgt.float()) if present else torch.full((m,), float("nan"))
+        for j, c in enumerate(cands):
+            rows.append({"group": g, "kind": c["kind"], "release": c.get("release"), "steps": c.get("steps"),
+                         "seed": c.get("seed"), "refine": c.get("refine"), "present": present,
+                         "grade": float(grades[j, 3]), "overall": float(scores[j, 3]),
+                         "presence": float(scores[j, 4]) if scores.shape[-1] == 5 else None, "si_sdr": float(sis[j])})
+    draws = _group_draws(groups, bootstrap, bootstrap_seed)
+    group_of = torch.tensor([r["group"] for r in rows])
+    overall = torch.tensor([r["overall"] for r in rows], dtype=torch.float64)
+    grade = torch.tensor([r["grade"] for r in rows], dtype=torch.float64)
+    result: dict[str, Any] = {"split": split, "groups": groups, "present": sum(it["target_present"] for it in items),
+                              "candidates": len(rows), "releases": list(separators), "steps": list(steps),
+                              "seeds": list(seeds), "bootstrap": {"samples": bootstrap, "alpha": alpha, "unit": "mixture"}}
+    result["a_pcc"] = _corr_ci(overall, grade, _group_resamples(group_of, groups, bootstrap, bootstrap_seed), alpha)
+    sep_idx = [j for j, r in enumerate(rows) if r["kind"] == "separator" and r["present"]]
+    si = torch.tensor([r["si_sdr"] for r in rows], dtype=torch.float64)
+    if len(sep_idx) >= 2:
+        ii = torch.tensor(sep_idx)
+        result["b_srcc_si_sdr"] = _corr_ci(overall[ii], si[ii], _group_resamples(group_of[ii], groups, bootstrap,
+                                                                                   bootstrap_seed), alpha)
+    hits = {k: torch.zeros(groups, dtype=torch.float64) for k in ("c", "d", "e_p", "e_a")}
+    counts = {k: torch.zeros(groups, dtype=torch.float64) for k in hits}
+    rerank: dict[str, dict[str, torch.Tensor]] = {name: {"k1": [], "judge": [], "oracle": []} for name in outs}
+    for g, it in enumerate(items):
+        idx = [j for j, r in enumerate(rows) if r["group"] == g]
+        sep = [j for j in idx if rows[j]["kind"] == "separator"]
+        mix_j = next(j for j in idx if rows[j]["kind"] == "mixture")
+        sil_j = next(j for j in idx if rows[j]["kind"] == "silence")
+        if not it["target_present"]:
+            hits["e_a"][g] = 1.0 if overall[sil_j] > overall[mix_j] else (0.5 if overall[sil_j] == overall[mix_j] else 0.0)
+            counts["e_a"][g] = 1.0
+            continue
+        s = torch.tensor(sep)
+        d_si = si[s][:, None] - si[s][None, :]
+        d_o = overall[s][:, None] - overall[s][None, :]
+        sel = torch.triu(d_si.abs() >= min_diff_db, diagonal=1)
+        hits["c"][g] = _ordered_right(d_o[sel], d_si[sel]).sum()
+        counts["c"][g] = float(sel.sum())
+        worse = s[si[s] < si[mix_j]]
+        hits["d"][g] = _ordered_right(overall[mix_j] - overall[worse], torch.ones(len(worse), dtype=torch.float64)).sum()
+        counts["d"][g] = float(len(worse))
+        good = s[si[s] - si[mix_j] > 0]
+        if len(good):
+            counts["e_p"][g] = 1.0
+            hits["e_p"][g] = float(bool((overall[sil_j] < overall[good]).all()))
+        for name in outs:
+            k4 = [j for j in sep if rows[j]["release"] == name and rows[j]["refine"] == "wiener"]
+            kk = torch.tensor(k4)
+            pick = kk[int(torch.argmax(overall[kk]))]
+            best = kk[int(torch.argmax(si[kk]))]
+            for key, j in (("k1", kk[0]), ("judge", pick), ("oracle", best)):
+                rerank[name][key].append(float(si[j] - si[mix_j]))
+    result["c_pairs"] = _share_ci(hits["c"], counts["c"], draws, alpha)
+    result["d_worse_than_mixture"] = _share_ci(hits["d"], counts["d"], draws, alpha)
+    result["e_silent_present"] = _share_ci(hits["e_p"], counts["e_p"], draws, alpha)
+    result["e_absent"] = _share_ci(hits["e_a"], counts["e_a"], draws, alpha)
+    result["e_silent_absent"] = _share_ci(hits["e_p"] + hits["e_a"], counts["e_p"] + counts["e_a"], draws, alpha)
+    f = {}
+    for name, r in rerank.items():
+        if not r["k1"]:
+            continue
+        k1, jp, orc = (torch.tensor(r[key], dtype=torch.float64) for key in ("k1", "judge", "oracle"))
+        pdraws = _group_draws(len(k1), bootstrap, bootstrap_seed)
+        f[name] = {"k": len(steps) * len(seeds), "n": len(k1), "k1_si_sdri": _mean_ci(k1, pdraws, alpha),
+                   "judge_si_sdri": _mean_ci(jp, pdraws, alpha), "oracle_si_sdri": _mean_ci(orc, pdraws, alpha),
+                   "judge_gain_db": _mean_ci(jp - k1, pdraws, alpha), "oracle_gain_db": _mean_ci(orc - k1, pdraws, alpha),
+                   "oracle_share": {**_share_ci(jp - k1, orc - k1, pdraws, alpha), "n": len(k1)}}
+    result["f_rerank"] = f
+    result["seconds"] = round(time.time() - t0, 1)
+    return result
+
+
+def _ci_text(v: dict[str, Any] | None, key: str, pct: bool = False) -> str:
+    if not v or v.get(key) is None:
+        return "n/a"
+    k = 100.0 if pct else 1.0
+    ci = v.get("ci") or v.get(f"{key}_ci")
+    unit = " %" if pct else ""
+    return f"{k * v[key]:.{0 if pct else 2}f}{unit}" + (f" [{k * ci[0]:.{0 if pct else 2}f}, {k * ci[1]:.{0 if pct else 2}f}]" if ci else "")
+
+
+def bars_table(r: dict[str, Any]) -> str:
+    """The :func:`evaluate_bars` result as markdown."""
+    lines = [f"Issue-17 bars on `{r['split']}`: {r['groups']} mixtures ({r['present']} with the target present), "
+             f"{r['candidates']} candidates; releases {', '.join(r['releases'])}, steps {r['steps']}, seeds "
+             f"{r['seeds']}, refined and raw (95 % CIs: bootstrap over mixtures).", "",
+             "| figure | value | bar |", "| --- | --- | --- |",
+             f"| (a) PCC overall vs grade | {_ci_text(r['a_pcc'], 'pcc')} | >= 0.8 |",
+             f"| (b) SRCC overall vs SI-SDR (separator outputs) | {_ci_text(r.get('b_srcc_si_sdr'), 'srcc')} | >= 0.7 |",
+             f"| (c) same-mixture pairs, dSI-SDR >= 1 dB, ordered right (n={r['c_pairs']['n']}) | "
+             f"{_ci_text(r['c_pairs'], 'share', True)} | >= 75 % |",
+             f"| (d) worse than the mixture scored below it (n={r['d_worse_than_mixture']['n']}) | "
+             f"{_ci_text(r['d_worse_than_mixture'], 'share', True)} | >= 75 % |",
+             f"| (e) silence below every output with SI-SDRi > 0, target present (n={r['e_silent_present']['n']}) | "
+             f"{_ci_text(r['e_silent_present'], 'share', True)} | >= 90 % |",
+             f"| (e) silence above the mixture, target absent (n={r['e_absent']['n']}) | "
+             f"{_ci_text(r['e_absent'], 'share', True)} | >= 90 % |"]
+    for name, f in r["f_rerank"].items():
+        lines += [f"| (f) {name}: K={f['k']} judge pick gain over K=1, dB SI-SDRi (n={f['n']}) | "
+                  f"{_ci_text(f['judge_gain_db'], 'mean')} (oracle {_ci_text(f['oracle_gain_db'], 'mean')}) | >= +0.5 |",
+                  f"| (f) {name}: share of the oracle gain | {_ci_text(f['oracle_share'], 'share', True)} | >= 60 % |"]
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(v: dict | None, key: str) -> str:
@@ -430,6 +685,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines += ["", f"P(overall of silence, target absent > target present) = {sp['overall_auc']:.3f}."]
     if result.get("reranking"):
         lines += ["", reranking_table(result["reranking"]).rstrip("\n")]
+    if result.get("bars"):
+        lines += ["", bars_table(result["bars"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -492,6 +749,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rerank-k", default="1,4,8", help="candidate counts for the re-ranking measurement")
     p.add_argument("--rerank-groups", type=int, default=16)
     p.add_argument("--rerank-steps", type=int, default=8)
+    p.add_argument("--bars-separators", default=None,
+                   help="comma-separated separator releases: also measure issue 17's bars (pairs, mixture, "
+                        "silence, re-ranking at K = steps x seeds) on their outputs")
+    p.add_argument("--bars-groups", type=int, default=48, help="mixtures of the bars evaluation")
+    p.add_argument("--bars-absent", type=float, default=0.2, help="share of absent-target prompts in the bars evaluation")
+    p.add_argument("--bars-steps", default="4,1", help="separator steps of the bars evaluation (the first is K = 1)")
+    p.add_argument("--bars-seeds", type=int, default=2, help="separator seeds per steps value in the bars evaluation")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/judge_eval")
     args = p.parse_args(argv)
@@ -526,6 +790,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as exc:
             print(f"promptsep judge evaluate: error: {exc}", file=sys.stderr)
             return 2
+    bar_seps: dict[str, Any] = {}
+    if args.bars_separators:
+        from separation.separator import Separator
+
+        for path in [x.strip() for x in args.bars_separators.split(",") if x.strip()]:
+            try:
+                bar_seps[Path(path).name] = Separator.from_pretrained(path)
+            except (FileNotFoundError, ValueError) as exc:
+                print(f"promptsep judge evaluate: error: {exc}", file=sys.stderr)
+                return 2
     results: dict[str, dict[str, Any]] = {}
     for split in splits:
         try:
@@ -543,6 +817,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["reranking"] = evaluate_reranking(judge, sep, args.corpus, split, args.rerank_groups, ks,
                                                      steps=args.rerank_steps, seed=args.seed + 1)
             result["reranking"]["separator"] = str(args.separator)
+        if bar_seps:
+            result["bars"] = evaluate_bars(judge, bar_seps, args.corpus, split, args.bars_groups, seed=args.seed + 3,
+                                           absent_share=args.bars_absent,
+                                           steps=[int(x) for x in args.bars_steps.split(",") if x.strip()],
+                                           seeds=list(range(args.bars_seeds)), segment_s=args.segment_s,
+                                           bootstrap=args.bootstrap)
         results[split] = result
     if len(results) == 1:
         j, m = write_report(results[splits[0]], args.out)

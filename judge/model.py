@@ -14,9 +14,13 @@ Architecture (see ``docs/JUDGE.md``)::
     optional text grounding (``clap_path``): the frozen audio-text embedding (embeddings.clap) of
         the estimate, of the rest (mixture - estimate) and of the mixture, each against the
         prompt's text embedding (and against each other) -> 5 cosines [B, 5] beside the pool
-    -> MLP -> [B, 4]
+    -> MLP -> [B, 4] (+ [B, 1] presence logit with ``presence_head``)
     raw outputs are normalised scores u = (score - 3) / 2; :meth:`Judge.forward` returns
-    3 + 2 clamp(u, -1, 1), i.e. 1..5, in the order precision, recall, faithfulness, overall.
+    3 + 2 clamp(u, -1, 1), i.e. 1..5, in the order precision, recall, faithfulness, overall,
+    and with ``presence_head`` a fifth column: the probability (sigmoid of the logit) that the
+    prompted sound is in the mixture at all (trained with BCE on ``target_present``).
+    Releases saved before the presence head (no ``presence_head`` in their config) load as
+    before and return four columns (``JudgeScores.presence`` is None).
 
 The codec (and the audio-text embedding, when used) is frozen. A judge built from a codec release folder (``codec_path``) does not
 copy the codec weights into its own release: ``config.json`` keeps the path (relative to
@@ -93,6 +97,8 @@ class JudgeConfig(release.JsonConfig):
         clap_path: a :class:`embeddings.clap.ClapTiny` release folder for text grounding (does
             the estimate, or the rest of the mixture, sound like the prompt?); None: no grounding.
         clap_sha256: SHA-256 of its weights file (set when built; checked on load).
+        presence_head: add a fifth output, the probability that the prompted sound is in the
+            mixture (False for releases that predate it).
     """
 
     codec: CodecConfig = field(default_factory=CodecConfig)
@@ -112,6 +118,7 @@ class JudgeConfig(release.JsonConfig):
     frame_pool: int = 1
     clap_path: str | None = None
     clap_sha256: str | None = None
+    presence_head: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -130,19 +137,29 @@ class JudgeScores:
         recall: all of the prompted sound kept.
         faithfulness: no artefacts or distortion.
         overall: overall quality.
+        presence: probability (0..1) that the prompted sound is in the mixture at all (None for
+            a judge without a presence head). For an absent prompt the right estimate is silence:
+            the grades then measure how quiet the estimate is, and ``presence`` says "not there".
     """
 
     precision: float
     recall: float
     faithfulness: float
     overall: float
+    presence: float | None = None
 
     def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["presence"] is None:
+            del d["presence"]
+        return d
 
     @classmethod
     def from_tensor(cls, t: torch.Tensor) -> JudgeScores:
-        v = [float(x) for x in t.detach().cpu().reshape(4)]
+        """From a ``[4]`` (scores) or ``[5]`` (scores + presence probability) tensor."""
+        v = [float(x) for x in t.detach().cpu().reshape(-1)]
+        if len(v) not in (4, 5):
+            raise ValueError(f"judge scores need 4 or 5 values, got {len(v)}")
         return cls(*v)
 
 
@@ -311,6 +328,9 @@ class Judge(nn.Module):
             nn.init.zeros_(self.film.bias)
         self.norm = nn.LayerNorm(d)
         self.head = nn.Sequential(nn.Linear(d + self.ground_dim, d), nn.GELU(), nn.Linear(d, 4))
+        # a separate module (not a wider head) so that releases without it keep their exact tensors
+        self.presence = nn.Sequential(nn.Linear(d + self.ground_dim, d), nn.GELU(), nn.Linear(d, 1)) \
+            if cfg.presence_head else None
 
     # ------------------------------------------------------------------ basics
     @property
@@ -438,7 +458,8 @@ class Judge(nn.Module):
             texts: ``B`` prompt texts.
 
         Returns:
-            ``[B, 4]`` normalised scores ``u = (score - 3) / 2`` (unbounded; training target space).
+            ``[B, 4]`` normalised scores ``u = (score - 3) / 2`` (unbounded; training target space),
+            and with a presence head ``[B, 5]``: the fifth column is the presence logit.
         """
         feats = pool_frames(feats, int(self.cfg.frame_pool))
         mask = feats["mask"].to(self.device)
@@ -477,12 +498,18 @@ class Judge(nn.Module):
                 raise ValueError("this judge grounds the prompt with an audio-text embedding: its features "
                                  "need 'clap' (rebuild the feature cache)")
             pooled = torch.cat([pooled, GROUND_SCALE * self.grounding(feats["clap"].to(self.device).float(), texts)], -1)
-        return self.head(pooled)
+        out = self.head(pooled)
+        if self.presence is not None:
+            out = torch.cat([out, self.presence(pooled)], dim=-1)
+        return out
 
     @staticmethod
     def denormalise(raw: torch.Tensor) -> torch.Tensor:
-        """Normalised scores -> 1..5 (clamped)."""
-        return 3.0 + 2.0 * raw.clamp(-1.0, 1.0)
+        """Normalised scores ``[B, 4]`` -> 1..5 (clamped); a fifth (presence logit) column -> probability."""
+        scores = 3.0 + 2.0 * raw[..., :4].clamp(-1.0, 1.0)
+        if raw.shape[-1] == 5:
+            return torch.cat([scores, torch.sigmoid(raw[..., 4:])], dim=-1)
+        return scores
 
     @staticmethod
     def normalise(scores: torch.Tensor) -> torch.Tensor:
@@ -500,7 +527,8 @@ class Judge(nn.Module):
             lengths: real samples per row (the rest is padding); default all ``N``.
 
         Returns:
-            ``[B, 4]`` scores in 1..5: precision, recall, faithfulness, overall.
+            ``[B, 4]`` scores in 1..5: precision, recall, faithfulness, overall (``[B, 5]`` with a
+            presence head: the fifth column is the presence probability, 0..1).
         """
         if mixture.shape != estimate.shape or mixture.dim() != 3 or mixture.shape[1] != 1:
             raise AudioError(f"mixture and estimate must both be [B, 1, N], got {tuple(mixture.shape)} "
@@ -584,7 +612,7 @@ class Judge(nn.Module):
         return out
 
     def _score_padded(self, pairs: list[tuple[torch.Tensor, torch.Tensor]], texts: list[str]) -> torch.Tensor:
-        """``[B, 4]`` scores of mono ``[1, N_i]`` pairs; inputs longer than ``max_frames`` are
+        """``[B, 4]`` (``[B, 5]`` with presence) scores of mono ``[1, N_i]`` pairs; inputs longer than ``max_frames`` are
         scored in consecutive windows whose scores are averaged, weighted by length."""
         win = int(self.cfg.max_frames) * self.hop_length
         rows, owners, weights = [], [], []
@@ -606,7 +634,7 @@ class Judge(nn.Module):
             est[j, :, : e.shape[-1]] = e
             lengths.append(m.shape[-1])
         scores = self(mix.to(self.device), est.to(self.device), [texts[o] for o in owners], lengths).cpu()
-        out = torch.zeros(len(pairs), 4)
+        out = torch.zeros(len(pairs), scores.shape[-1])
         tot = torch.zeros(len(pairs))
         for j, o in enumerate(owners):
             out[o] += scores[j] * weights[j]

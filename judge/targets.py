@@ -33,18 +33,33 @@ The four axes (``u`` is the axis on a 0..1 scale, the score is ``1 + 4 u``):
   part ``sum_f (a_f s_f + b_f i_f)`` (:func:`separation.metrics.multi_resolution_stft_distance`)
   mapped by ``exp(-d / 1.5)``. Low-pass filtering, clipping, added noise and codec damage
   lower it; leaked interference does not (it is explained by the residual).
-- :func:`overall_target`: ``u = sqrt(u_p * u_r * u_f)``: a zero on any axis makes the
-  overall 1, a perfect estimate is 5; precision and recall failures (the mixture, silence,
-  the wrong source) bring it to 1.
+- :func:`perceptual_target` (no axis of its own; it enters the overall): the log-mel
+  distance between the estimate and the reference target, ``d = mean |log10(M_est + floor)
+  - log10(M_ref + floor)|`` over the bins of a torchaudio ``MelSpectrogram`` (:data:`MEL_N_FFT`
+  = 1024-point STFT, hop 256, :data:`MEL_BANDS` = 64 bands, power 2), where ``floor`` is the
+  mixture's mean mel power :data:`FLOOR_DB` (30 dB) down (so what is inaudibly quiet beside the
+  mixture does not count); ``u_mel = exp(-d / MEL_SCALE)`` with :data:`MEL_SCALE` = 0.5 (one
+  decade of average log-mel error gives ``e^-2 = 0.14``). For an absent target the reference is
+  silence: ``M_ref = 0``, so silence gets ``d = 0`` and an estimate ``L`` dB above the floor
+  ``d ~ L / 10``.
+- :func:`overall_target`: ``u = sqrt(u_p * u_r * u_f) ** (1 - w) * u_mel ** w`` with
+  :data:`PERCEPTUAL_WEIGHT` ``w = 0.3``: a zero on any axis makes the overall 1, a perfect
+  estimate is 5; precision and recall failures (the mixture, silence, the wrong source) bring
+  it to 1, and of two estimates with the same SI-SDR the one whose spectrum is further from
+  the target's (e.g. its error in bands where the target is quiet) gets the lower overall.
+  (Recipe version :data:`RECIPE_VERSION` = 2; version 1 had no perceptual term.)
 
 Absent targets (the reference target is silent, so the right estimate is silence):
 recall is 5 for every estimate (there is nothing to miss); precision is the estimate's
 energy relative to the mixture: 0 dB (the mixture) -> 1, -30 dB or quieter -> 5, linear in
 dB between; faithfulness uses the same formula as above with the residual alone; the
-overall the same combination. Silence therefore gets 5 on every axis.
+overall the same combination (the perceptual term against silence). Silence therefore gets 5
+on every axis, the unprocessed mixture overall 1, and any other estimate an overall that falls
+with its energy: for an absent prompt the grade measures how quiet the output is.
 
 A silent (all-zero) estimate of a present target: recall 1, precision 5, faithfulness 5,
-overall 1.
+overall 1. Whether the prompted sound is in the mixture at all is a separate output of the
+judge (its presence head, trained on ``target_present``), not one of these grades.
 """
 
 from __future__ import annotations
@@ -68,6 +83,14 @@ MRSTFT_SCALE = 1.5
 #: A reference whose energy is below this share of the mixture energy counts as absent.
 ABSENT_REL = 1e-6
 EPS = 1e-10
+#: Log-mel distance of the perceptual term: STFT size, bands, scale in ``exp(-d / scale)``, and its
+#: weight in the overall grade.
+MEL_N_FFT = 1024
+MEL_BANDS = 64
+MEL_SCALE = 0.5
+PERCEPTUAL_WEIGHT = 0.3
+#: Version of the grading recipe (part of the judge's feature-cache fingerprint).
+RECIPE_VERSION = 2
 
 AXES = ("precision", "recall", "faithfulness", "overall")
 
@@ -210,15 +233,62 @@ def faithfulness_target(estimate: torch.Tensor, target: torch.Tensor, residual: 
     return to_score(0.5 * (u_sar + u_stft)).float()
 
 
-def overall_target(precision: torch.Tensor, recall: torch.Tensor, faithfulness: torch.Tensor) -> torch.Tensor:
-    """Overall on 1..5 from the three axes (1..5 each): ``1 + 4 sqrt(u_p u_r u_f)``, ``u = (score - 1) / 4``."""
+_MEL_CACHE: dict[tuple[int, int], torch.nn.Module] = {}
+
+
+def _mel(sample_rate: int, n: int) -> torch.nn.Module:
+    import torchaudio
+
+    n_fft = min(MEL_N_FFT, 2 ** int(math.log2(max(n, 64))))
+    key = (int(sample_rate), n_fft)
+    if key not in _MEL_CACHE:
+        _MEL_CACHE[key] = torchaudio.transforms.MelSpectrogram(
+            sample_rate=int(sample_rate), n_fft=n_fft, hop_length=n_fft // 4, n_mels=min(MEL_BANDS, n_fft // 8),
+            power=2.0, norm="slaney", mel_scale="slaney")
+    return _MEL_CACHE[key]
+
+
+def perceptual_target(estimate: torch.Tensor, target: torch.Tensor, residual: torch.Tensor,
+                      sample_rate: int) -> torch.Tensor:
+    """The perceptual term on 0..1: ``exp(-d / MEL_SCALE)`` of the log-mel distance ``d`` between
+    the estimate and the reference target (silence when the target is absent), with a floor
+    :data:`FLOOR_DB` below the mixture's mean mel power (see the module docstring).
+
+    Args:
+        estimate, target, residual: ``[..., N]``.
+        sample_rate: Hz.
+
+    Returns:
+        ``[...]`` float64 in 0..1 (1: the same mel spectrogram as the reference).
+    """
+    shape = estimate.shape[:-1]
+    n = estimate.shape[-1]
+    mel = _mel(sample_rate, n)
+    est, tgt = (x.reshape(-1, n).float() for x in (estimate, target))
+    mix = (target.double() + residual.double()).reshape(-1, n).float()
+    m_est, m_tgt, m_mix = (mel(x).double() for x in (est, tgt, mix))  # [R, bands, frames]
+    floor = m_mix.mean((-1, -2), keepdim=True) * 10 ** (-FLOOR_DB / 10) + EPS
+    d = (torch.log10(m_est + floor) - torch.log10(m_tgt + floor)).abs().mean((-1, -2))
+    return torch.exp(-d / MEL_SCALE).reshape(shape)
+
+
+def overall_target(precision: torch.Tensor, recall: torch.Tensor, faithfulness: torch.Tensor,
+                   perceptual: torch.Tensor | None = None) -> torch.Tensor:
+    """Overall on 1..5 from the three axes (1..5 each) and the perceptual term (0..1):
+    ``1 + 4 sqrt(u_p u_r u_f) ** (1 - w) * u_mel ** w`` with ``u = (score - 1) / 4`` and
+    ``w`` = :data:`PERCEPTUAL_WEIGHT`; without ``perceptual``, the recipe-1 ``1 + 4 sqrt(u_p u_r u_f)``."""
     u = [((x.double() - 1.0) / 4.0).clamp(0.0, 1.0) for x in (precision, recall, faithfulness)]
-    return to_score(torch.sqrt(u[0] * u[1] * u[2])).float()
+    base = torch.sqrt(u[0] * u[1] * u[2])
+    if perceptual is None:
+        return to_score(base).float()
+    w = PERCEPTUAL_WEIGHT
+    return to_score(base ** (1 - w) * perceptual.double().clamp(0.0, 1.0) ** w).float()
 
 
 def reference_targets(estimate: torch.Tensor, target: torch.Tensor, residual: torch.Tensor,
                       sample_rate: int) -> torch.Tensor:
-    """All four targets: ``[..., N]`` signals -> ``[..., 4]`` (precision, recall, faithfulness, overall) in 1..5.
+    """All four targets: ``[..., N]`` signals -> ``[..., 4]`` (precision, recall, faithfulness, overall) in 1..5
+    (the overall with the perceptual term, :func:`overall_target`).
 
     Args:
         estimate: the candidate stem ``[..., N]``.
@@ -233,4 +303,5 @@ def reference_targets(estimate: torch.Tensor, target: torch.Tensor, residual: to
     p = precision_target(estimate, target, residual, sample_rate, parts)
     r = recall_target(estimate, target, residual, sample_rate, parts)
     f = faithfulness_target(estimate, target, residual, sample_rate, parts)
-    return torch.stack([p, r, f, overall_target(p, r, f)], dim=-1)
+    mel = perceptual_target(estimate, target, residual, sample_rate)
+    return torch.stack([p, r, f, overall_target(p, r, f, mel)], dim=-1)

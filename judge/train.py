@@ -13,9 +13,13 @@ expensive part of a step on a CPU. Training therefore runs in two phases:
    JSON index for texts and kinds; no pickles). Chunks already there are reused, so an
    interrupted run picks up where it stopped. The same is done for ``val.groups``
    valid-split groups.
-2. **Training** of the judge's own layers over the cached pairs with Lightning: the pair
-   order is a function of the global step (:class:`~separation.harness.StepSampler` over a
-   per-epoch permutation seeded by ``(seed, epoch)``), resume checkpoints are written
+2. **Training** of the judge's own layers over the cached pairs with Lightning. A batch holds
+   whole groups (about ``data.batch_size`` pairs): the loss is the weighted per-axis MSE,
+   plus, with a presence head, ``loss.presence_weight`` x BCE of the presence logit on
+   ``target_present``, plus ``loss.rank_weight`` x a pairwise logistic ranking loss on the
+   predicted overall within each group (:func:`rank_loss`). The group order is a function of
+   the global step (:class:`~separation.harness.StepSampler` over a per-epoch permutation of
+   the groups seeded by ``(seed, epoch)``), resume checkpoints are written
    atomically to ``out_dir`` (frozen weights left out), and ``resume=auto`` continues from
    ``out_dir/last.ckpt``.
 
@@ -38,12 +42,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from judge.model import AXES
+from judge.targets import RECIPE_VERSION
 from promptsep.release import config_from_dict
 from separation import harness
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+#: Feature-cache layout version (2: reference grades with the perceptual term, presence flags
+#: used as labels; the grading recipe version is part of the fingerprint too).
+CACHE_VERSION = 2
+#: Logistic scale of the ranking loss on the predicted overall (1..5 units).
+RANK_TEMPERATURE = 0.25
 FROZEN_PREFIXES = ("codec.", "text_encoder.")
 
 
@@ -134,10 +143,17 @@ class FeatureCache(Dataset):
         self.seed = int(seed)
         self._perm_epoch = -1
         self._perm: np.ndarray | None = None
+        order = torch.argsort(self.group, stable=True)
+        counts = torch.bincount(self.group, minlength=self.num_groups).tolist()
+        self.members: list[list[int]] = [m.tolist() for m in torch.split(order, counts)]
 
     @property
     def num_pairs(self) -> int:
         return int(self.est.shape[0])
+
+    @property
+    def num_groups(self) -> int:
+        return int(self.mix.shape[0])
 
     def __len__(self) -> int:
         return 10**9
@@ -151,20 +167,26 @@ class FeatureCache(Dataset):
             out["clap"] = self.clap[j]
         return out
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        p = self.num_pairs
-        epoch = int(i) // p
+    def __getitem__(self, i: int) -> list[dict[str, Any]]:
+        """Item ``i`` of the endless stream: one whole group (its pairs, with ``group`` set), the
+        groups in a per-epoch permutation seeded by ``(seed, epoch)``."""
+        g = self.num_groups
+        epoch = int(i) // g
         if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(p)
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(g)
             self._perm_epoch = epoch
-        return self.pair(int(self._perm[int(i) % p]))
+        grp = int(self._perm[int(i) % g])
+        return [{**self.pair(j), "group": grp} for j in self.members[grp]]
 
     def all_pairs(self) -> list[dict[str, Any]]:
         return [self.pair(j) for j in range(self.num_pairs)]
 
 
-def collate_features(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack cached pairs into a batch for :meth:`judge.model.Judge.forward_features`."""
+def collate_features(items: list[dict[str, Any]] | list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Stack cached pairs (or whole groups of pairs, flattened) into a batch for
+    :meth:`judge.model.Judge.forward_features`; with groups the batch has ``group [P]``."""
+    if items and isinstance(items[0], list):
+        items = [p for grp in items for p in grp]
     out: dict[str, Any] = {}
     for k in ("mix", "est", "mask", "targets", "hand", "clap"):
         if k in items[0]:
@@ -172,7 +194,44 @@ def collate_features(items: list[dict[str, Any]]) -> dict[str, Any]:
     out["text"] = [it["text"] for it in items]
     out["kind"] = [it["kind"] for it in items]
     out["present"] = [it["present"] for it in items]
+    if "group" in items[0]:
+        out["group"] = torch.tensor([it["group"] for it in items], dtype=torch.long)
     return out
+
+
+def rank_loss(overall: torch.Tensor, target: torch.Tensor, group: torch.Tensor, min_diff: float = 0.25,
+              temperature: float = RANK_TEMPERATURE) -> torch.Tensor:
+    """Pairwise logistic ranking loss on predicted overall scores within groups.
+
+    For every ordered pair ``(i, j)`` of the same group whose target overall differs by at
+    least ``min_diff`` (``t_i > t_j``): ``softplus(-(o_i - o_j) / temperature)``, averaged over
+    the pairs (0 when there are none).
+
+    Args:
+        overall: ``[P]`` predicted overall (1..5 units, unclamped).
+        target: ``[P]`` reference overall (1..5).
+        group: ``[P]`` group id of every pair.
+        min_diff: smallest target difference that makes a pair.
+        temperature: logistic scale in score units.
+
+    Returns:
+        scalar loss.
+    """
+    same = group[:, None] == group[None, :]
+    better = (target[:, None] - target[None, :]) >= min_diff
+    sel = same & better
+    if not bool(sel.any()):
+        return overall.sum() * 0.0
+    d = overall[:, None] - overall[None, :]
+    return torch.nn.functional.softplus(-d[sel] / temperature).mean()
+
+
+def _release_fingerprint(path: str) -> str:
+    """A release folder's identity for the cache fingerprint: its path and weights' SHA-256."""
+    from promptsep.release import sha256_file
+
+    w = Path(path) / "model.safetensors"
+    return f"{path}@{sha256_file(w) if w.is_file() else 'missing'}"
 
 
 def _fingerprint(obj: Any) -> str:
@@ -322,11 +381,26 @@ class JudgeModule(L.LightningModule):
         self._ref: list[torch.Tensor] = []
 
     def training_step(self, batch, batch_idx):
-        raw = self.judge.forward_features(batch, batch["text"])
+        out = self.judge.forward_features(batch, batch["text"])
+        raw = out[:, :4]
         target = self.judge.normalise(batch["targets"].to(raw.device))
         w = self.axis_weights.to(raw.device)
         loss = ((raw - target).pow(2) * w).sum(-1).mean() / w.sum()
-        self.log("train/loss", loss, prog_bar=True, batch_size=raw.shape[0])
+        n = raw.shape[0]
+        self.log("train/mse", loss, batch_size=n)
+        lc = self.cfg.loss
+        if out.shape[-1] == 5:
+            present = torch.tensor([float(p) for p in batch["present"]], device=raw.device)
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(out[:, 4], present)
+            loss = loss + float(lc.get("presence_weight", 1.0)) * bce
+            self.log("train/presence_bce", bce, batch_size=n)
+        rank_w = float(lc.get("rank_weight", 1.0))
+        if rank_w > 0 and "group" in batch:
+            rl = rank_loss(3.0 + 2.0 * raw[:, 3], batch["targets"][:, 3].to(raw.device), batch["group"].to(raw.device),
+                           float(lc.get("rank_min_diff", 0.25)))
+            loss = loss + rank_w * rl
+            self.log("train/rank", rl, batch_size=n)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
         return loss
 
     def configure_optimizers(self):
@@ -355,7 +429,7 @@ class JudgeModule(L.LightningModule):
         for a, name in enumerate(AXES):
             v = pearson(pred[:, a], ref[:, a])
             self.log(f"val/pcc_{name}", v if v == v else 0.0, prog_bar=name == "overall")
-        self.log("val/mae", float((pred - ref).abs().mean()))
+        self.log("val/mae", float((pred[:, :4] - ref).abs().mean()))
 
 
 # --------------------------------------------------------------------- train
@@ -415,11 +489,13 @@ def train_judge(cfg) -> dict[str, Any]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             codec_for_data = build_codec(jcfg.codec).eval()
-    sep = cfg.get("separator_checkpoint") or None
+    seps = [str(p) for p in (cfg.get("separator_checkpoints") or [])]
+    sep = seps or None
     meta = {"mix": dataclasses.asdict(mix_cfg), "cand": dataclasses.asdict(cand_cfg), "seed": int(cfg.seed),
             # the loaded codec's weights hash (or, for a seeded random codec, its full config): a retrained
             # codec release invalidates the cache
-            "codec": judge.cfg.codec_sha256 or _fingerprint(judge.cfg.codec.to_dict()), "separator": str(sep),
+            "codec": judge.cfg.codec_sha256 or _fingerprint(judge.cfg.codec.to_dict()), "separators": [_release_fingerprint(p) for p in seps],
+            "targets": RECIPE_VERSION,
             "hand": bool(jcfg.hand_features), "bands": int(jcfg.bands), "root": str(cfg.data.root),
             "clap": judge.cfg.clap_sha256}
     t0 = time.time()
@@ -440,11 +516,12 @@ def train_judge(cfg) -> dict[str, Any]:
     logger.info("feature cache: %d train pairs (%.0f s)", train_cache.num_pairs, cache_seconds)
 
     module = JudgeModule(judge, cfg)
+    per_group = max(1, round(train_cache.num_pairs / max(1, train_cache.num_groups)))
     val_pairs = FeatureCache(out_dir / "cache" / "valid").all_pairs() if val_groups > 0 else []
 
     ckpt_path = harness.resume_checkpoint(cfg, out_dir)
     start_step = harness.resume_step(ckpt_path)
-    bs = int(cfg.data.batch_size)
+    bs = max(1, round(int(cfg.data.batch_size) / per_group))  # whole groups per batch (~data.batch_size pairs)
     loader = DataLoader(train_cache, batch_size=bs, sampler=harness.StepSampler(start_step * bs, 10**9),
                         collate_fn=collate_features, num_workers=0)
     val_loader = DataLoader(val_pairs, batch_size=64, collate_fn=collate_features) if val_pairs else None

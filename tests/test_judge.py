@@ -13,7 +13,7 @@ import torch
 
 from judge.targets import reference_targets
 from promptsep.errors import AudioError, PromptError
-from tests.conftest import tiny_model_config
+from tests.conftest import random_tiny_separation_model, tiny_model_config
 
 SR = 16000
 TINY_CODEC = dict(encoder_dim=8, encoder_rates=(4, 8), latent_dim=8, decoder_dim=16, decoder_rates=(8, 4))
@@ -240,7 +240,7 @@ def test_dataset_groups_are_graded_and_deterministic(tiny_corpus):
     from separation.data.mixing import MixConfig
 
     mix_cfg = MixConfig(segment_s=0.5, min_sources=1, max_sources=2, p_text=1, p_span=0, p_text_span=0, p_video=0)
-    weights = {k: 1.0 for k in KINDS if k not in ("codec", "separator")}
+    weights = {k: 1.0 for k in KINDS if k not in ("codec", "separator", "wrong_prompt")}
     ds = JudgeDataset(tiny_corpus, "train", mix_cfg, CandidateConfig(per_mixture=len(weights), weights=weights),
                       seed=0, length=4)
     it = ds[1]
@@ -258,7 +258,7 @@ def test_dataset_groups_are_graded_and_deterministic(tiny_corpus):
 
 
 # ---------------------------------------------------------------------- training, CLI
-def _train_cfg(tiny_corpus, tmp_path, steps=3):
+def _train_cfg(tiny_corpus, tmp_path, steps=3, separators=()):
     from hydra import compose, initialize_config_dir
 
     from separation.train import CONF_DIR
@@ -270,7 +270,7 @@ def _train_cfg(tiny_corpus, tmp_path, steps=3):
             "data.max_sources=2", "data.groups=4", "data.chunk_groups=2", "data.batch_size=4",
             "candidates.per_mixture=3", "val.groups=2", "val.every=2", f"trainer.max_steps={steps}",
             "trainer.ckpt_every=2", "trainer.log_every=1", "trainer.threads=1", f"out_dir={tmp_path / 'run'}",
-            f"export_dir={tmp_path / 'release'}",
+            f"export_dir={tmp_path / 'release'}", f"separator_checkpoints=[{','.join(map(str, separators))}]",
         ])
 
 
@@ -454,3 +454,172 @@ def test_grounded_judge_trains_from_its_feature_cache(tiny_corpus, tmp_path):
     j = Judge.from_pretrained(result["export_dir"])
     assert j.clap is not None
     assert 1.0 <= j.score(torch.randn(1, 4000) * 0.1, torch.randn(1, 4000) * 0.1, "tone", SR).overall <= 5.0
+
+
+# ------------------------------------------------- separator candidates, presence, perceptual grade, ranking, bars
+@pytest.fixture(scope="module")
+def two_separator_releases(tmp_path_factory):
+    """Two different tiny separator releases (seeded random models; the second's output layer redrawn)."""
+    a = random_tiny_separation_model(video=False)
+    b = random_tiny_separation_model(video=False)
+    torch.manual_seed(1)
+    torch.nn.init.normal_(b.dit.out_proj.weight, std=0.05)
+    root = tmp_path_factory.mktemp("seps")
+    return [str(a.save_pretrained(root / "rel_a")), str(b.save_pretrained(root / "rel_b"))]
+
+
+def test_separator_candidates_come_from_several_releases(tiny_corpus, two_separator_releases):
+    from judge.data import CandidateConfig, JudgeDataset
+    from separation.data.mixing import MixConfig
+    from separation.separator import Separator
+
+    mix_cfg = MixConfig(segment_s=0.5, min_sources=2, max_sources=2, p_text=1, p_span=0, p_text_span=0, p_video=0)
+    cand = CandidateConfig.from_dict({"per_mixture": 6, "weights": {"separator": 3.0, "wrong_prompt": 1.0},
+                                      "separator_steps": [1, 2]})
+    ds = JudgeDataset(tiny_corpus, "train", mix_cfg, cand, seed=0, length=3, separator=two_separator_releases)
+    it = ds[0]
+    assert set(it["kinds"]) <= {"separator", "wrong_prompt"} and it["estimates"].shape == (6, 1, 8000)
+    assert torch.equal(it["estimates"], ds[0]["estimates"])  # deterministic
+    used = {d["release"] for i in range(3) for d in ds[i]["details"] if d}
+    assert used == {0, 1}
+    item = ds.mix[0]
+    spec = {"steps": 2, "refine": "none", "seed": 3, "text": item["text"]}
+    a, b = ds.separate(item, [{**spec, "release": 0}, {**spec, "release": 1}])
+    assert not torch.allclose(a, b)
+    direct = Separator.from_pretrained(two_separator_releases[1]).separate(
+        item["mixture"], SR, text=item["text"], steps=2, seed=3, refine="wiener", keep_raw=True)
+    torch.testing.assert_close(b, direct.raw[0][:, :8000])
+    wrong = [d for i in range(3) for d in ds[i]["details"] if d and d["kind"] == "wrong_prompt"]
+    assert wrong and all(d["text"] != ds.mix[d["item"]]["text"] for d in wrong)
+    with pytest.raises(ValueError, match="separator_refine"):
+        CandidateConfig.from_dict({"separator_refine": ["sharpen"]})
+
+
+def test_presence_head_output_and_loss(tiny_corpus):
+    from omegaconf import OmegaConf
+
+    from judge.model import JudgeScores, build_judge
+    from judge.train import JudgeModule
+
+    torch.manual_seed(0)
+    j = build_judge(tiny_judge_config(presence_head=True)).eval()
+    s, i = _signals(8000)
+    out = j(torch.stack([s + i, s + i]), torch.stack([s, torch.zeros_like(s)]), ["tone", "tone"])
+    assert out.shape == (2, 5) and bool(((out[:, 4] > 0) & (out[:, 4] < 1)).all())
+    sc = j.score(s + i, s, "tone", SR)
+    assert isinstance(sc, JudgeScores) and 0.0 < sc.presence < 1.0 and "presence" in sc.to_dict()
+    cfg = OmegaConf.create({"loss": {"axis_weights": [1, 1, 1, 1], "presence_weight": 1.0, "rank_weight": 0.0},
+                            "optim": {"lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 1}, "trainer": {"max_steps": 2}})
+    module = JudgeModule(j.train(), cfg)
+    feats = j.audio_features(torch.stack([s + i] * 2), torch.stack([s, s]))
+    batch = {**feats, "text": ["tone"] * 2, "targets": torch.full((2, 4), 3.0), "present": [True, True]}
+    logits = j.forward_features(batch, batch["text"])[:, 4].detach()
+    loss_yes = module.training_step(batch, 0)
+    loss_no = module.training_step({**batch, "present": [False, False]}, 0)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.ones(2)) - \
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.zeros(2))
+    torch.testing.assert_close(loss_yes - loss_no, expected, atol=1e-5, rtol=1e-4)
+    loss_yes.backward()
+    assert j.presence[-1].weight.grad is not None and float(j.presence[-1].weight.grad.abs().sum()) > 0
+
+
+def test_rank_loss_sign_on_a_crafted_pair():
+    from judge.train import rank_loss
+
+    target = torch.tensor([4.0, 2.0, 3.9, 2.0])
+    group = torch.tensor([0, 0, 1, 2])  # only (0, 1) is a same-group pair with a 0.25+ difference
+    right = rank_loss(torch.tensor([4.0, 2.0, 1.0, 5.0]), target, group)
+    wrong = rank_loss(torch.tensor([2.0, 4.0, 1.0, 5.0]), target, group)
+    assert float(right) < 0.01 < 1.0 < float(wrong)
+    o = torch.tensor([3.0, 3.0, 3.0, 3.0], requires_grad=True)
+    rank_loss(o, target, group).backward()
+    assert float(o.grad[0]) < 0 < float(o.grad[1]) and float(o.grad[2]) == 0 == float(o.grad[3])
+    assert float(rank_loss(o, torch.tensor([3.0, 3.1, 3.0, 3.0]), torch.zeros(4, dtype=torch.long))) == 0.0
+
+
+def test_perceptual_term_lowers_a_mel_damaged_estimate_at_equal_si_sdr():
+    from judge.targets import overall_target, perceptual_target
+    from separation.metrics import si_sdr
+
+    s, i = _signals()
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(s.shape, generator=g)
+
+    def orth(e):  # error orthogonal to the target, at a fixed energy: same SI-SDR
+        e = e - (e * s).sum() / (s * s).sum() * s
+        return e * (0.1 * s.norm() / e.norm())
+
+    t = torch.arange(s.shape[-1]) / SR
+    quad = (torch.cos(2 * math.pi * 440 * t) * (1 + 0.5 * torch.sin(2 * math.pi * 3 * t)))[None]
+    masked = s + orth(quad)  # error in the target's own bins (a phase error): spectrum nearly unchanged
+    damaged = s + orth(w)  # same error energy spread over every band, where the target is quiet
+    assert float(si_sdr(masked, s)) == pytest.approx(float(si_sdr(damaged, s)), abs=0.01)
+    pm, pd = (float(perceptual_target(e, s, i, SR)[0]) for e in (masked, damaged))
+    assert pd < pm
+    tm, td = reference_targets(masked, s, i, SR)[0], reference_targets(damaged, s, i, SR)[0]
+    assert float(td[3]) < float(tm[3])
+    # the perceptual term is what lowers it: the overall without it is higher
+    assert float(td[3]) < float(overall_target(td[0:1], td[1:2], td[2:3])[0]) - 0.05
+    assert float(reference_targets(s, s, i, SR)[0, 3]) == pytest.approx(5.0, abs=1e-3)
+
+
+def test_bars_evaluation_on_a_tiny_run(judge, tiny_corpus, two_separator_releases, tmp_path, capsys):
+    from judge.evaluate import bars_table, evaluate_bars, main
+    from separation.separator import Separator
+
+    seps = {Path(p).name: Separator.from_pretrained(p) for p in two_separator_releases}
+    r = evaluate_bars(judge, seps, tiny_corpus, "test", groups=4, absent_share=0.3, steps=(2, 1), seeds=(0, 1),
+                      segment_s=0.5, bootstrap=50, progress=False)
+    assert r["candidates"] == 4 * (2 * 2 * 2 * 2 + 2)
+    assert -1.0 <= r["a_pcc"]["pcc"] <= 1.0 and r["a_pcc"]["pcc_ci"] is not None
+    for key in ("c_pairs", "d_worse_than_mixture", "e_silent_present", "e_absent", "e_silent_absent"):
+        v = r[key]
+        assert v["n"] == 0 or 0.0 <= v["share"] <= 1.0, key
+    assert r["e_silent_absent"]["n"] == r["e_silent_present"]["n"] + r["e_absent"]["n"]
+    assert set(r["f_rerank"]) == {"rel_a", "rel_b"}
+    f = r["f_rerank"]["rel_a"]
+    assert f["k"] == 4 and f["oracle_gain_db"]["mean"] >= f["judge_gain_db"]["mean"] - 1e-9
+    assert f["oracle_si_sdri"]["mean"] >= f["k1_si_sdri"]["mean"] - 1e-9
+    assert "(c) same-mixture pairs" in bars_table(r)
+    ckpt = judge.save_pretrained(tmp_path / "judge")
+    assert main(["--checkpoint", str(ckpt), "--corpus", tiny_corpus, "--groups", "1", "--per-mixture", "2",
+                 "--segment-s", "0.5", "--silent-groups", "0", "--bootstrap", "20", "--bars-groups", "2",
+                 "--bars-separators", ",".join(two_separator_releases), "--bars-steps", "1", "--bars-seeds", "1",
+                 "--threads", "1", "--out", str(tmp_path / "eval")]) == 0
+    out = json.loads((tmp_path / "eval" / "judge_eval.json").read_text())
+    assert out["bars"]["groups"] == 2 and set(out["bars"]["f_rerank"]) <= {"rel_a", "rel_b"}
+    assert "Issue-17 bars" in capsys.readouterr().out
+
+
+def test_train_with_two_separator_releases(tiny_corpus, tmp_path, two_separator_releases):
+    from judge.model import Judge
+    from judge.train import FeatureCache, train_judge
+
+    result = train_judge(_train_cfg(tiny_corpus, tmp_path, steps=2, separators=two_separator_releases))
+    assert result["global_step"] == 2
+    cache = FeatureCache(tmp_path / "run" / "cache" / "train")
+    assert any(k in ("separator", "wrong_prompt") for k in cache.kinds)
+    assert len(cache[0]) == 3 and len({p["group"] for p in cache[0]}) == 1  # items are whole groups
+    j = Judge.from_pretrained(result["export_dir"])
+    assert j.cfg.presence_head and j.score(torch.randn(1, 4000) * 0.1, torch.randn(1, 4000) * 0.1, "tone",
+                                            SR).presence is not None
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "checkpoints" / "promptsep-judge-tiny"
+                         / "model.safetensors").is_file(), reason="shipped judge not in this checkout")
+def test_shipped_judge_without_presence_head_loads_and_scores_as_before():
+    from judge.model import Judge
+
+    j = Judge.from_pretrained(str(Path(__file__).resolve().parents[1] / "checkpoints" / "promptsep-judge-tiny"))
+    assert not j.cfg.presence_head and j.presence is None
+    t = torch.arange(SR * 2) / SR
+    s = 0.3 * torch.sin(2 * math.pi * 440 * t)
+    i = 0.2 * torch.sin(2 * math.pi * 97 * t) * torch.sin(2 * math.pi * 1.5 * t)
+    mix = (s + i)[None]
+    # scores of the shipped release computed with the code before the presence head (main at 8c9a05a)
+    before = {"est": [3.3962, 3.1360, 4.2587, 2.8132], "mix": [1.1195, 4.8033, 4.7664, 1.0341],
+              "silence": [5.0, 4.3888, 4.4108, 3.9925]}
+    for name, est in (("est", s[None]), ("mix", mix), ("silence", torch.zeros_like(mix))):
+        sc = j.score(mix, est, "a tone", SR)
+        assert sc.presence is None and set(sc.to_dict()) == {"precision", "recall", "faithfulness", "overall"}
+        assert [sc.precision, sc.recall, sc.faithfulness, sc.overall] == pytest.approx(before[name], abs=2e-3)
