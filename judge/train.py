@@ -266,7 +266,8 @@ def build_feature_cache(judge, dataset, folder: str | Path, groups: int, chunk_g
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     # items are pure functions of their index: a larger `groups` extends a cache, a smaller one reads a prefix
-    meta = dict(meta or {}, version=CACHE_VERSION, chunk_groups=int(chunk_groups))
+    # as it reads back from index.json (tuples become lists), so an unchanged cache compares equal
+    meta = json.loads(json.dumps(dict(meta or {}, version=CACHE_VERSION, chunk_groups=int(chunk_groups)), default=str))
     index_path = folder / "index.json"
     index = {"meta": meta, "chunks": []}
     if index_path.is_file():

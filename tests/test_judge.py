@@ -283,8 +283,11 @@ def test_train_judge_runs_resumes_and_exports(tiny_corpus, tmp_path):
     assert set(result["val"]) == {"pcc_precision", "pcc_recall", "pcc_faithfulness", "pcc_overall"}
     j = Judge.from_pretrained(result["export_dir"])
     assert 1.0 <= j.score(torch.randn(1, 4000) * 0.1, torch.randn(1, 4000) * 0.1, "tone", SR).overall <= 5.0
+    chunks = {f: f.stat().st_mtime_ns for f in (tmp_path / "run" / "cache").rglob("chunk_*.safetensors")}
     more = train_judge(_train_cfg(tiny_corpus, tmp_path, steps=5))  # resume=auto, cache reused
     assert more["global_step"] == 5
+    # the second run kept every chunk the first one wrote (its metadata reads back equal from index.json)
+    assert chunks and {f: f.stat().st_mtime_ns for f in chunks if f.exists()} == chunks
 
 
 def test_cli_scores_files_and_refuses_bad_input(judge, tmp_path, capsys):
