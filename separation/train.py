@@ -274,8 +274,13 @@ def train(cfg) -> dict[str, Any]:
         from separation.model import MODEL_KIND
 
         mcfg.codec = codec_config_from_dict(read_meta(init_from, MODEL_KIND)[1]["config"]["codec"])
+        if int(mcfg.codec.sample_rate) != int(cfg.codec.sample_rate):  # the data is mixed at cfg.codec's rate
+            raise ValueError(f"init_from={init_from} has a {mcfg.codec.sample_rate} Hz codec, but this run's codec "
+                             f"config is {cfg.codec.sample_rate} Hz: choose the matching codec= group")
     if init_from and isinstance(mcfg.codec, MDCTCodecConfig):
         codec = MDCTCodec(mcfg.codec)
+    elif init_from:  # a learned codec: built from the release's config, its weights come with init_from
+        codec = None
     elif cfg.get("codec_checkpoint"):
         codec = load_codec_release(cfg.codec_checkpoint)
         mcfg.codec = codec.cfg

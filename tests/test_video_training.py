@@ -119,3 +119,17 @@ def test_video_bench_scenes_share_frames_and_box_each_source(tiny_corpus):
     assert summary["gain[text+video - text]"]["mean"] == pytest.approx(3.5)
     assert summary["wrong_box_follows_share"]["mean"] == pytest.approx(0.5)
     assert summary["wrong_box_follows_share_mixture"]["mean"] == pytest.approx(0.0)
+
+
+def test_init_from_refuses_a_release_at_another_sample_rate(tiny_corpus, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from separation.model import build_separation_model
+    from separation.train import CONF_DIR, train
+
+    path = build_separation_model(tiny_model_config(video=False)).save_pretrained(tmp_path / "rel16k")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=debug", "codec=sam48k", f"data.root={tiny_corpus}",
+                                                      f"out_dir={tmp_path / 'run'}", f"init_from={path}"])
+    with pytest.raises(ValueError, match="16000 Hz codec"):
+        train(cfg)
