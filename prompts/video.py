@@ -143,9 +143,41 @@ class VideoEncoder(nn.Module):
         super().__init__()
         cfg = cfg if cfg is not None else VideoEncoderConfig()
         self.cfg = cfg
-        if cfg.model_name == CONV_TOWER_NAME:
-            self._build_conv_tower(cfg)
-            return
+        build = self._conv_tower if cfg.model_name == CONV_TOWER_NAME else self._open_clip_tower
+        self.visual, mean, std, dim = build(cfg)
+        # masked-out pixels become exactly zero after this normalisation, for every tower
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        if dim is None:
+            with torch.no_grad():
+                dim = self.visual(torch.zeros(1, 3, cfg.image_size, cfg.image_size)).shape[-1]
+        self.dim = int(dim)
+        if cfg.dim is not None and int(cfg.dim) != self.dim:
+            raise ValueError(
+                f"video tower {cfg.model_name!r} gives {self.dim}-d features, but the config says dim={cfg.dim}"
+            )
+        if not cfg.trainable:
+            self.requires_grad_(False)
+            super().train(False)
+        logger.info("video encoder %s (pretrained=%s, %d px, trainable=%s): %d-d", cfg.model_name, cfg.pretrained,
+                    cfg.image_size, cfg.trainable, self.dim)
+
+    @staticmethod
+    def _conv_tower(cfg: VideoEncoderConfig) -> tuple[nn.Module, tuple, tuple, int]:
+        """``(tower, mean, std, dim)`` of :class:`ConvFrameTower` (seeded init, no files)."""
+        if cfg.pretrained is not None:
+            raise ValueError(f"{CONV_TOWER_NAME} has no pretrained tags; its weights come with a separator release "
+                             f"(got pretrained={cfg.pretrained!r})")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(VIDEO_INIT_SEED)
+            tower = ConvFrameTower(dim=int(cfg.dim or 64))
+        return tower, OPENAI_MEAN, OPENAI_STD, tower.output_dim
+
+    @staticmethod
+    def _open_clip_tower(cfg: VideoEncoderConfig) -> tuple[nn.Module, tuple, tuple, int | None]:
+        """``(visual tower, mean, std, dim or None)`` of an open_clip model (downloads a pretrained tag)."""
         import open_clip
 
         if cfg.model_name == TINY_VIT_NAME:
@@ -176,55 +208,13 @@ class VideoEncoder(nn.Module):
             finally:
                 if quiet is not None:
                     root.removeFilter(quiet)
-        self.visual = clip.visual
         pp = open_clip.get_model_preprocess_cfg(clip) or {}
         mean = pp.get("mean") or open_clip.OPENAI_DATASET_MEAN
         std = pp.get("std") or open_clip.OPENAI_DATASET_STD
-        del clip
-        self.register_buffer(
-            "mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        dim = getattr(self.visual, "output_dim", None)
+        dim = getattr(clip.visual, "output_dim", None)
         if dim is None and model_cfg is not None:
             dim = model_cfg.get("embed_dim")
-        if dim is None:
-            with torch.no_grad():
-                dim = self.visual(torch.zeros(1, 3, cfg.image_size, cfg.image_size)).shape[-1]
-        self.dim = int(dim)
-        if cfg.dim is not None and int(cfg.dim) != self.dim:
-            raise ValueError(
-                f"video tower {cfg.model_name!r} gives {self.dim}-d features, but the config says dim={cfg.dim}"
-            )
-        if not cfg.trainable:
-            self.requires_grad_(False)
-            super().train(False)
-        logger.info(
-            "video encoder %s (pretrained=%s, %d px): %d-d",
-            cfg.model_name,
-            cfg.pretrained,
-            cfg.image_size,
-            self.dim,
-        )
-
-    def _build_conv_tower(self, cfg: VideoEncoderConfig) -> None:
-        if cfg.pretrained is not None:
-            raise ValueError(f"{CONV_TOWER_NAME} has no pretrained tags; its weights come with a separator release "
-                             f"(got pretrained={cfg.pretrained!r})")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(VIDEO_INIT_SEED)
-            self.visual = ConvFrameTower(dim=int(cfg.dim or 64))
-        # the same normalisation as the open_clip towers: masked-out pixels become exactly zero
-        self.register_buffer("mean", torch.tensor(OPENAI_MEAN, dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(OPENAI_STD, dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
-        self.dim = self.visual.output_dim
-        if not cfg.trainable:
-            self.requires_grad_(False)
-            super().train(False)
-        logger.info("video encoder %s (%d px, trainable=%s): %d-d", CONV_TOWER_NAME, cfg.image_size,
-                    cfg.trainable, self.dim)
+        return clip.visual, tuple(mean), tuple(std), dim
 
     def train(self, mode: bool = True) -> VideoEncoder:
         """Frozen encoders stay in eval mode."""
