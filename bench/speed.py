@@ -94,10 +94,15 @@ def measure(
     overlap_s: float = 2.0,
     threads: int | None = None,
     device: str = "cpu",
-    method: str = "midpoint",
+    method: str | None = "midpoint",
     text: str = "a steady tone",
+    candidates: int = 1,
+    judge: str | None = None,
 ) -> dict[str, Any]:
     """Time and memory of one configuration in this process.
+
+    With ``candidates`` K > 1 the separator draws K results and keeps the judge's best (the cost of
+    re-ranking: K separations and K judge passes); ``judge`` is then the judge release folder.
 
     A 0.5 s warm-up run initialises kernels; then the peak-RSS counter is reset and the
     first full run gives the memory figure (peak RSS minus RSS before it); then
@@ -113,10 +118,20 @@ def measure(
 
     if threads:
         torch.set_num_threads(int(threads))
-    sep = Separator.from_pretrained(checkpoint, device=device, chunk_s=chunk_s, overlap_s=overlap_s)
+    ranker = None
+    if int(candidates) > 1:
+        if not judge:
+            raise ValueError("candidates > 1 needs a judge release (--judge) to rank them")
+        from judge.model import Judge
+
+        ranker = Judge.from_pretrained(judge, map_location=device).eval()
+    sep = Separator.from_pretrained(checkpoint, device=device, chunk_s=chunk_s, overlap_s=overlap_s, judge=ranker)
     sr = sep.sample_rate
     audio = speed_signal(seconds, sr)
-    sep.separate(speed_signal(min(0.5, seconds), sr), sr, text=text, steps=nfe, method=method)
+    kw = {"text": text, "steps": nfe, "method": method, "candidates": int(candidates)}
+    if ranker is not None:
+        kw["ranker"] = "judge"
+    sep.separate(speed_signal(min(0.5, seconds), sr), sr, **kw)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -125,20 +140,21 @@ def measure(
     if not exact:
         before = peak_rss_mb()  # fresh process: the high-water mark so far is the baseline
     t0 = time.perf_counter()
-    sep.separate(audio, sr, text=text, steps=nfe, method=method)
+    sep.separate(audio, sr, **kw)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     first = time.perf_counter() - t0
     peak = peak_rss_mb()
     out: dict[str, Any] = {"audio_s": seconds, "nfe": nfe, "rss_before_mb": before, "peak_rss_mb": peak,
                            "peak_delta_mb": max(0.0, peak - (before or 0.0)), "peak_exact": exact,
-                           "first_run_s": first, "threads": torch.get_num_threads(), "device": device}
+                           "first_run_s": first, "threads": torch.get_num_threads(), "device": device,
+                           "candidates": int(candidates)}
     if device.startswith("cuda"):
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
-        sep.separate(audio, sr, text=text, steps=nfe, method=method)
+        sep.separate(audio, sr, **kw)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
@@ -184,6 +200,9 @@ def run_speed(
     device: str = "cpu",
     isolate: bool = True,
     command: str | None = None,
+    candidates: Sequence[int] = (),
+    judge: str | None = None,
+    method: str | None = "midpoint",
 ) -> dict[str, Any]:
     """Measure every configuration and write ``speed.json`` and ``speed.md``.
 
@@ -200,6 +219,10 @@ def run_speed(
         device: ``cpu`` or ``cuda``.
         isolate: one fresh subprocess per configuration.
         command: the command line recorded in the report.
+        candidates: re-ranking rows: K candidates ranked by ``judge`` on ``short_s`` seconds at the
+            first ``nfe`` (K = 1 is the same row without the judge, the cost baseline).
+        judge: judge release folder for the re-ranking rows.
+        method: sampler (None: the release's recommended).
 
     Returns:
         The ``speed.json`` content.
@@ -213,18 +236,22 @@ def run_speed(
         configs.append({"seconds": float(s), "nfe": int(long_nfe), "repeats": long_repeats})
     if int(long_nfe) not in [int(k) for k in nfe]:
         configs.append({"seconds": short_s, "nfe": int(long_nfe), "repeats": repeats})
+    for k in candidates:
+        if int(k) > 1:
+            configs.append({"seconds": short_s, "nfe": int(nfe[0]), "repeats": repeats, "candidates": int(k)})
     results = []
     from tqdm import tqdm
 
     for c in tqdm(configs, desc="speed", unit="config"):
         args = {"checkpoint": str(checkpoint), "seconds": c["seconds"], "nfe": c["nfe"], "repeats": c["repeats"],
-                "chunk_s": chunk_s, "overlap_s": overlap_s, "threads": threads, "device": device}
+                "chunk_s": chunk_s, "overlap_s": overlap_s, "threads": threads, "device": device, "method": method,
+                "candidates": c.get("candidates", 1), "judge": judge if c.get("candidates", 1) > 1 else None}
         r = _measure_isolated(args) if isolate else measure(**args)
         logger.info("%.0f s at NFE %d: median %.3f s (RTF %.3f), peak +%.1f MiB", c["seconds"], c["nfe"],
                     r["median_s"], r["rtf"], r["peak_delta_mb"])
         results.append(r)
 
-    sweep = sorted((r for r in results if r["nfe"] == int(long_nfe)), key=lambda r: r["audio_s"])
+    sweep = sorted((r for r in results if r["nfe"] == int(long_nfe) and r["candidates"] == 1), key=lambda r: r["audio_s"])
     lengths = [r["audio_s"] for r in sweep]
     slope, intercept = _fit_line(lengths, [r["median_s"] for r in sweep]) if len(sweep) >= 2 else (None, None)
     lin: dict[str, Any] = {"nfe": int(long_nfe), "points": [
@@ -239,8 +266,13 @@ def run_speed(
             "memory_mb_per_minute": (b["peak_delta_mb"] - a["peak_delta_mb"]) / ((b["audio_s"] - a["audio_s"]) / 60),
         })
     dev = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"cpu, {results[0]['threads']} threads"
+    base = next((r for r in results if r["candidates"] == 1 and r["audio_s"] == short_s and r["nfe"] == int(nfe[0])), None)
+    rerank = [{"candidates": r["candidates"], "nfe": r["nfe"], "median_s": r["median_s"], "rtf": r["rtf"],
+               "time_ratio_vs_one": r["median_s"] / base["median_s"] if base else None}
+              for r in results if r["candidates"] > 1]
     report = {"checkpoint": str(checkpoint), "device": dev, "chunk_s": chunk_s, "overlap_s": overlap_s,
-              "isolated": isolate, "command": command, "configs": results, "length_sweep": lin}
+              "isolated": isolate, "command": command, "configs": results, "length_sweep": lin,
+              "judge": judge, "rerank": rerank}
     tmp = out / "speed.json.tmp"
     tmp.write_text(json.dumps(report, indent=2))
     os.replace(tmp, out / "speed.json")
@@ -256,11 +288,11 @@ def _write_md(rep: dict[str, Any], path: Path) -> None:
               f"{rep['overlap_s']} s overlap; {'one fresh process per row' if rep['isolated'] else 'one process'}. "
               "Time: median of the timed runs (after a warm-up); RTF = time / audio duration (< 1 is faster than "
               "real time). Peak memory: RSS high-water mark during a run minus RSS before it.", "",
-              "| audio (s) | NFE | median (s) | RTF | runs | peak RSS delta (MiB) | RSS before (MiB) | chunks |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| audio (s) | NFE | candidates | median (s) | RTF | runs | peak RSS delta (MiB) | RSS before (MiB) | chunks |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rep["configs"]:
-        lines.append(f"| {r['audio_s']:g} | {r['nfe']} | {r['median_s']:.3f} | {r['rtf']:.3f} | {len(r['times'])} | "
-                     f"{r['peak_delta_mb']:.1f} | {(r['rss_before_mb'] or 0):.0f} | {r['chunks']} |")
+        lines.append(f"| {r['audio_s']:g} | {r['nfe']} | {r.get('candidates', 1)} | {r['median_s']:.3f} | {r['rtf']:.3f} | "
+                     f"{len(r['times'])} | {r['peak_delta_mb']:.1f} | {(r['rss_before_mb'] or 0):.0f} | {r['chunks']} |")
     lin = rep["length_sweep"]
     if lin.get("time_ratio") is not None:
         mems = " / ".join(f"{p['peak_delta_mb']:.0f}" for p in lin["points"])
@@ -273,6 +305,12 @@ def _write_md(rep: dict[str, Any], path: Path) -> None:
                   f"- peak memory: {mems} MiB (ratio of the two longest {ratio if ratio is None else round(ratio, 2)}, "
                   f"{lin['memory_mb_per_minute']:.1f} MiB per extra minute: the audio buffers; the model's "
                   "working set is per chunk)"]
+    if rep.get("rerank"):
+        lines += ["", f"## Re-ranking cost (judge `{rep.get('judge')}`)", ""]
+        for r in rep["rerank"]:
+            ratio = r["time_ratio_vs_one"]
+            lines.append(f"- best of {r['candidates']} at NFE {r['nfe']}: {r['median_s']:.3f} s (RTF {r['rtf']:.3f})"
+                         + (f", {ratio:.2f}x one candidate" if ratio is not None else ""))
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -299,6 +337,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--in-process", action="store_true", help="measure in this process (no fresh subprocess per row)")
+    p.add_argument("--method", default=None, help="sampler (default: the release's recommended)")
+    p.add_argument("--candidates", type=int, nargs="*", default=[],
+                   help="re-ranking rows: best of K by the judge on --short-s seconds at the first --nfe")
+    from promptsep.cli import DEFAULT_JUDGE
+
+    p.add_argument("--judge", default=str(DEFAULT_JUDGE), help="judge release for --candidates (default: shipped)")
     p.add_argument("--quick", action="store_true",
                    help="seconds-fast smoke run: NFE 2 4 on 1 s, lengths 2 and 4 s, 1 s chunks, 2 runs")
     args = p.parse_args(argv)
@@ -308,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rep = run_speed(args.checkpoint, args.out, args.nfe, args.short_s, args.long_s, args.long_nfe, args.repeats,
                         args.long_repeats, args.chunk_s, args.overlap_s, args.threads, args.device,
-                        isolate=not args.in_process, command="promptsep bench speed " + " ".join(argv))
+                        isolate=not args.in_process, command="promptsep bench speed " + " ".join(argv),
+                        candidates=args.candidates, judge=args.judge, method=args.method)
     except (FileNotFoundError, ValueError) as exc:
         print(f"promptsep bench speed: error: {exc}", file=sys.stderr)
         return 2

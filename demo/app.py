@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 #: Shipped default models and bundled examples, found through the installed package.
 DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-tiny")
 DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
+DEFAULT_VIDEO_CHECKPOINT = packaged_checkpoint("promptsep-v2-video")
 DEFAULT_EXAMPLES = examples_dir()
 
 SPAN_HEADERS = ["sign (+/-)", "start (s)", "end (s)"]
@@ -247,29 +248,40 @@ def model_summary(separator, judge, cfg: DemoConfig, checkpoint: str | None, jud
     return "\n".join(lines)
 
 
-def video_note(checkpoint: str | None) -> str:
-    """What the loaded separator can do with a video prompt, from its release (Markdown).
+def video_note(checkpoint: str | None, separate_release: bool = False) -> str:
+    """What the separator that serves video prompts can do with them, from its release (Markdown).
 
     The measured figure is the one ``promptsep info`` shows (the model card's ``per_prompt_kind``
     ``video`` row, :func:`promptsep.cli.video_figure`), followed by what the card's *Where it
     fails* section says of video and the video tower in the release's config. A release without
     a video figure (or a separator loaded in memory) gets a note that video was not measured.
+
+    Args:
+        checkpoint: the release folder that serves video prompts.
+        separate_release: True when it is not the page's main separator (the note names it).
     """
     from promptsep.cli import card_section, format_figure
 
     sep = _release(checkpoint)
+    intro = []
+    if separate_release and checkpoint:
+        intro = [f"Requests with a video prompt (a box or a mask) are separated by **{Path(checkpoint).name}**, "
+                 "the release whose visual path was trained, at its own recommended sampling (unless you change "
+                 "the steps); requests without one use the page's main separator."]
     figure = (sep or {}).get("video_si_sdri")
     if figure is None:
-        return ("**Video prompts were not measured for this model** (its release has no video figure): the "
-                "controls below run, but how much the video helps is unknown. Text and span prompts are the "
-                "measured ones (About tab).")
-    lines = [f"**This model's video prompts:** SI-SDR improvement {format_figure(figure)} (mean [95 % CI]) on "
+        return "\n\n".join(intro + [
+            "**Video prompts were not measured for this model** (its release has no video figure): the "
+            "controls below run, but how much the video helps is unknown. Text and span prompts are the "
+            "measured ones (About tab)."])
+    lines = intro + [f"**This model's video prompts:** SI-SDR improvement {format_figure(figure)} (mean [95 % CI]) on "
              "the test mixtures of its model card that have a video prompt."]
     lines += [f"The card says: {r}" for r in card_section(Path(sep["path"]), "Where it fails") if "video" in r.lower()]
     tower = (sep.get("config") or {}).get("video") or {}
     if tower.get("model_name"):
-        weights = f"pretrained ({tower['pretrained']})" if tower.get("pretrained") else "random initialisation"
-        lines.append(f"Its video tower: {tower['model_name']}, {weights}, {'trained' if tower.get('trainable') else 'frozen'}.")
+        start = f"pretrained ({tower['pretrained']})" if tower.get("pretrained") else "random initialisation"
+        state = (f"trained with the separator from {start}" if tower.get("trainable") else f"{start}, frozen")
+        lines.append(f"Its video tower: {tower['model_name']}, {state}.")
     if figure["mean"] <= 0:
         lines.append("That is no better than the mixture: the controls below run, but for a useful result "
                      "describe the sound in words or mark time spans.")
@@ -284,6 +296,8 @@ def build_demo(
     examples_dir: str | Path | None = DEFAULT_EXAMPLES,
     checkpoint: str | None = None,
     judge_path: str | None = None,
+    video_separator=None,
+    video_checkpoint: str | None = None,
 ) -> gr.Blocks:
     """Build the Gradio app over a loaded separator (and optional judge).
 
@@ -293,6 +307,9 @@ def build_demo(
         config: limits and defaults (:class:`demo.core.DemoConfig`).
         examples_dir: folder with ``examples.json`` and the bundled example audio (None: no examples).
         checkpoint / judge_path: shown in the About tab.
+        video_separator: optional second separator for requests with a video prompt (box or mask),
+            e.g. the shipped ``promptsep-v2-video``; None: ``separator`` serves them too.
+        video_checkpoint: its release folder (the video section's note reads its model card).
 
     Returns:
         The ``gr.Blocks`` app with its queue configured. Launch it with :func:`launch_demo`
@@ -319,7 +336,12 @@ def build_demo(
         name = core._path_of(audio) or core._path_of(video)  # no audio: the video's sound track
         stem = core.safe_stem(Path(name).name, set()) if name else ""
         progress(0.2, desc="separating")
-        out = core.run_separation(separator, judge, cfg, out_dir, audio, text=text, span_table=span_table,
+        sep = separator
+        if video_separator is not None and core._path_of(video) is not None and (box is not None or mask is not None):
+            sep = video_separator  # the release with a trained visual path
+            if steps is not None and int(steps) == cfg.default_steps and method in (None, "", rec_method):
+                steps, method = None, None  # sampling untouched: that release's own recommended one
+        out = core.run_separation(sep, judge, cfg, out_dir, audio, text=text, span_table=span_table,
                                   video=video, box=box, mask=mask, steps=steps, guidance=guidance,
                                   candidates=candidates, method=method, seed=seed, stem=stem)
         progress(0.85, desc="drawing")
@@ -471,7 +493,9 @@ def build_demo(
                         waveform = gr.Image(label="Waveform with spans", type="numpy", format="png",
                                             interactive=False, elem_id="ps-waveform")
                     with gr.Accordion("Video prompt: the object that makes the sound", open=False):
-                        gr.Markdown(video_note(checkpoint), elem_id="ps-video-note")
+                        gr.Markdown(video_note(video_checkpoint if video_separator is not None else checkpoint,
+                                               separate_release=video_separator is not None),
+                                    elem_id="ps-video-note")
                         video = gr.Video(sources=["upload"], include_audio=True, label="Video (covering the audio; its sound is used when no audio is given)", elem_id="ps-video")
                         frame_hint = gr.Markdown("", elem_classes=["ps-hint"])
                         frame_img = gr.Image(label="First frame: click two corners to draw the box", type="numpy",
@@ -607,6 +631,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", default=str(DEFAULT_JUDGE) if DEFAULT_JUDGE.is_dir() else None,
                    help="judge checkpoint folder (default: the shipped promptsep-judge-tiny when present)")
     p.add_argument("--no-judge", action="store_true", help="run without a judge (no scores)")
+    p.add_argument("--video-checkpoint", default=str(DEFAULT_VIDEO_CHECKPOINT) if DEFAULT_VIDEO_CHECKPOINT.is_dir() else None,
+                   help="separator release for requests with a video prompt (default: the shipped promptsep-v2-video "
+                        "when present); 'none': --checkpoint serves them too")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=7860)
@@ -635,6 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             judge = Judge.from_pretrained(judge_path).eval().to(args.device)
         separator = Separator.from_pretrained(args.checkpoint, device=args.device, judge=judge)
+        video_path = None if (args.video_checkpoint or "none").lower() == "none" else args.video_checkpoint
+        video_separator = (Separator.from_pretrained(video_path, device=args.device, judge=judge)
+                           if video_path else None)
     except Exception as exc:  # missing folder, broken config.json / safetensors, not a separator, bad device
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"promptsep demo: error: cannot load the models: {msg}", file=sys.stderr)
@@ -642,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = DemoConfig(max_file_mb=args.max_file_mb, max_duration_s=args.max_duration, concurrency_limit=args.concurrency,
                      queue_max_size=args.queue_size, default_steps=args.steps)
     demo = build_demo(separator, judge, cfg, examples_dir=args.examples_dir, checkpoint=args.checkpoint,
-                      judge_path=judge_path)
+                      judge_path=judge_path, video_separator=video_separator, video_checkpoint=video_path)
     import signal
 
     # SIGTERM (docker stop, systemd) unwinds like Ctrl-C so that the temporary files are removed.

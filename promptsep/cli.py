@@ -32,6 +32,23 @@ logger = logging.getLogger(__name__)
 #: The shipped default models (found through the installed package).
 DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-tiny")
 DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
+# the release for video prompts: the separator whose visual path was trained (issue 14), when it is shipped
+DEFAULT_VIDEO_CHECKPOINT = packaged_checkpoint("promptsep-v2-video")
+
+
+def default_checkpoint(video: bool) -> Path:
+    """The shipped separator a command uses when no ``--checkpoint`` is given.
+
+    Args:
+        video: whether the request has a video prompt (``--box``/``--mask``).
+
+    Returns:
+        ``promptsep-v2-video`` (trained visual path) for a video prompt when it is shipped,
+        else ``promptsep-tiny`` (the best measured release for text and span prompts).
+    """
+    if video and (DEFAULT_VIDEO_CHECKPOINT / "config.json").is_file():
+        return DEFAULT_VIDEO_CHECKPOINT
+    return DEFAULT_CHECKPOINT
 
 #: sub-command -> "module:function" taking argv.
 COMMANDS = {
@@ -225,8 +242,9 @@ def _separate_parser() -> argparse.ArgumentParser:
     o.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
     o.add_argument("--json", action="store_true", help="print one JSON object per input instead of a line")
     m = p.add_argument_group("model and sampling")
-    m.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
-                   help="release folder or hub id (default: the shipped promptsep-tiny)")
+    m.add_argument("--checkpoint", default=None,
+                   help="release folder or hub id (default: the shipped promptsep-tiny; with --box/--mask the "
+                        "shipped promptsep-v2-video, whose visual path is trained)")
     m.add_argument("--steps", type=_positive_int, default=None,
                    help="ODE function evaluations (default: the release's recommended; 1 for promptsep-tiny, "
                         "where more steps score worse)")
@@ -358,6 +376,9 @@ def _plan(args: argparse.Namespace) -> tuple[list[_Job], str | None, list | None
                            "(mp4, webm, ...) as the input")
         video = jobs[0].path
     _check_device(args.device)
+    if args.checkpoint is None:
+        args.checkpoint = str(default_checkpoint(video is not None))
+        logger.info("separator: %s (default for %s prompts)", args.checkpoint, "video" if video is not None else "text/span")
     return jobs, ranker, spans, video
 
 
@@ -497,7 +518,7 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps({"input": str(job.path), "target": str(job.target), "residual": str(job.residual),
                               "seconds": round(info["seconds"], 3), "audio_seconds": round(info["audio_seconds"], 3),
-                              "steps": info["steps"], "method": info["method"]}))
+                              "steps": info["steps"], "method": info["method"], "checkpoint": args.checkpoint}))
         else:
             bar.clear()
             print(f"{job.path} -> {job.target}, {job.residual}")

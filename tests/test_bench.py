@@ -357,13 +357,18 @@ def test_speed_quick(checkpoint, tmp_path):
     from bench.cli import main
 
     out = tmp_path / "speed"
+    judge = _tiny_judge(tmp_path / "judge")
     assert main(["speed", "--checkpoint", checkpoint, "--out", str(out), "--quick", "--in-process",
-                 "--threads", "1"]) == 0
+                 "--threads", "1", "--candidates", "3", "--judge", judge]) == 0
     rep = json.loads((out / "speed.json").read_text())
-    assert [(c["audio_s"], c["nfe"]) for c in rep["configs"]] == [(1.0, 2), (1.0, 4), (2.0, 2), (4.0, 2)]
+    assert [(c["audio_s"], c["nfe"], c["candidates"]) for c in rep["configs"]] == [
+        (1.0, 2, 1), (1.0, 4, 1), (2.0, 2, 1), (4.0, 2, 1), (1.0, 2, 3)]
+    # the re-ranking row: three separations and three judge passes cost more than one separation
+    assert rep["rerank"][0]["candidates"] == 3 and rep["rerank"][0]["time_ratio_vs_one"] > 1.5
+    assert "best of 3" in (out / "speed.md").read_text()
     for c in rep["configs"]:
         assert c["median_s"] > 0 and c["rtf"] > 0 and c["peak_delta_mb"] >= 0
-    assert rep["configs"][-1]["chunks"] > 1  # the long input is chunked
+    assert rep["configs"][3]["chunks"] > 1  # the long input is chunked
     assert rep["length_sweep"]["time_ratio"] > 0
     assert "Length sweep" in (out / "speed.md").read_text()
 

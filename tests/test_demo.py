@@ -73,6 +73,20 @@ def test_make_examples(examples_dir):
     assert all(e["file"] in readme for e in index) and "CC0-1.0" in readme
 
 
+class _Counting:
+    """A separator that counts its ``separate`` calls (everything else is the wrapped one's)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def separate(self, *args, **kwargs):
+        self.calls += 1
+        return self.inner.separate(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 @pytest.fixture(scope="module")
 def app(examples_dir):
     """(demo, url) of the app on a free localhost port; closed and cleaned after the module."""
@@ -87,7 +101,11 @@ def app(examples_dir):
     sep = Separator(model, judge=judge)
     cfg = DemoConfig(max_file_mb=1.0, max_duration_s=10.0, max_video_duration_s=5.0, concurrency_limit=2,
                      default_steps=2, max_batch_files=4)
-    demo = build_demo(sep, judge, cfg, examples_dir=examples_dir, checkpoint="tiny-random")
+    torch.manual_seed(1)
+    video_sep = _Counting(Separator(build_separation_model(tiny_model_config()).eval(), judge=judge))
+    demo = build_demo(sep, judge, cfg, examples_dir=examples_dir, checkpoint="tiny-random",
+                      video_separator=video_sep, video_checkpoint="tiny-random-video")
+    demo.video_separator_for_tests = video_sep
     launch_demo(demo, host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
     yield demo, demo.local_url
     root = demo.promptsep_workspace.root
@@ -185,6 +203,17 @@ def test_span_prompt(client, files):
 def test_video_prompt_with_box(client, files):
     out = _call(client, files / "mono.wav", text="the yellow block", video=files / "clip.mp4", box=(5, 10, 40, 40))
     _check_result(out, files / "mono.wav", scored=True)
+
+
+def test_video_requests_go_to_the_video_release(app, client, files):
+    """With a video separator loaded (the shipped promptsep-v2-video by default), a request with a video
+    prompt is separated by it, and one without a video prompt by the page's main separator."""
+    video_sep = app[0].video_separator_for_tests
+    before = video_sep.calls
+    _call(client, files / "mono.wav", text="the yellow block", video=files / "clip.mp4", box=(5, 10, 40, 40))
+    assert video_sep.calls == before + 1
+    _call(client, files / "mono.wav", text="piano")
+    assert video_sep.calls == before + 1
 
 
 def test_video_without_audio_separates_its_sound_track(client, tmp_path):
