@@ -278,3 +278,15 @@ def test_load_video_and_too_short(tmp_path):
         load_video(bad)
     with pytest.raises(VideoError, match="not found"):
         load_video(tmp_path / "missing.mp4")
+
+
+def test_a_pretrained_video_tower_that_cannot_be_fetched_is_a_clear_error():
+    """Loading an open_clip tower by name works for users with internet; offline (as here) the error names the
+    tower and the tag and says what to do, instead of a bare download failure."""
+    from prompts.video import VideoEncoderConfig, build_video_encoder
+
+    with pytest.raises(RuntimeError) as err:
+        build_video_encoder(VideoEncoderConfig(model_name="ViT-B-32", pretrained="laion2b_s34b_b79k", image_size=224,
+                                               dim=512))
+    msg = str(err.value)
+    assert "'ViT-B-32'" in msg and "laion2b_s34b_b79k" in msg and "set video.pretrained to a local checkpoint" in msg
