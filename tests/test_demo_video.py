@@ -147,3 +147,23 @@ def test_the_page_says_what_the_shipped_model_does_with_video(separator, tmp_pat
         close_demo(demo)
         shutil.rmtree(bare)
     assert "Video prompts were not measured for this model" in note and "dB" not in note
+
+
+def test_the_video_section_describes_the_shipped_video_release(separator):
+    """`promptsep demo` loads promptsep-v2-video for video prompts by default; the section names it and shows
+    its card's measured video figure and its trained tower."""
+    from demo.app import DEFAULT_VIDEO_CHECKPOINT, _parser, build_demo, close_demo
+    from promptsep.cli import format_figure, video_figure
+
+    assert _parser().parse_args([]).video_checkpoint == str(DEFAULT_VIDEO_CHECKPOINT)
+    figure = video_figure(DEFAULT_VIDEO_CHECKPOINT)
+    assert figure is not None and figure["mean"] > 0, "the video release's card measures video prompts"
+    demo = build_demo(separator, None, _cfg(), examples_dir=None, checkpoint="main",
+                      video_separator=separator, video_checkpoint=str(DEFAULT_VIDEO_CHECKPOINT))
+    try:
+        note = _page_note(demo)
+    finally:
+        close_demo(demo)
+    assert "separated by **promptsep-v2-video**" in note and format_figure(figure) in note
+    assert "promptsep-conv-tower, trained with the separator from random initialisation" in note
+    assert "describe the sound in words" not in note

@@ -137,6 +137,22 @@ def test_separate_video_for_an_audio_input_with_a_mask(ckpt, tmp_path, capsys):
     assert sf.info(tmp_path / "o" / "sound" / "target.wav").frames == 16000
 
 
+def test_a_video_prompt_uses_the_shipped_video_release_by_default(tmp_path, capsys):
+    """Without --checkpoint, a --box request is separated by promptsep-v2-video (trained visual path) and a
+    text request by promptsep-tiny."""
+    import json
+
+    from promptsep.cli import DEFAULT_CHECKPOINT, DEFAULT_VIDEO_CHECKPOINT
+
+    assert (DEFAULT_VIDEO_CHECKPOINT / "model.safetensors").is_file(), "the video release is shipped"
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, "mp4", video_s=1.2, audio_s=1.0)
+    assert run("separate", clip, "--box", "0,0,40,40", "--json", "-o", tmp_path / "v") == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == str(DEFAULT_VIDEO_CHECKPOINT)
+    assert run("separate", clip, "--text", "tone", "--json", "-o", tmp_path / "t") == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == str(DEFAULT_CHECKPOINT)
+
+
 def test_a_video_longer_than_its_sound_is_cut_to_it(ckpt, tmp_path):
     clip = tmp_path / "long.mp4"
     write_clip(clip, "mp4", video_s=3.0, audio_s=1.0)
