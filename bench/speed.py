@@ -148,7 +148,7 @@ def measure(
     out: dict[str, Any] = {"audio_s": seconds, "nfe": nfe, "rss_before_mb": before, "peak_rss_mb": peak,
                            "peak_delta_mb": max(0.0, peak - (before or 0.0)), "peak_exact": exact,
                            "first_run_s": first, "threads": torch.get_num_threads(), "device": device,
-                           "candidates": int(candidates)}
+                           "candidates": int(candidates), "method": sep.sampling(nfe, method)[1]}
     if device.startswith("cuda"):
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     times = []
@@ -229,6 +229,8 @@ def run_speed(
     """
     import torch
 
+    if any(int(k) > 1 for k in candidates) and not (judge and (Path(judge) / "config.json").is_file()):
+        raise FileNotFoundError(f"--candidates needs a judge release folder (config.json), got {judge!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     configs = [{"seconds": short_s, "nfe": int(k), "repeats": repeats} for k in nfe]

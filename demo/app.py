@@ -321,6 +321,7 @@ def build_demo(
 
     cfg = config or DemoConfig()
     rec_steps, rec_method = (separator.sampling() if hasattr(separator, "sampling") else (16, "midpoint"))
+    steps_from_release = cfg.default_steps is None  # the slider's default is the main release's recommendation
     if cfg.default_steps is None:
         cfg = dataclasses.replace(cfg, default_steps=min(int(rec_steps), cfg.max_steps))
     ws = Workspace(keep_s=cfg.keep_outputs_s)
@@ -339,8 +340,11 @@ def build_demo(
         sep = separator
         if video_separator is not None and core._path_of(video) is not None and (box is not None or mask is not None):
             sep = video_separator  # the release with a trained visual path
-            if steps is not None and int(steps) == cfg.default_steps and method in (None, "", rec_method):
-                steps, method = None, None  # sampling untouched: that release's own recommended one
+            # settings left at the main release's recommendation: the video release's own recommended ones
+            if steps_from_release and steps not in (None, "") and int(steps) == cfg.default_steps:
+                steps = None
+            if method in (None, "", rec_method):
+                method = None
         out = core.run_separation(sep, judge, cfg, out_dir, audio, text=text, span_table=span_table,
                                   video=video, box=box, mask=mask, steps=steps, guidance=guidance,
                                   candidates=candidates, method=method, seed=seed, stem=stem)
@@ -631,9 +635,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", default=str(DEFAULT_JUDGE) if DEFAULT_JUDGE.is_dir() else None,
                    help="judge checkpoint folder (default: the shipped promptsep-judge-tiny when present)")
     p.add_argument("--no-judge", action="store_true", help="run without a judge (no scores)")
-    p.add_argument("--video-checkpoint", default=str(DEFAULT_VIDEO_CHECKPOINT) if DEFAULT_VIDEO_CHECKPOINT.is_dir() else None,
+    p.add_argument("--video-checkpoint", default=None,
                    help="separator release for requests with a video prompt (default: the shipped promptsep-v2-video "
-                        "when present); 'none': --checkpoint serves them too")
+                        "when --checkpoint is the default one; otherwise --checkpoint serves them too); 'none': "
+                        "--checkpoint serves them")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=7860)
@@ -646,6 +651,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.default_steps,
                    help="default ODE evaluations (default: the separator release's recommended)")
     return p
+
+
+def video_release(checkpoint: str, video_checkpoint: str | None) -> str | None:
+    """The separator release that serves video prompts, or None (``checkpoint`` serves them).
+
+    Args:
+        checkpoint: the page's main separator (``--checkpoint``).
+        video_checkpoint: ``--video-checkpoint``: a release folder, ``"none"``, or None (the default:
+            the shipped promptsep-v2-video when ``checkpoint`` is the shipped default and it is present,
+            as ``promptsep separate`` does; a user's own ``--checkpoint`` serves everything).
+    """
+    if video_checkpoint is not None:
+        return None if video_checkpoint.lower() == "none" else video_checkpoint
+    if Path(checkpoint) == DEFAULT_CHECKPOINT and (DEFAULT_VIDEO_CHECKPOINT / "config.json").is_file():
+        return str(DEFAULT_VIDEO_CHECKPOINT)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -662,7 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             judge = Judge.from_pretrained(judge_path).eval().to(args.device)
         separator = Separator.from_pretrained(args.checkpoint, device=args.device, judge=judge)
-        video_path = None if (args.video_checkpoint or "none").lower() == "none" else args.video_checkpoint
+        video_path = video_release(args.checkpoint, args.video_checkpoint)
         video_separator = (Separator.from_pretrained(video_path, device=args.device, judge=judge)
                            if video_path else None)
     except Exception as exc:  # missing folder, broken config.json / safetensors, not a separator, bad device

@@ -152,10 +152,21 @@ def test_the_page_says_what_the_shipped_model_does_with_video(separator, tmp_pat
 def test_the_video_section_describes_the_shipped_video_release(separator):
     """`promptsep demo` loads promptsep-v2-video for video prompts by default; the section names it and shows
     its card's measured video figure and its trained tower."""
-    from demo.app import DEFAULT_VIDEO_CHECKPOINT, _parser, build_demo, close_demo
+    from demo.app import (
+        DEFAULT_CHECKPOINT,
+        DEFAULT_VIDEO_CHECKPOINT,
+        _parser,
+        build_demo,
+        close_demo,
+        video_release,
+    )
     from promptsep.cli import format_figure, video_figure
 
-    assert _parser().parse_args([]).video_checkpoint == str(DEFAULT_VIDEO_CHECKPOINT)
+    args = _parser().parse_args([])
+    assert video_release(args.checkpoint, args.video_checkpoint) == str(DEFAULT_VIDEO_CHECKPOINT)
+    assert video_release(str(DEFAULT_CHECKPOINT), "none") is None  # turned off
+    assert video_release("my/own/release", None) is None  # a user's --checkpoint serves video prompts too
+    assert video_release("my/own/release", "other/video") == "other/video"
     figure = video_figure(DEFAULT_VIDEO_CHECKPOINT)
     assert figure is not None and figure["mean"] > 0, "the video release's card measures video prompts"
     demo = build_demo(separator, None, _cfg(), examples_dir=None, checkpoint="main",
@@ -167,3 +178,35 @@ def test_the_video_section_describes_the_shipped_video_release(separator):
     assert "separated by **promptsep-v2-video**" in note and format_figure(figure) in note
     assert "promptsep-conv-tower, trained with the separator from random initialisation" in note
     assert "describe the sound in words" not in note
+
+
+def test_video_requests_use_the_video_releases_own_sampling_unless_changed(separator, clips):
+    """Routed to the video release, a request whose steps and sampler are still the page's defaults (the main
+    release's recommendation) runs at the video release's own recommended sampling; changed settings are kept."""
+    from demo.app import build_demo, close_demo
+
+    class Spy:
+        def __init__(self, inner):
+            self.inner, self.seen = inner, []
+
+        def separate(self, *args, **kwargs):
+            self.seen.append((kwargs.get("steps"), kwargs.get("method")))
+            return self.inner.separate(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    video_sep = Spy(separator)
+    rec_steps, rec_method = separator.sampling()
+    demo = build_demo(separator, None, _cfg(), examples_dir=None, checkpoint="main", video_separator=video_sep,
+                      video_checkpoint="video")
+    try:
+        fns = {f.name: f.fn for f in demo.fns.values()}
+        request = dict(audio=None, text="", span_table=None, video={"path": str(clips / "clip.mp4")}, x0=BOX[0],
+                       y0=BOX[1], x1=BOX[2], y1=BOX[3], mask=None, guidance=1.0, candidates=1, seed=0)
+        fns["separate"](**request, steps=rec_steps, method=rec_method)
+        other = "euler" if rec_method != "euler" else "midpoint"
+        fns["separate"](**request, steps=rec_steps + 1, method=other)
+    finally:
+        close_demo(demo)
+    assert video_sep.seen == [(None, None), (rec_steps + 1, other)]

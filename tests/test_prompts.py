@@ -280,11 +280,18 @@ def test_load_video_and_too_short(tmp_path):
         load_video(tmp_path / "missing.mp4")
 
 
-def test_a_pretrained_video_tower_that_cannot_be_fetched_is_a_clear_error():
-    """Loading an open_clip tower by name works for users with internet; offline (as here) the error names the
-    tower and the tag and says what to do, instead of a bare download failure."""
+def test_a_pretrained_video_tower_that_cannot_be_fetched_is_a_clear_error(monkeypatch):
+    """Loading an open_clip tower by name works for users with internet; when its weights cannot be fetched
+    (open_clip raises, as it does offline) the error names the tower and the tag and says what to do."""
+    import open_clip
+
     from prompts.video import VideoEncoderConfig, build_video_encoder
 
+    def unreachable(name, pretrained=None, **kwargs):
+        assert (name, pretrained) == ("ViT-B-32", "laion2b_s34b_b79k")
+        raise RuntimeError(f"Failed to download weights for tag '{pretrained}': no connection")
+
+    monkeypatch.setattr(open_clip, "create_model", unreachable)
     with pytest.raises(RuntimeError) as err:
         build_video_encoder(VideoEncoderConfig(model_name="ViT-B-32", pretrained="laion2b_s34b_b79k", image_size=224,
                                                dim=512))
