@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from demo.core import SCORE_FIELDS, DemoConfig, Workspace
+from promptsep.cli import default_checkpoint
 from promptsep.release import examples_dir, packaged_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 #: Shipped default models and bundled examples, found through the installed package.
 DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-tiny")
 DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
-DEFAULT_VIDEO_CHECKPOINT = packaged_checkpoint("promptsep-v2-video")
 DEFAULT_EXAMPLES = examples_dir()
 
 SPAN_HEADERS = ["sign (+/-)", "start (s)", "end (s)"]
@@ -267,7 +267,7 @@ def video_note(checkpoint: str | None, separate_release: bool = False) -> str:
     if separate_release and checkpoint:
         intro = [f"Requests with a video prompt (a box or a mask) are separated by **{Path(checkpoint).name}**, "
                  "the release whose visual path was trained, at its own recommended sampling (unless you change "
-                 "the steps); requests without one use the page's main separator."]
+                 "the steps or the sampler); requests without one use the page's main separator."]
     figure = (sep or {}).get("video_si_sdri")
     if figure is None:
         return "\n\n".join(intro + [
@@ -664,9 +664,10 @@ def video_release(checkpoint: str, video_checkpoint: str | None) -> str | None:
     """
     if video_checkpoint is not None:
         return None if video_checkpoint.lower() == "none" else video_checkpoint
-    if Path(checkpoint) == DEFAULT_CHECKPOINT and (DEFAULT_VIDEO_CHECKPOINT / "config.json").is_file():
-        return str(DEFAULT_VIDEO_CHECKPOINT)
-    return None
+    if Path(checkpoint) != DEFAULT_CHECKPOINT:
+        return None
+    chosen = default_checkpoint(video=True)  # the CLI's choice for a video prompt
+    return None if chosen == DEFAULT_CHECKPOINT else str(chosen)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -152,15 +152,8 @@ def test_the_page_says_what_the_shipped_model_does_with_video(separator, tmp_pat
 def test_the_video_section_describes_the_shipped_video_release(separator):
     """`promptsep demo` loads promptsep-v2-video for video prompts by default; the section names it and shows
     its card's measured video figure and its trained tower."""
-    from demo.app import (
-        DEFAULT_CHECKPOINT,
-        DEFAULT_VIDEO_CHECKPOINT,
-        _parser,
-        build_demo,
-        close_demo,
-        video_release,
-    )
-    from promptsep.cli import format_figure, video_figure
+    from demo.app import DEFAULT_CHECKPOINT, _parser, build_demo, close_demo, video_release
+    from promptsep.cli import DEFAULT_VIDEO_CHECKPOINT, format_figure, video_figure
 
     args = _parser().parse_args([])
     assert video_release(args.checkpoint, args.video_checkpoint) == str(DEFAULT_VIDEO_CHECKPOINT)
