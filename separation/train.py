@@ -141,7 +141,10 @@ class SeparationModule(L.LightningModule):
         o = self.cfg.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_warmup(self.cfg.trainer.max_steps, o.warmup_steps))
+        # The cosine's length: optim.schedule_steps when set (a run stopped early at trainer.max_steps
+        # then follows exactly the LR path of the full run: ablation legs, legs of one schedule).
+        total = o.get("schedule_steps") or self.cfg.trainer.max_steps
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_warmup(total, o.warmup_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint):

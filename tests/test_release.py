@@ -62,11 +62,29 @@ def test_tampered_weights_are_refused_old_releases_still_load(tmp_path):
 
 
 def test_shipped_releases_carry_and_pass_their_checksum():
-    for name in ("promptsep-tiny", "promptsep-tiny/codec", "promptsep-judge-tiny",
+    for name in ("promptsep-tiny", "promptsep-tiny/codec", "promptsep-judge-tiny", "promptsep-judge-tiny/clap",
                  "promptsep-clap-tiny", "promptsep-mosaic-tiny"):
         root, meta = release.read_meta(release.packaged_checkpoint(name))
         assert "weights_sha256" in meta, name
         release.verify_weights(root, meta)
+
+
+def test_shipped_clap_is_the_wide_corpus_retrain_and_the_judge_keeps_its_own_grounding():
+    """clap-tiny is the retrain on the wide corpus's train split (86 labels; no reserved package among
+    its training groups); the judge loads the embedding it was trained with from its own folder."""
+    from separation.data import EXCLUDED_COMPOSERS, is_reserved_package
+
+    _, meta = release.read_meta(release.packaged_checkpoint("promptsep-clap-tiny"))
+    train = meta["training"]
+    assert train["train_labels"] == 86 and train["init_audio_from"] is None
+    packages = {g.split(":", 1)[0] for g in train["train_groups"]}
+    assert len(packages) > 10 and not any(is_reserved_package(p) for p in packages), sorted(packages)
+    assert not [g for g in train["train_groups"] if any(c in g.lower() for c in EXCLUDED_COMPOSERS)]
+    judge_dir = release.packaged_checkpoint("promptsep-judge-tiny")
+    _, jmeta = release.read_meta(judge_dir)
+    assert jmeta["config"]["clap_path"] == "clap"
+    _, old = release.read_meta(judge_dir / "clap")
+    assert old["weights_sha256"] != meta["weights_sha256"]
 
 
 def test_resolution_errors_say_what_was_tried(tmp_path, monkeypatch):
