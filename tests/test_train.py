@@ -73,6 +73,21 @@ def test_resume_matches_uninterrupted_run(tiny_corpus, tmp_path):
         torch.testing.assert_close(b["ema"][k], v, rtol=0, atol=1e-6, msg=k)
 
 
+def test_schedule_steps_sets_the_cosine_length_of_a_leg_stopped_early(tiny_corpus, tmp_path):
+    """optim.schedule_steps: a run stopped at trainer.max_steps follows the longer run's LR path
+    (the ablation legs); without it the cosine ends at max_steps."""
+    from separation.harness import cosine_warmup
+    from separation.train import train
+
+    lrs = {}
+    for sched in ("null", "12"):
+        cfg = _debug_cfg(tiny_corpus, tmp_path / sched, 3, ["optim.warmup_steps=1", f"optim.schedule_steps={sched}"])
+        ck = torch.load(train(cfg)["last_checkpoint"], map_location="cpu", weights_only=True)
+        lrs[sched] = ck["lr_schedulers"][0]["_last_lr"][0] / float(cfg.optim.lr)
+    assert lrs["null"] == pytest.approx(cosine_warmup(3, 1)(3))        # the floor: the cosine ended
+    assert lrs["12"] == pytest.approx(cosine_warmup(12, 1)(3)) and lrs["12"] > 0.8
+
+
 class _Payload:
     """Unpickling this creates ``path`` (a harmless stand-in for arbitrary code)."""
 
