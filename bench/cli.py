@@ -7,6 +7,7 @@ Sub-commands::
     promptsep bench speed --checkpoint DIR --out DIR [--quick]
     promptsep bench embedding ...
     promptsep bench side-by-side --run test=DIR --run test_in=DIR --out DIR
+    promptsep bench paired --base A=DIR --run B=DIR [--run C=DIR] --system separator_nfe2 --out DIR
     promptsep bench clap --checkpoint DIR --corpus DIR --split test,test_in --out DIR
     promptsep bench video --separator DIR --split valid --items 64 --out DIR
 
@@ -27,6 +28,7 @@ COMMANDS = {
     "embedding": "bench.embedding.cli:main",
     "clap": "bench.clap_eval:main",
     "side-by-side": "bench.card:main",
+    "paired": "bench.paired:main",
     "video": "bench.video_eval:main",
 }
 
