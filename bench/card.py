@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import bootstrap_ci, reproduce_lines
+from bench.report import bootstrap_ci, reproduce_lines, write_table
 
 #: Text-prompt SI-SDRi bar of issue #7 on 2-source mixtures of different categories (dB).
 TEXT_BAR_DB = 4.0
@@ -359,7 +359,6 @@ def side_by_side_md(table: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``promptsep bench side-by-side --run test=DIR --run test_in=DIR --out DIR``."""
     import argparse
-    import json
     import sys
 
     p = argparse.ArgumentParser(prog="promptsep bench side-by-side",
@@ -382,12 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"promptsep bench side-by-side: error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "side_by_side.json").write_text(json.dumps(table, indent=2))
-    md = side_by_side_md(table)
-    (out / "side_by_side.md").write_text(md)
-    print(md)
+    write_table(args.out, "side_by_side", table, side_by_side_md(table))
     return 0
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import _groups, bootstrap_ci
+from bench.report import _groups, bootstrap_ci, write_table
 
 #: Metrics compared by default (higher is better for both).
 DEFAULT_METRICS: tuple[str, ...] = ("si_sdri", "judge_overall")
@@ -145,12 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"promptsep bench paired: error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "paired.json").write_text(json.dumps(table, indent=2))
-    md = "\n".join(paired_md(table, m) for m in (args.metric or DEFAULT_METRICS))
-    (out / "paired.md").write_text(md)
-    print(md)
+    write_table(args.out, "paired", table, "\n".join(paired_md(table, m) for m in (args.metric or DEFAULT_METRICS)))
     return 0
 
 

@@ -312,4 +312,14 @@ def write_json(obj: Any, path: str | Path) -> Path:
     return p
 
 
-__all__ = ["bootstrap_ci", "summarize", "write_json", "write_plots", "write_report"]
+def write_table(out_dir: str | Path, stem: str, table: Any, md: str) -> Path:
+    """Write a comparison table as ``<stem>.json`` and ``<stem>.md`` in ``out_dir`` (created) and print the markdown."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(table, out / f"{stem}.json")
+    (out / f"{stem}.md").write_text(md)
+    print(md)
+    return out
+
+
+__all__ = ["bootstrap_ci", "summarize", "write_json", "write_plots", "write_report", "write_table"]
