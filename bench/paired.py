@@ -8,6 +8,10 @@ confidence interval. This is how ablations and checkpoint choices are read::
     promptsep bench paired --base all_on=runs/a --run no_reverb=runs/b --run no_noise=runs/c \\
         --system separator_nfe2 --out runs/ablation
 
+A run given as ``NAME=DIR@SYSTEM`` is read at its own system (two releases at their own
+recommended steps, e.g. ``--base tiny=runs/a@separator_nfe1 --run v2=runs/b@separator_nfe4``);
+the others use ``--system``.
+
 For every run and group (all target-present items, each subset / prompt kind / category) it
 reports the run's mean and the mean of ``run - base`` over the items both runs scored, with a
 percentile bootstrap CI (:func:`bench.report.bootstrap_ci`). Runs on different manifests are
@@ -48,14 +52,16 @@ def _load(folder: str | Path, system: str) -> tuple[str, dict[str, dict]]:
     return manifest, rows
 
 
-def paired(base: tuple[str, str | Path], runs: Sequence[tuple[str, str | Path]], system: str,
+def paired(base: tuple[str, str | Path] | tuple[str, str | Path, str],
+           runs: Sequence[tuple[str, str | Path] | tuple[str, str | Path, str]], system: str,
            metrics: Sequence[str] = DEFAULT_METRICS, samples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Per-group means of each run and paired differences against ``base``.
 
     Args:
-        base: ``(name, folder)`` of the reference run.
-        runs: ``(name, folder)`` of the runs compared with it (same manifest).
-        system: the system rows compared, e.g. ``separator_nfe2``.
+        base: ``(name, folder)`` of the reference run, or ``(name, folder, system)`` to read it
+            at its own system.
+        runs: ``(name, folder[, system])`` of the runs compared with it (same manifest).
+        system: the system rows compared where a run names none, e.g. ``separator_nfe2``.
         metrics: row metrics to compare.
         samples: bootstrap resamples.
         seed: bootstrap seed.
@@ -68,13 +74,19 @@ def paired(base: tuple[str, str | Path], runs: Sequence[tuple[str, str | Path]],
     Raises:
         ValueError: a run was made on another manifest, or a name repeats.
     """
-    names = [base[0], *(n for n, _ in runs)]
+    def sys_of(spec: tuple) -> str:
+        return spec[2] if len(spec) > 2 and spec[2] else system
+
+    names = [base[0], *(r[0] for r in runs)]
     if len(set(names)) != len(names):
         raise ValueError(f"run names must be distinct, got {names}")
-    base_manifest, base_rows = _load(base[1], system)
+    base_manifest, base_rows = _load(base[1], sys_of(base))
     loaded = {}
-    for name, folder in runs:
-        manifest, rows = _load(folder, system)
+    systems = {base[0]: sys_of(base)}
+    for spec in runs:
+        name, folder = spec[0], spec[1]
+        systems[name] = sys_of(spec)
+        manifest, rows = _load(folder, systems[name])
         if manifest != base_manifest:
             raise ValueError(f"run {name!r} ({folder}) was made on another manifest than {base[0]!r}: "
                              "paired differences need the same items")
@@ -97,7 +109,7 @@ def paired(base: tuple[str, str | Path], runs: Sequence[tuple[str, str | Path]],
                     "diff": bootstrap_ci([rows[i][m] - base_rows[i][m] for i in both], samples, seed),
                 }
         out[g] = entry
-    return {"system": system, "base": base[0], "runs": [n for n, _ in runs], "groups": out}
+    return {"system": system, "systems": systems, "base": base[0], "runs": [r[0] for r in runs], "groups": out}
 
 
 def paired_md(table: dict[str, Any], metric: str = "si_sdri") -> str:
@@ -108,8 +120,11 @@ def paired_md(table: dict[str, Any], metric: str = "si_sdri") -> str:
         return f"{st['mean']:+.2f} [{st['lo']:+.2f}, {st['hi']:+.2f}]" if st["n"] > 1 else f"{st['mean']:+.2f}"
 
     runs = table["runs"]
+    systems = table.get("systems", {})
     head = ["group", "n", f"{table['base']} (base)", *(f"{r} - base" for r in runs)]
-    lines = [f"Paired `{metric}` of `{table['system']}`, target-present items (mean [95 % CI]).", "",
+    which = ", ".join(f"{n}: `{s}`" for n, s in systems.items()) if len(set(systems.values())) > 1 \
+        else f"`{table['system']}`"
+    lines = [f"Paired `{metric}` of {which}, target-present items (mean [95 % CI]).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g, e in table["groups"].items():
         if metric not in e["base"] or e["base"][metric]["n"] == 0:
@@ -125,19 +140,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="promptsep bench paired",
                                 description="Paired per-item differences of separation benchmark runs on one manifest.")
-    p.add_argument("--base", required=True, metavar="NAME=DIR", help="the reference run")
-    p.add_argument("--run", action="append", required=True, metavar="NAME=DIR", help="a run compared with the base")
-    p.add_argument("--system", default="separator_nfe1", help="system rows compared (default separator_nfe1)")
+    p.add_argument("--base", required=True, metavar="NAME=DIR[@SYSTEM]", help="the reference run")
+    p.add_argument("--run", action="append", required=True, metavar="NAME=DIR[@SYSTEM]",
+                   help="a run compared with the base")
+    p.add_argument("--system", default="separator_nfe1",
+                   help="system rows compared where a run names none (default separator_nfe1)")
     p.add_argument("--metric", action="append", default=None, help=f"metrics (default {', '.join(DEFAULT_METRICS)})")
     p.add_argument("--out", required=True, help="folder for paired.json and paired.md")
     p.add_argument("--bootstrap", type=int, default=1000)
     args = p.parse_args(argv)
 
-    def spec(s: str) -> tuple[str, str]:
-        name, sep, folder = s.partition("=")
+    def spec(s: str) -> tuple[str, str, str]:
+        name, sep, rest = s.partition("=")
+        folder, _, system = rest.rpartition("@") if "@" in rest else (rest, "", "")
         if not sep or not name or not folder:
-            raise ValueError(f"expected NAME=DIR, got {s!r}")
-        return name, folder
+            raise ValueError(f"expected NAME=DIR or NAME=DIR@SYSTEM, got {s!r}")
+        return name, folder, system
 
     try:
         table = paired(spec(args.base), [spec(s) for s in args.run], args.system,

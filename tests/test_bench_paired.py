@@ -52,3 +52,16 @@ def test_paired_refuses_runs_of_another_manifest_and_bad_folders(tmp_path, capsy
     assert bench_main(["paired", "--base", f"a={a}", "--run", f"b={a}", "--system", "separator_nfe2",
                        "--out", str(tmp_path / "o")]) == 0
     assert "| all | 2 |" in (tmp_path / "o" / "paired.md").read_text()
+
+
+def test_each_run_can_be_read_at_its_own_system(tmp_path):
+    """``NAME=DIR@SYSTEM``: two releases compared at their own recommended steps."""
+    a = _run(tmp_path / "a", [1.0, 2.0, 3.0], system="separator_nfe1")
+    b = _run(tmp_path / "b", [2.0, 3.0, 4.0], system="separator_nfe4")
+    t = paired(("a", a, "separator_nfe1"), [("b", b, "separator_nfe4")], "separator_nfe2")
+    assert t["groups"]["all"]["b"]["si_sdri"]["diff"]["mean"] == pytest.approx(1.0)
+    assert t["systems"] == {"a": "separator_nfe1", "b": "separator_nfe4"}
+    assert bench_main(["paired", "--base", f"a={a}@separator_nfe1", "--run", f"b={b}@separator_nfe4",
+                       "--out", str(tmp_path / "o")]) == 0
+    md = (tmp_path / "o" / "paired.md").read_text()
+    assert "a: `separator_nfe1`, b: `separator_nfe4`" in md and "| all | 3 | +2.00" in md
