@@ -47,3 +47,12 @@ def test_separator_codec_linearises_the_means_and_measures_mixture_statistics(ti
     # a codec with linear means already: only the statistics step runs
     assert main([str(tmp_path / "dst"), str(tmp_path / "again"), *args]) == 0
     assert "round_trip" not in json.loads(capsys.readouterr().out.rsplit("wrote", 1)[0])
+
+
+def test_choose_sampling_takes_the_cheapest_sampler_within_the_tolerance():
+    pick = _script("choose_sampling").pick
+    rows = [{"steps": 1, "method": "euler", "si_sdri_wiener": 5.50}, {"steps": 2, "method": "euler", "si_sdri_wiener": 5.63},
+            {"steps": 4, "method": "euler", "si_sdri_wiener": 5.64}, {"steps": 2, "method": "midpoint", "si_sdri_wiener": 5.64}]
+    assert (pick(rows, 0.05)["steps"], pick(rows, 0.05)["method"]) == (2, "euler")
+    assert pick(rows, 0.0)["si_sdri_wiener"] == 5.64 and pick(rows, 0.0)["steps"] == 4  # tie at 4 evaluations: euler x4
+    assert pick(rows, 0.2)["steps"] == 1
