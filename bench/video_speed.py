@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from promptsep.release import examples_dir, packaged_checkpoint
+from promptsep.release import examples_dir
 
 
 def _example_video_writer():
@@ -55,7 +55,10 @@ def make_clip(folder: Path, seconds: float, fps: int, width: int, height: int) -
 def main(argv: Sequence[str] | None = None) -> int:
     """Time the video-file path and print the medians; returns 0."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=str(packaged_checkpoint("promptsep-tiny")))
+    from promptsep.cli import DEFAULT_VIDEO_CHECKPOINT
+
+    p.add_argument("--checkpoint", default=str(DEFAULT_VIDEO_CHECKPOINT),
+                   help="separator release (default: the shipped one for video prompts)")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--size", default="640x360", help="WIDTHxHEIGHT of the clip (even numbers)")

@@ -25,17 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from demo.core import SCORE_FIELDS, DemoConfig, Workspace
-from promptsep.cli import default_checkpoint
-from promptsep.release import examples_dir, packaged_checkpoint
+from promptsep.cli import DEFAULT_CHECKPOINT, DEFAULT_JUDGE, default_checkpoint
+from promptsep.release import examples_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
 
 logger = logging.getLogger(__name__)
 
-#: Shipped default models and bundled examples, found through the installed package.
-DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-tiny")
-DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
+#: Bundled examples, found through the installed package (the default models are promptsep.cli's).
 DEFAULT_EXAMPLES = examples_dir()
 
 SPAN_HEADERS = ["sign (+/-)", "start (s)", "end (s)"]
@@ -308,7 +306,7 @@ def build_demo(
         examples_dir: folder with ``examples.json`` and the bundled example audio (None: no examples).
         checkpoint / judge_path: shown in the About tab.
         video_separator: optional second separator for requests with a video prompt (box or mask),
-            e.g. the shipped ``promptsep-v2-video``; None: ``separator`` serves them too.
+            e.g. ``promptsep-v2-video``; None: ``separator`` serves them too.
         video_checkpoint: its release folder (the video section's note reads its model card).
 
     Returns:
@@ -631,14 +629,13 @@ def _parser() -> argparse.ArgumentParser:
     d = DemoConfig()
     p = argparse.ArgumentParser(prog="promptsep demo", description="Open the promptsep Gradio app.")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
-                   help="separator release folder or hub id (default: the shipped promptsep-tiny)")
+                   help="separator release folder or hub id (default: the shipped promptsep-v2)")
     p.add_argument("--judge", default=str(DEFAULT_JUDGE) if DEFAULT_JUDGE.is_dir() else None,
                    help="judge checkpoint folder (default: the shipped promptsep-judge-tiny when present)")
     p.add_argument("--no-judge", action="store_true", help="run without a judge (no scores)")
     p.add_argument("--video-checkpoint", default=None,
-                   help="separator release for requests with a video prompt (default: the shipped promptsep-v2-video "
-                        "when --checkpoint is the default one; otherwise --checkpoint serves them too); 'none': "
-                        "--checkpoint serves them")
+                   help="separator release for requests with a video prompt (default: --checkpoint serves them; "
+                        "the shipped promptsep-v2 serves every prompt kind); 'none': --checkpoint serves them")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=7860)
@@ -659,8 +656,9 @@ def video_release(checkpoint: str, video_checkpoint: str | None) -> str | None:
     Args:
         checkpoint: the page's main separator (``--checkpoint``).
         video_checkpoint: ``--video-checkpoint``: a release folder, ``"none"``, or None (the default:
-            the shipped promptsep-v2-video when ``checkpoint`` is the shipped default and it is present,
-            as ``promptsep separate`` does; a user's own ``--checkpoint`` serves everything).
+            ``promptsep.cli.DEFAULT_VIDEO_CHECKPOINT`` when ``checkpoint`` is the shipped default and
+            that release is another one, as ``promptsep separate`` does; a user's own ``--checkpoint``
+            serves everything).
     """
     if video_checkpoint is not None:
         return None if video_checkpoint.lower() == "none" else video_checkpoint

@@ -30,10 +30,13 @@ from promptsep.release import packaged_checkpoint
 logger = logging.getLogger(__name__)
 
 #: The shipped default models (found through the installed package).
-DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-tiny")
+#: ``promptsep-v2`` serves every prompt kind (text, span, video): chosen on the source-disjoint valid
+#: split over ``promptsep-tiny`` (text and span) and ``promptsep-v2-video`` (video).
+DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-v2")
 DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
-# the release for video prompts: the separator whose visual path was trained (issue 14), when it is shipped
-DEFAULT_VIDEO_CHECKPOINT = packaged_checkpoint("promptsep-v2-video")
+#: The release for video prompts when no ``--checkpoint`` is given (today the same as
+#: :data:`DEFAULT_CHECKPOINT`; the demo and the CLI still accept a separate one).
+DEFAULT_VIDEO_CHECKPOINT = packaged_checkpoint("promptsep-v2")
 
 
 def default_checkpoint(video: bool) -> Path:
@@ -43,8 +46,8 @@ def default_checkpoint(video: bool) -> Path:
         video: whether the request has a video prompt (``--box``/``--mask``).
 
     Returns:
-        ``promptsep-v2-video`` (trained visual path) for a video prompt when it is shipped,
-        else ``promptsep-tiny`` (the best measured release for text and span prompts).
+        :data:`DEFAULT_VIDEO_CHECKPOINT` for a video prompt when it is shipped, else
+        :data:`DEFAULT_CHECKPOINT` (both ``promptsep-v2``, whose visual path is trained).
     """
     if video and (DEFAULT_VIDEO_CHECKPOINT / "config.json").is_file():
         return DEFAULT_VIDEO_CHECKPOINT
@@ -243,11 +246,11 @@ def _separate_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", action="store_true", help="print one JSON object per input instead of a line")
     m = p.add_argument_group("model and sampling")
     m.add_argument("--checkpoint", default=None,
-                   help="release folder or hub id (default: the shipped promptsep-tiny; with --box/--mask the "
-                        "shipped promptsep-v2-video, whose visual path is trained)")
+                   help="release folder or hub id (default: the shipped promptsep-v2, which serves text, "
+                        "span and video prompts)")
     m.add_argument("--steps", type=_positive_int, default=None,
-                   help="ODE function evaluations (default: the release's recommended; 1 for promptsep-tiny, "
-                        "where more steps score worse)")
+                   help="ODE function evaluations (default: the release's recommended, chosen on valid; "
+                        "1 for promptsep-v2)")
     m.add_argument("--method", default=None, choices=["midpoint", "euler", "diffusers"],
                    help="ODE sampler (default: the release's recommended)")
     m.add_argument("--candidates", type=_positive_int, default=1,
@@ -680,7 +683,7 @@ def info_main(argv: Sequence[str] | None = None) -> int:
     """``promptsep info [CHECKPOINT]``: summary, labels, recommended sampling, sizes."""
     p = argparse.ArgumentParser(prog="promptsep info", description="Show what a release is, the labels it was "
                                 "trained on and how to sample it.")
-    p.add_argument("checkpoint", nargs="?", default=str(DEFAULT_CHECKPOINT), help="release folder (default: the shipped promptsep-tiny)")
+    p.add_argument("checkpoint", nargs="?", default=str(DEFAULT_CHECKPOINT), help="release folder (default: the shipped promptsep-v2)")
     p.add_argument("--json", action="store_true", help="print everything, config included, as JSON")
     try:
         args = p.parse_args(argv)

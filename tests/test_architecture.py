@@ -139,12 +139,12 @@ def test_packaged_defaults_resolve_outside_the_source_tree(tmp_path, monkeypatch
 
     assert demo.app.DEFAULT_EXAMPLES == release.examples_dir()
     assert (release.examples_dir() / "examples.json").is_file()
-    assert demo.app.DEFAULT_CHECKPOINT == release.packaged_checkpoint("promptsep-tiny")
+    assert demo.app.DEFAULT_CHECKPOINT == release.packaged_checkpoint("promptsep-v2")
     monkeypatch.setenv(release.CHECKPOINTS_ENV, str(tmp_path))
     with initialize_config_dir(config_dir=str(release.config_dir()), version_base="1.3"):
         bench = compose(config_name="bench")
         emb = compose(config_name="bench_embedding")
         train = compose(config_name="train")
-    assert OmegaConf.to_container(bench, resolve=True)["checkpoint"] == str(tmp_path / "promptsep-tiny")
-    assert OmegaConf.to_container(emb, resolve=True)["separator"] == str(tmp_path / "promptsep-tiny")
+    assert OmegaConf.to_container(bench, resolve=True)["checkpoint"] == str(tmp_path / "promptsep-v2")
+    assert OmegaConf.to_container(emb, resolve=True)["separator"] == str(tmp_path / "promptsep-v2")
     assert train.codec_checkpoint == str(tmp_path / "promptsep-tiny" / "codec")

@@ -271,7 +271,7 @@ def test_broken_release_is_a_clean_error_in_separate_and_info(inputs, tmp_path, 
 def test_info_shows_summary_labels_sampling_and_quality(capsys):
     assert run("info", SHIPPED) == 0
     out = capsys.readouterr().out
-    assert "The default separator" in out
+    assert "The first separator release; the default until promptsep-v2" in out
     assert "recommended sampling: euler, 1 step(s)" in out
     assert "labels it was trained on (70" in out and "woman speaking" in out and "dog barking" not in out
     assert "video prompt: -0.2 dB" in out and "Video prompts do not help yet" in out
@@ -279,6 +279,15 @@ def test_info_shows_summary_labels_sampling_and_quality(capsys):
     assert run("info", SHIPPED, "--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert info["sampling"]["steps"] == 1 and len(info["labels"]) == 70
+
+
+def test_info_without_a_folder_describes_the_shipped_default(capsys):
+    """`promptsep info` alone is the default release, promptsep-v2: its card, 86 labels, its video figure."""
+    assert run("info") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("promptsep-v2 (") and "The default separator" in out
+    assert "labels it was trained on (86" in out and "dog barking" in out
+    assert "video prompt: +4.6 dB" in out and "recommended sampling: euler, 1 step(s)" in out
 
 
 def test_version_help_and_unknown_commands(capsys):

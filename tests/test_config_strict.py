@@ -17,7 +17,7 @@ def test_bench_settings_reject_unknown_keys_but_not_the_training_keys_of_the_tra
     from bench.separation import BenchSettings
 
     s = BenchSettings.from_cfg(_bench(["trainer.max_steps=7", "bench.batch_size=3"]))  # trainer keys of training
-    assert s.batch_size == 3 and s.accelerator == "cpu" and s.checkpoint.endswith("promptsep-tiny")
+    assert s.batch_size == 3 and s.accelerator == "cpu" and s.checkpoint.endswith("promptsep-v2")
     with pytest.raises(ValueError, match="'batch_sise'"):
         BenchSettings.from_cfg(_bench(["+bench.batch_sise=4"]))
     with pytest.raises(ValueError, match="'chekpoint'"):

@@ -206,7 +206,7 @@ def test_video_prompt_with_box(client, files):
 
 
 def test_video_requests_go_to_the_video_release(app, client, files):
-    """With a video separator loaded (the shipped promptsep-v2-video by default), a request with a video
+    """With a second separator loaded for video (`--video-checkpoint`), a request with a video
     prompt is separated by it, and one without a video prompt by the page's main separator."""
     video_sep = app[0].video_separator_for_tests
     before = video_sep.calls
@@ -448,16 +448,16 @@ def test_about_tab_shows_the_model_card_figures_not_server_paths():
             return 1, "euler"
 
     text = model_summary(_Sep(), object(), DemoConfig(), str(DEFAULT_CHECKPOINT), str(DEFAULT_JUDGE))
-    assert "promptsep-tiny" in text and "promptsep-judge-tiny" in text
+    assert "promptsep-v2" in text and "promptsep-judge-tiny" in text
     assert str(DEFAULT_CHECKPOINT.parent) not in text and "/tmp" not in text
     assert "Recommended sampling: euler, 1 step(s)" in text
     card = json.loads((DEFAULT_CHECKPOINT / "bench_card_test.json").read_text())["pair_cross"]["text"]
     st = card["separator_si_sdri"]  # the model card's pair_cross text figure
     assert f"{st['mean']:+.1f} dB [{st['lo']:+.1f}, {st['hi']:+.1f}]" in text
-    assert "5.23 M parameters in the release" in text and "dit 3.02 M" in text
-    assert "woman speaking" in text and "70 labels" in text
+    assert "3.37 M parameters in the release" in text and "dit 3.34 M" in text
+    assert "woman speaking" in text and "86 labels" in text
     note = video_note(str(DEFAULT_CHECKPOINT))
-    assert "This model's video prompts" in note and "-0.2 dB" in note
+    assert "This model's video prompts" in note and "+4.6 dB" in note
     assert "not measured" in video_note("tiny-random")  # no release folder: no figure to show
 
 

@@ -116,14 +116,17 @@ def _page_note(demo) -> str:
 
 
 def test_the_page_says_what_the_shipped_model_does_with_video(separator, tmp_path):
-    """The video section's note shows the shipped card's measured video figure and its words on video; a
-    release whose card has no video figure says video was not measured."""
-    from demo.app import DEFAULT_CHECKPOINT, build_demo, close_demo
+    """The video section's note shows a release card's measured video figure and its words on video
+    (promptsep-tiny, whose figure is below zero, gets the advice to use words or spans); a release whose
+    card has no video figure says video was not measured."""
+    from demo.app import build_demo, close_demo
     from promptsep.cli import format_figure
+    from promptsep.release import packaged_checkpoint
 
-    card = json.loads((DEFAULT_CHECKPOINT / "bench_card_test.json").read_text())
+    tiny = packaged_checkpoint("promptsep-tiny")
+    card = json.loads((tiny / "bench_card_test.json").read_text())
     video = card["per_prompt_kind"]["video"]["separator_si_sdri"]
-    demo = build_demo(separator, None, _cfg(), examples_dir=None, checkpoint=str(DEFAULT_CHECKPOINT))
+    demo = build_demo(separator, None, _cfg(), examples_dir=None, checkpoint=str(tiny))
     try:
         note = _page_note(demo)
     finally:
@@ -137,7 +140,7 @@ def test_the_page_says_what_the_shipped_model_does_with_video(separator, tmp_pat
     bare = tmp_path / "release"
     bare.mkdir()
     for name in ("config.json", "MODEL_CARD.md", "model.safetensors"):
-        (bare / name).symlink_to(DEFAULT_CHECKPOINT / name)
+        (bare / name).symlink_to(tiny / name)
     del card["per_prompt_kind"]["video"]
     (bare / "bench_card_test.json").write_text(json.dumps(card))
     demo = build_demo(separator, None, _cfg(), examples_dir=None, checkpoint=str(bare))
@@ -150,27 +153,38 @@ def test_the_page_says_what_the_shipped_model_does_with_video(separator, tmp_pat
 
 
 def test_the_video_section_describes_the_shipped_video_release(separator):
-    """`promptsep demo` loads promptsep-v2-video for video prompts by default; the section names it and shows
-    its card's measured video figure and its trained tower."""
+    """`promptsep demo` serves video prompts with its default release (promptsep-v2, whose visual path is
+    trained) and shows that card's video figure; ``--video-checkpoint`` routes them to a second release,
+    which the section then names with its own figure."""
     from demo.app import DEFAULT_CHECKPOINT, _parser, build_demo, close_demo, video_release
     from promptsep.cli import DEFAULT_VIDEO_CHECKPOINT, format_figure, video_figure
+    from promptsep.release import packaged_checkpoint
 
     args = _parser().parse_args([])
-    assert video_release(args.checkpoint, args.video_checkpoint) == str(DEFAULT_VIDEO_CHECKPOINT)
+    assert DEFAULT_VIDEO_CHECKPOINT == DEFAULT_CHECKPOINT
+    assert video_release(args.checkpoint, args.video_checkpoint) is None  # the default serves video prompts
     assert video_release(str(DEFAULT_CHECKPOINT), "none") is None  # turned off
     assert video_release("my/own/release", None) is None  # a user's --checkpoint serves video prompts too
     assert video_release("my/own/release", "other/video") == "other/video"
-    figure = video_figure(DEFAULT_VIDEO_CHECKPOINT)
-    assert figure is not None and figure["mean"] > 0, "the video release's card measures video prompts"
-    demo = build_demo(separator, None, _cfg(), examples_dir=None, checkpoint="main",
-                      video_separator=separator, video_checkpoint=str(DEFAULT_VIDEO_CHECKPOINT))
+    figure = video_figure(DEFAULT_CHECKPOINT)
+    assert figure is not None and figure["mean"] > 0, "the default release's card measures video prompts"
+    demo = build_demo(separator, None, _cfg(), examples_dir=None, checkpoint=str(DEFAULT_CHECKPOINT))
     try:
         note = _page_note(demo)
     finally:
         close_demo(demo)
-    assert "separated by **promptsep-v2-video**" in note and format_figure(figure) in note
+    assert "This model's video prompts" in note and format_figure(figure) in note
     assert "promptsep-conv-tower, trained with the separator from random initialisation" in note
     assert "describe the sound in words" not in note
+
+    other = packaged_checkpoint("promptsep-v2-video")
+    demo = build_demo(separator, None, _cfg(), examples_dir=None, checkpoint="main",
+                      video_separator=separator, video_checkpoint=str(other))
+    try:
+        note = _page_note(demo)
+    finally:
+        close_demo(demo)
+    assert "separated by **promptsep-v2-video**" in note and format_figure(video_figure(other)) in note
 
 
 def test_video_requests_use_the_video_releases_own_sampling_unless_changed(separator, clips):

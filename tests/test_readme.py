@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-SHIPPED = ROOT / "checkpoints" / "promptsep-tiny"
+SHIPPED = ROOT / "checkpoints" / "promptsep-v2"
 
 #: (pattern on the command, why it is not run here)
 SKIPS = [

@@ -62,7 +62,8 @@ def test_tampered_weights_are_refused_old_releases_still_load(tmp_path):
 
 
 def test_shipped_releases_carry_and_pass_their_checksum():
-    for name in ("promptsep-tiny", "promptsep-tiny/codec", "promptsep-judge-tiny", "promptsep-judge-tiny/clap",
+    for name in ("promptsep-v2", "promptsep-v2-video", "promptsep-tiny", "promptsep-tiny/codec", "promptsep-judge-tiny",
+                 "promptsep-judge-tiny/clap",
                  "promptsep-clap-tiny", "promptsep-mosaic-tiny"):
         root, meta = release.read_meta(release.packaged_checkpoint(name))
         assert "weights_sha256" in meta, name

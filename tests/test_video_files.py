@@ -138,13 +138,14 @@ def test_separate_video_for_an_audio_input_with_a_mask(ckpt, tmp_path, capsys):
 
 
 def test_a_video_prompt_uses_the_shipped_video_release_by_default(tmp_path, capsys):
-    """Without --checkpoint, a --box request is separated by promptsep-v2-video (trained visual path) and a
-    text request by promptsep-tiny."""
+    """Without --checkpoint, a --box request and a text request are both separated by the shipped
+    promptsep-v2 (one release, visual path trained)."""
     import json
 
     from promptsep.cli import DEFAULT_CHECKPOINT, DEFAULT_VIDEO_CHECKPOINT
 
     assert (DEFAULT_VIDEO_CHECKPOINT / "model.safetensors").is_file(), "the video release is shipped"
+    assert DEFAULT_VIDEO_CHECKPOINT.name == DEFAULT_CHECKPOINT.name == "promptsep-v2"
     clip = tmp_path / "clip.mp4"
     write_clip(clip, "mp4", video_s=1.2, audio_s=1.0)
     assert run("separate", clip, "--box", "0,0,40,40", "--json", "-o", tmp_path / "v") == 0, capsys.readouterr().err
