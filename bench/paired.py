@@ -109,7 +109,9 @@ def paired(base: tuple[str, str | Path] | tuple[str, str | Path, str],
                     "diff": bootstrap_ci([rows[i][m] - base_rows[i][m] for i in both], samples, seed),
                 }
         out[g] = entry
-    return {"system": system, "systems": systems, "base": base[0], "runs": [r[0] for r in runs], "groups": out}
+    shared = set(systems.values())
+    return {"system": shared.pop() if len(shared) == 1 else system, "systems": systems, "base": base[0],
+            "runs": [r[0] for r in runs], "groups": out}
 
 
 def paired_md(table: dict[str, Any], metric: str = "si_sdri") -> str:
@@ -152,7 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def spec(s: str) -> tuple[str, str, str]:
         name, sep, rest = s.partition("=")
-        folder, _, system = rest.rpartition("@") if "@" in rest else (rest, "", "")
+        folder, system = rest, ""
+        if "@" in rest and not Path(rest).is_dir():  # a folder whose name has '@' stays a folder
+            folder, _, system = rest.rpartition("@")
+            if not system or "/" in system:
+                raise ValueError(f"expected NAME=DIR@SYSTEM with a system name after '@', got {s!r}")
         if not sep or not name or not folder:
             raise ValueError(f"expected NAME=DIR or NAME=DIR@SYSTEM, got {s!r}")
         return name, folder, system

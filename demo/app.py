@@ -3,7 +3,7 @@
 ``build_demo(separator, judge)`` returns a ``gr.Blocks`` (nothing is loaded at import; no
 module globals hold models); ``main(argv)`` is the ``promptsep demo`` launcher::
 
-    promptsep demo                                   # shipped tiny models on 127.0.0.1:7860
+    promptsep demo                                   # the shipped models on 127.0.0.1:7860
     promptsep demo --checkpoint DIR --judge DIR --host 0.0.0.0 --port 8080 --share
 
 The UI is a thin layer over :mod:`demo.core` (checks, separation, scoring, files) and
@@ -658,14 +658,18 @@ def video_release(checkpoint: str, video_checkpoint: str | None) -> str | None:
         video_checkpoint: ``--video-checkpoint``: a release folder, ``"none"``, or None (the default:
             ``promptsep.cli.DEFAULT_VIDEO_CHECKPOINT`` when ``checkpoint`` is the shipped default and
             that release is another one, as ``promptsep separate`` does; a user's own ``--checkpoint``
-            serves everything).
+            serves everything). Paths are compared resolved; the main release named again is None.
     """
+    def same(x: str | Path, y: str | Path) -> bool:
+        return Path(x).resolve() == Path(y).resolve()
+
     if video_checkpoint is not None:
-        return None if video_checkpoint.lower() == "none" else video_checkpoint
-    if Path(checkpoint) != DEFAULT_CHECKPOINT:
+        # "none", or the main release again: one separator serves every request
+        return None if video_checkpoint.lower() == "none" or same(video_checkpoint, checkpoint) else video_checkpoint
+    if not same(checkpoint, DEFAULT_CHECKPOINT):
         return None
     chosen = default_checkpoint(video=True)  # the CLI's choice for a video prompt
-    return None if chosen == DEFAULT_CHECKPOINT else str(chosen)
+    return None if same(chosen, DEFAULT_CHECKPOINT) else str(chosen)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

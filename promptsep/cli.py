@@ -225,7 +225,7 @@ def _separate_parser() -> argparse.ArgumentParser:
     g.add_argument("--span", action="append", default=[],
                    help="+START:END where the target sounds, -START:END where it is silent (seconds); repeatable")
     g.add_argument("--video", help="video file showing the sound source, for a separate audio input (one input "
-                                   "only; the shipped model gains nothing from video yet)")
+                                   "only; give --box or --mask too)")
     sel = g.add_mutually_exclusive_group()
     sel.add_argument("--box", type=_parse_box,
                      help="x0,y0,x1,y1 box around the target object in the video (the file's pixels, every frame)")

@@ -65,3 +65,15 @@ def test_each_run_can_be_read_at_its_own_system(tmp_path):
                        "--out", str(tmp_path / "o")]) == 0
     md = (tmp_path / "o" / "paired.md").read_text()
     assert "a: `separator_nfe1`, b: `separator_nfe4`" in md and "| all | 3 | +2.00" in md
+
+
+def test_a_shared_system_is_named_and_bad_specs_are_refused(tmp_path, capsys):
+    a = _run(tmp_path / "a", [1.0, 2.0], system="separator_nfe4")
+    at = _run(tmp_path / "runs@2026", [2.0, 3.0], system="separator_nfe4")  # '@' in a folder name
+    assert bench_main(["paired", "--base", f"a={a}@separator_nfe4", "--run", f"b={at}@separator_nfe4",
+                       "--out", str(tmp_path / "o")]) == 0
+    assert "Paired `si_sdri` of `separator_nfe4`" in (tmp_path / "o" / "paired.md").read_text()
+    assert bench_main(["paired", "--base", f"a={a}", "--run", f"b={at}", "--system", "separator_nfe4",
+                       "--out", str(tmp_path / "o2")]) == 0
+    assert bench_main(["paired", "--base", f"a={a}@", "--run", f"b={at}", "--out", str(tmp_path / "o3")]) == 2
+    assert "system name after '@'" in capsys.readouterr().err

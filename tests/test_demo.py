@@ -448,7 +448,7 @@ def test_about_tab_shows_the_model_card_figures_not_server_paths():
             return 1, "euler"
 
     text = model_summary(_Sep(), object(), DemoConfig(), str(DEFAULT_CHECKPOINT), str(DEFAULT_JUDGE))
-    assert "promptsep-v2" in text and "promptsep-judge-tiny" in text
+    assert "**promptsep-v2**: " in text and "promptsep-judge-tiny" in text
     assert str(DEFAULT_CHECKPOINT.parent) not in text and "/tmp" not in text
     assert "Recommended sampling: euler, 1 step(s)" in text
     card = json.loads((DEFAULT_CHECKPOINT / "bench_card_test.json").read_text())["pair_cross"]["text"]

@@ -187,6 +187,24 @@ def test_the_video_section_describes_the_shipped_video_release(separator):
     assert "separated by **promptsep-v2-video**" in note and format_figure(video_figure(other)) in note
 
 
+def test_a_separate_default_video_release_is_routed_to_by_the_cli_and_the_demo(monkeypatch, tmp_path):
+    """When the shipped video default is another release than the main default, `promptsep separate` and the
+    demo both send video prompts there (and only video prompts); naming the main release again routes nothing."""
+    import promptsep.cli as cli
+    from demo.app import DEFAULT_CHECKPOINT, video_release
+    from promptsep.release import packaged_checkpoint
+
+    other = packaged_checkpoint("promptsep-v2-video")
+    monkeypatch.setattr(cli, "DEFAULT_VIDEO_CHECKPOINT", other)
+    assert cli.default_checkpoint(video=True) == other and cli.default_checkpoint(video=False) == DEFAULT_CHECKPOINT
+    assert video_release(str(DEFAULT_CHECKPOINT), None) == str(other)
+    assert video_release(str(DEFAULT_CHECKPOINT), str(DEFAULT_CHECKPOINT)) is None
+    monkeypatch.chdir(DEFAULT_CHECKPOINT.parent)
+    assert video_release(DEFAULT_CHECKPOINT.name, None) == str(other)  # a relative path to the default is the default
+    monkeypatch.setattr(cli, "DEFAULT_VIDEO_CHECKPOINT", tmp_path / "missing")
+    assert cli.default_checkpoint(video=True) == DEFAULT_CHECKPOINT  # not shipped: the main release serves video
+
+
 def test_video_requests_use_the_video_releases_own_sampling_unless_changed(separator, clips):
     """Routed to the video release, a request whose steps and sampler are still the page's defaults (the main
     release's recommendation) runs at the video release's own recommended sampling; changed settings are kept."""

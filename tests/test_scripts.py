@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,11 @@ def test_separator_codec_linearises_the_means_and_measures_mixture_statistics(ti
 def test_choose_sampling_takes_the_cheapest_sampler_within_the_tolerance():
     pick = _script("choose_sampling").pick
     rows = [{"steps": 1, "method": "euler", "si_sdri_wiener": 5.50}, {"steps": 2, "method": "euler", "si_sdri_wiener": 5.63},
-            {"steps": 4, "method": "euler", "si_sdri_wiener": 5.64}, {"steps": 2, "method": "midpoint", "si_sdri_wiener": 5.64}]
+            {"steps": 4, "method": "euler", "si_sdri_wiener": 5.66}, {"steps": 4, "method": "midpoint", "si_sdri_wiener": 5.64}]
     assert (pick(rows, 0.05)["steps"], pick(rows, 0.05)["method"]) == (2, "euler")
-    assert pick(rows, 0.0)["si_sdri_wiener"] == 5.64 and pick(rows, 0.0)["steps"] == 4  # tie at 4 evaluations: euler x4
+    assert (pick(rows, 0.0)["steps"], pick(rows, 0.0)["method"]) == (4, "euler")  # the best
+    # steps are model evaluations for every method: at 4 evaluations the higher score wins
+    assert (pick(rows, 0.025)["steps"], pick(rows, 0.025)["method"]) == (4, "euler")
     assert pick(rows, 0.2)["steps"] == 1
+    with pytest.raises(ValueError, match="tolerance"):
+        pick(rows, -0.1)
