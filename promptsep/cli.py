@@ -34,9 +34,9 @@ logger = logging.getLogger(__name__)
 #: split over ``promptsep-tiny`` (text and span) and ``promptsep-v2-video`` (video).
 DEFAULT_CHECKPOINT = packaged_checkpoint("promptsep-v2")
 DEFAULT_JUDGE = packaged_checkpoint("promptsep-judge-tiny")
-#: The release for video prompts when no ``--checkpoint`` is given (today the same as
-#: :data:`DEFAULT_CHECKPOINT`; the demo and the CLI still accept a separate one).
-DEFAULT_VIDEO_CHECKPOINT = packaged_checkpoint("promptsep-v2")
+#: The release for video prompts when no ``--checkpoint`` is given: the default itself, whose visual
+#: path is trained (``default_checkpoint`` and the demo route to it only when it is another release).
+DEFAULT_VIDEO_CHECKPOINT = DEFAULT_CHECKPOINT
 
 
 def default_checkpoint(video: bool) -> Path:
