@@ -188,3 +188,48 @@ def test_window_bank_partial_and_whole_reads_agree(tmp_path):
     # the 1200 Hz window: same spectrum away from the edges; louder near 1200 Hz than near 300 Hz
     assert torch.allclose(a[:, 3 : n - 3], b[:, 3 : n - 3], atol=0.05)
     assert a.mean(-1).argmax() != whole.mels[0].float().mean(-1).argmax()
+
+
+class _Bank:
+    """A stand-in mel bank (the data structure ContrastiveClips reads): 6 labels x 5 clips."""
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.label_names = [f"src{k}" for k in range(6)]
+        self.mels, self.labels = [], []
+        for lab in self.label_names:
+            for _ in range(5):
+                self.mels.append(torch.randn(16, 80, generator=g))
+                self.labels.append(lab)
+        self.by_label = {}
+        for i, lab in enumerate(self.labels):
+            self.by_label.setdefault(lab, []).append(i)
+
+
+def test_contrastive_clips_hard_negative_batches_and_view_colouring():
+    """labels_per_batch: each batch draws from that many labels; eq_db: each view its own colouring."""
+    from bench.embedding.train import ContrastiveClips, spectral_colour
+
+    bank = _Bank()
+    kw = dict(prompts={lab: [] for lab in bank.label_names}, texts=[], objective="mosaic", crop_s=0.5, hop_s=0.01,
+              seed=3)
+    hard = ContrastiveClips(bank, labels_per_batch=2, batch_size=8, **kw)
+    per_batch = [{hard[b * 8 + j]["label"] for j in range(8)} for b in range(6)]
+    assert all(len(s) <= 2 for s in per_batch)
+    assert len(set().union(*per_batch)) > 2            # different batches, different labels
+    free = ContrastiveClips(bank, batch_size=8, **kw)
+    assert max(len({free[b * 8 + j]["label"] for j in range(8)}) for b in range(6)) > 2
+    with pytest.raises(ValueError, match="labels_per_batch"):
+        ContrastiveClips(bank, labels_per_batch=0, **kw)
+
+    # the colouring is a smooth curve over the mel bands, at most +-eq_db dB (tilt + bump)
+    c = spectral_colour(64, 6.0, np.random.default_rng(0)) * 10 / np.log(10)
+    assert c.shape == (64,) and c.abs().max() <= 9.0 + 1e-4 and c.std() > 0.1
+    plain = ContrastiveClips(bank, **kw)[5]
+    col = ContrastiveClips(bank, eq_db=6.0, **kw)[5]
+    assert plain["label"] == col["label"]
+    assert not torch.allclose(plain["mel"], col["mel"])
+    assert torch.equal(col["mel"], ContrastiveClips(bank, eq_db=6.0, **kw)[5]["mel"])  # seeded
+    # the two views of one item get different colourings (crop offsets aside: a 0.8 s clip fits once)
+    assert not torch.allclose(col["mel"] - col["mel"].mean(1, keepdim=True),
+                              col["mel2"] - col["mel2"].mean(1, keepdim=True))

@@ -185,6 +185,17 @@ class WindowBank(MelBank):
             self.by_label.setdefault(lab, []).append(i)
 
 
+def spectral_colour(n_mels: int, eq_db: float, rng: np.random.Generator) -> torch.Tensor:
+    """A random log-mel colouring ``[n_mels]`` (natural-log power units): a tilt of +-``eq_db`` dB
+    from the lowest to the highest band plus one Gaussian bump of +-``eq_db`` dB (random centre,
+    width 4-16 bands)."""
+    k = torch.arange(n_mels, dtype=torch.float32)
+    tilt = float(rng.uniform(-eq_db, eq_db)) * (k / max(1, n_mels - 1) - 0.5)
+    centre, width, gain = float(rng.uniform(0, n_mels)), float(rng.uniform(4, 16)), float(rng.uniform(-eq_db, eq_db))
+    bump = gain * torch.exp(-0.5 * ((k - centre) / width) ** 2)
+    return (tilt + bump) * (math.log(10.0) / 10.0)
+
+
 def _crop(mel: torch.Tensor, frames: int, rng: np.random.Generator) -> torch.Tensor:
     """A ``[M, frames]`` crop (random offset; short clips are looped from a random phase)."""
     f = mel.shape[-1]
@@ -201,11 +212,31 @@ class ContrastiveClips(Dataset):
 
     ``clap``: ``{"mel" [M, F], "label" int, "text" int}`` (``text`` indexes the prompt table).
     ``mosaic``: ``{"mel" [M, F], "mel2" [M, F], "label" int}`` (two crops of one clip).
+
+    Two options against shortcuts of the view-contrastive objective (matching two views by their
+    recording chain rather than by their content):
+
+    - ``labels_per_batch``: every run of ``batch_size`` consecutive items (one batch of the
+      sequential :class:`~separation.harness.StepSampler`) draws its clips from only this many
+      labels (for an SSL window set: sources), so most negatives share the positive's package,
+      voice or soundfont and cannot be told apart by it. None: labels drawn per item.
+    - ``eq_db``: each view gets its own random spectral colouring in the log-mel domain, a tilt
+      across the mel bands (uniform in +-``eq_db`` dB from the lowest to the highest band) plus
+      one Gaussian bump (+-``eq_db`` dB at a random band, width 4-16 bands), so the two views of
+      a clip no longer share their channel. 0: off.
     """
 
     def __init__(self, bank: MelBank, prompts: dict[str, list[str]], texts: list[str], objective: str,
                  crop_s: float, hop_s: float, seed: int = 0, length: int = 10**9, p_mix: float = 0.0,
-                 snr_db: tuple[float, float] = (5.0, 20.0), time_mask: int = 0, freq_mask: int = 0):
+                 snr_db: tuple[float, float] = (5.0, 20.0), time_mask: int = 0, freq_mask: int = 0,
+                 labels_per_batch: int | None = None, batch_size: int = 32, eq_db: float = 0.0):
+        if labels_per_batch is not None and labels_per_batch < 1:
+            raise ValueError(f"labels_per_batch must be >= 1 or None, got {labels_per_batch}")
+        if batch_size < 1 or not eq_db >= 0:
+            raise ValueError(f"need batch_size >= 1 and eq_db >= 0, got {batch_size}, {eq_db}")
+        self.labels_per_batch = labels_per_batch
+        self.batch_size = batch_size
+        self.eq_db = float(eq_db)
         self.bank = bank
         self.objective = objective
         self.frames = int(round(crop_s / hop_s))
@@ -228,6 +259,8 @@ class ContrastiveClips(Dataset):
         from embeddings.logmel import normalise_logmel
 
         x = _crop(self.bank.mels[clip], self.frames, rng)
+        if self.eq_db > 0:
+            x = x + spectral_colour(x.shape[0], self.eq_db, rng)[:, None]
         if self.p_mix > 0 and rng.random() < self.p_mix and len(self.labels) > 1:
             own = self.bank.labels[clip]
             others = [lab for lab in self.labels if lab != own]
@@ -251,7 +284,12 @@ class ContrastiveClips(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, int(i)])
-        lab = self.labels[int(rng.integers(len(self.labels)))]
+        if self.labels_per_batch is None or self.labels_per_batch >= len(self.labels):
+            lab = self.labels[int(rng.integers(len(self.labels)))]
+        else:  # the batch's own few labels, a function of the batch index only
+            brng = np.random.default_rng([self.seed, 1, int(i) // self.batch_size])
+            chosen = brng.choice(len(self.labels), size=self.labels_per_batch, replace=False)
+            lab = self.labels[int(chosen[int(rng.integers(len(chosen)))])]
         pool = self.bank.by_label[lab]
         clip = pool[int(rng.integers(len(pool)))]
         item = {"mel": self._view(clip, rng), "label": self.labels.index(lab)}
@@ -620,7 +658,8 @@ def train_embedding(cfg) -> dict[str, Any]:
     hop_s = mel_cfg.hop_length / mel_cfg.sample_rate
     ds = ContrastiveClips(bank, prompts, texts or [], objective, float(d.crop_s), hop_s, seed=int(cfg.seed),
                           p_mix=float(d.p_mix), snr_db=tuple(d.snr_db), time_mask=int(d.time_mask),
-                          freq_mask=int(d.freq_mask))
+                          freq_mask=int(d.freq_mask), labels_per_batch=d.get("labels_per_batch"), batch_size=bs,
+                          eq_db=float(d.get("eq_db", 0.0)))
     loader = DataLoader(ds, batch_size=bs, sampler=StepSampler(start_step * bs, 10**9), collate_fn=_collate,
                         num_workers=int(d.num_workers), persistent_workers=int(d.num_workers) > 0)
     # Validation through Lightning's loop: the bank's batches are embedded by validation_step, the
