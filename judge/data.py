@@ -82,6 +82,8 @@ class CandidateConfig:
         noise_snr_db: target-to-noise ratio of ``noise``.
         separator_steps: steps the separator is run with (one drawn per candidate).
         separator_refine: refinements drawn per separator candidate (``"wiener"`` or ``"none"``).
+        grade_recipe: the grading recipe of the candidates' targets (:mod:`judge.targets`: 2, or 3
+            whose SIR / SAR ranges start at -20 dB so that grades do not tie at 1).
     """
 
     per_mixture: int = 4
@@ -95,6 +97,7 @@ class CandidateConfig:
     noise_snr_db: tuple[float, float] = (-5.0, 45.0)
     separator_steps: tuple[int, ...] = (1, 2, 4, 8)
     separator_refine: tuple[str, ...] = ("wiener", "none")
+    grade_recipe: int = 2
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CandidateConfig:
@@ -108,6 +111,10 @@ class CandidateConfig:
         if bad_refine or not cfg.separator_refine or not cfg.separator_steps:
             raise ValueError(f"candidates.separator_refine must be a non-empty subset of ['wiener', 'none'] and "
                              f"separator_steps non-empty, got {list(cfg.separator_refine)} / {list(cfg.separator_steps)}")
+        from judge.targets import RECIPES
+
+        if cfg.grade_recipe not in RECIPES:
+            raise ValueError(f"candidates.grade_recipe must be one of {list(RECIPES)}, got {cfg.grade_recipe!r}")
         if "weights" in d:
             bad = set(cfg.weights) - set(KINDS)
             if bad:
@@ -286,7 +293,7 @@ class JudgeDataset(Dataset):
         n = est.shape[-1]
         tgt = item["target"].expand(m, 1, n)
         res = item["residual"].expand(m, 1, n)
-        targets = reference_targets(est[:, 0], tgt[:, 0], res[:, 0], self.sample_rate)
+        targets = reference_targets(est[:, 0], tgt[:, 0], res[:, 0], self.sample_rate, recipe=self.cand.grade_recipe)
         details = [{"kind": kinds[j], "item": int(i), **specs[j]} if j in specs else None for j in range(m)]
         return {"mixture": item["mixture"], "estimates": est, "targets": targets, "kinds": kinds,
                 "text": item["text"], "target_present": bool(item["target_present"]), "label": item["label"],

@@ -438,7 +438,7 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
                   seed: int = 2024, absent_share: float = 0.2, steps: Sequence[int] = (4, 1),
                   seeds: Sequence[int] = (0, 1), segment_s: float = 2.0, min_diff_db: float = 1.0,
                   bootstrap: int = 1000, bootstrap_seed: int = 0, alpha: float = 0.05,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, grade_recipe: int | None = None) -> dict[str, Any]:
     """Issue 17's bars on ``groups`` held-out mixtures (2-3 sources, text prompts, ``absent_share``
     of the prompts naming an absent sound).
 
@@ -471,18 +471,21 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
         segment_s: mixture length.
         min_diff_db: SI-SDR difference that makes a pair in ``c_pairs``.
         bootstrap / bootstrap_seed / alpha: the CIs.
+        grade_recipe: the grading recipe of the grades (None: :data:`judge.targets.RECIPE_VERSION`).
 
     Returns:
-        the figures above, plus ``{"split", "groups", "present", "candidates", "seconds"}``.
+        the figures above, ``grade_ceiling`` (figures (b)-(f) with the grades as the score), plus
+        ``{"split", "groups", "present", "candidates", "grade_recipe", "seconds"}``.
     """
     import dataclasses
 
     from tqdm import tqdm
 
-    from judge.targets import reference_targets
+    from judge.targets import RECIPE_VERSION, reference_targets
     from separation.data.mixing import MixConfig, MixtureDataset
     from separation.metrics import si_sdr
 
+    recipe = RECIPE_VERSION if grade_recipe is None else int(grade_recipe)
     t0 = time.time()
     cfg = MixConfig(segment_s=segment_s, min_sources=2, max_sources=3, p_text=1.0, p_span=0.0, p_text_span=0.0,
                     p_video=0.0)
@@ -500,7 +503,7 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
         est = torch.stack([c["estimate"] for c in cands])  # [M, 1, N]
         m = est.shape[0]
         tgt, res = it["target"].expand(m, -1), it["residual"].expand(m, -1)
-        grades = reference_targets(est[:, 0], tgt, res, sr)
+        grades = reference_targets(est[:, 0], tgt, res, sr, recipe=recipe)
         scores = judge(it["mixture"][None].expand(m, -1, -1).float(), est, [it["text"]] * m).cpu()
         present = bool(it["target_present"])
         sis = si_sdr(est[:, 0].float(), tgt.float()) if present else torch.full((m,), float("nan"))
@@ -509,23 +512,50 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
                          "seed": c.get("seed"), "refine": c.get("refine"), "present": present,
                          "grade": float(grades[j, 3]), "overall": float(scores[j, 3]),
                          "presence": float(scores[j, 4]) if scores.shape[-1] == 5 else None, "si_sdr": float(sis[j])})
-    draws = _group_draws(groups, bootstrap, bootstrap_seed)
     group_of = torch.tensor([r["group"] for r in rows])
     overall = torch.tensor([r["overall"] for r in rows], dtype=torch.float64)
     grade = torch.tensor([r["grade"] for r in rows], dtype=torch.float64)
     result: dict[str, Any] = {"split": split, "groups": groups, "present": sum(it["target_present"] for it in items),
                               "candidates": len(rows), "releases": list(separators), "steps": list(steps),
+                              "grade_recipe": recipe,
                               "seeds": list(seeds), "bootstrap": {"samples": bootstrap, "alpha": alpha, "unit": "mixture"}}
     result["a_pcc"] = _corr_ci(overall, grade, _group_resamples(group_of, groups, bootstrap, bootstrap_seed), alpha)
-    sep_idx = [j for j, r in enumerate(rows) if r["kind"] == "separator" and r["present"]]
     si = torch.tensor([r["si_sdr"] for r in rows], dtype=torch.float64)
+    result.update(_ranking_figures(overall, si, rows, items, list(outs), groups, min_diff_db, bootstrap,
+                                   bootstrap_seed, alpha, len(steps) * len(seeds)))
+    # The same figures with the reference grades in place of the judge's scores: what a judge that
+    # predicted its training targets exactly would reach (a ceiling set by the grading recipe).
+    result["grade_ceiling"] = _ranking_figures(grade, si, rows, items, list(outs), groups, min_diff_db, bootstrap,
+                                               bootstrap_seed, alpha, len(steps) * len(seeds))
+    result["seconds"] = round(time.time() - t0, 1)
+    return result
+
+
+def _ranking_figures(overall: torch.Tensor, si: torch.Tensor, rows: list[dict[str, Any]], items: list[dict],
+                     releases: list[str], groups: int, min_diff_db: float, bootstrap: int, bootstrap_seed: int,
+                     alpha: float, k_candidates: int) -> dict[str, Any]:
+    """Figures (b)-(f) of :func:`evaluate_bars` for one score ``overall [M]`` of the candidates ``rows``.
+
+    Args:
+        overall: the score that ranks the candidates (the judge's overall, or the grades).
+        si: SI-SDR of each candidate against the target ``[M]`` (NaN when the target is absent).
+        rows / items: the candidates (with ``group``, ``kind``, ``release``, ``refine``, ``present``)
+            and the mixtures.
+        releases: the separator releases in the candidates.
+        groups / min_diff_db / bootstrap / bootstrap_seed / alpha: as :func:`evaluate_bars`.
+        k_candidates: candidates per release in the re-ranking figure.
+    """
+    result: dict[str, Any] = {}
+    group_of = torch.tensor([r["group"] for r in rows])
+    draws = _group_draws(groups, bootstrap, bootstrap_seed)
+    sep_idx = [j for j, r in enumerate(rows) if r["kind"] == "separator" and r["present"]]
     if len(sep_idx) >= 2:
         ii = torch.tensor(sep_idx)
         result["b_srcc_si_sdr"] = _corr_ci(overall[ii], si[ii], _group_resamples(group_of[ii], groups, bootstrap,
                                                                                    bootstrap_seed), alpha)
     hits = {k: torch.zeros(groups, dtype=torch.float64) for k in ("c", "d", "e_p", "e_a")}
     counts = {k: torch.zeros(groups, dtype=torch.float64) for k in hits}
-    rerank: dict[str, dict[str, torch.Tensor]] = {name: {"k1": [], "judge": [], "oracle": []} for name in outs}
+    rerank: dict[str, dict[str, torch.Tensor]] = {name: {"k1": [], "judge": [], "oracle": []} for name in releases}
     for g, it in enumerate(items):
         idx = [j for j, r in enumerate(rows) if r["group"] == g]
         sep = [j for j in idx if rows[j]["kind"] == "separator"]
@@ -548,7 +578,7 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
         if len(good):
             counts["e_p"][g] = 1.0
             hits["e_p"][g] = float(bool((overall[sil_j] < overall[good]).all()))
-        for name in outs:
+        for name in releases:
             k4 = [j for j in sep if rows[j]["release"] == name and rows[j]["refine"] == "wiener"]
             kk = torch.tensor(k4)
             pick = kk[int(torch.argmax(overall[kk]))]
@@ -566,12 +596,11 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
             continue
         k1, jp, orc = (torch.tensor(r[key], dtype=torch.float64) for key in ("k1", "judge", "oracle"))
         pdraws = _group_draws(len(k1), bootstrap, bootstrap_seed)
-        f[name] = {"k": len(steps) * len(seeds), "n": len(k1), "k1_si_sdri": _mean_ci(k1, pdraws, alpha),
+        f[name] = {"k": k_candidates, "n": len(k1), "k1_si_sdri": _mean_ci(k1, pdraws, alpha),
                    "judge_si_sdri": _mean_ci(jp, pdraws, alpha), "oracle_si_sdri": _mean_ci(orc, pdraws, alpha),
                    "judge_gain_db": _mean_ci(jp - k1, pdraws, alpha), "oracle_gain_db": _mean_ci(orc - k1, pdraws, alpha),
                    "oracle_share": {**_share_ci(jp - k1, orc - k1, pdraws, alpha), "n": len(k1)}}
     result["f_rerank"] = f
-    result["seconds"] = round(time.time() - t0, 1)
     return result
 
 
@@ -585,25 +614,36 @@ def _ci_text(v: dict[str, Any] | None, key: str, pct: bool = False) -> str:
 
 
 def bars_table(r: dict[str, Any]) -> str:
-    """The :func:`evaluate_bars` result as markdown."""
+    """The :func:`evaluate_bars` result as markdown: the judge's figures and, beside them, the same
+    figures with the reference grades as the score (``grade_ceiling``: a judge that predicted its
+    grades exactly)."""
+    ceil = r.get("grade_ceiling") or {}
+
+    def row(label: str, key: str, field: str, pct: bool, bar: str, n: bool = True) -> str:
+        v = r.get(key)
+        count = f" (n={v['n']})" if n and v and "n" in v else ""
+        return f"| {label}{count} | {_ci_text(v, field, pct)} | {_ci_text(ceil.get(key), field, pct)} | {bar} |"
+
     lines = [f"Issue-17 bars on `{r['split']}`: {r['groups']} mixtures ({r['present']} with the target present), "
              f"{r['candidates']} candidates; releases {', '.join(r['releases'])}, steps {r['steps']}, seeds "
-             f"{r['seeds']}, refined and raw (95 % CIs: bootstrap over mixtures).", "",
-             "| figure | value | bar |", "| --- | --- | --- |",
-             f"| (a) PCC overall vs grade | {_ci_text(r['a_pcc'], 'pcc')} | >= 0.8 |",
-             f"| (b) SRCC overall vs SI-SDR (separator outputs) | {_ci_text(r.get('b_srcc_si_sdr'), 'srcc')} | >= 0.7 |",
-             f"| (c) same-mixture pairs, dSI-SDR >= 1 dB, ordered right (n={r['c_pairs']['n']}) | "
-             f"{_ci_text(r['c_pairs'], 'share', True)} | >= 75 % |",
-             f"| (d) worse than the mixture scored below it (n={r['d_worse_than_mixture']['n']}) | "
-             f"{_ci_text(r['d_worse_than_mixture'], 'share', True)} | >= 75 % |",
-             f"| (e) silence below every output with SI-SDRi > 0, target present (n={r['e_silent_present']['n']}) | "
-             f"{_ci_text(r['e_silent_present'], 'share', True)} | >= 90 % |",
-             f"| (e) silence above the mixture, target absent (n={r['e_absent']['n']}) | "
-             f"{_ci_text(r['e_absent'], 'share', True)} | >= 90 % |"]
+             f"{r['seeds']}, refined and raw (95 % CIs: bootstrap over mixtures); grading recipe "
+             f"{r.get('grade_recipe', 2)}. Column \"grades\": the same figure with the reference grades as the "
+             "score (what a judge that predicted its grades exactly would reach).", "",
+             "| figure | judge | grades | bar |", "| --- | --- | --- | --- |",
+             f"| (a) PCC overall vs grade | {_ci_text(r['a_pcc'], 'pcc')} | 1 | >= 0.8 |",
+             row("(b) SRCC overall vs SI-SDR (separator outputs)", "b_srcc_si_sdr", "srcc", False, ">= 0.7", False),
+             row("(c) same-mixture pairs, dSI-SDR >= 1 dB, ordered right", "c_pairs", "share", True, ">= 75 %"),
+             row("(d) worse than the mixture scored below it", "d_worse_than_mixture", "share", True, ">= 75 %"),
+             row("(e) silence below every output with SI-SDRi > 0, target present", "e_silent_present", "share", True,
+                 ">= 90 %"),
+             row("(e) silence above the mixture, target absent", "e_absent", "share", True, ">= 90 %")]
     for name, f in r["f_rerank"].items():
-        lines += [f"| (f) {name}: K={f['k']} judge pick gain over K=1, dB SI-SDRi (n={f['n']}) | "
-                  f"{_ci_text(f['judge_gain_db'], 'mean')} (oracle {_ci_text(f['oracle_gain_db'], 'mean')}) | >= +0.5 |",
-                  f"| (f) {name}: share of the oracle gain | {_ci_text(f['oracle_share'], 'share', True)} | >= 60 % |"]
+        g = (ceil.get("f_rerank") or {}).get(name, {})
+        lines += [f"| (f) {name}: K={f['k']} pick gain over K=1, dB SI-SDRi (n={f['n']}) | "
+                  f"{_ci_text(f['judge_gain_db'], 'mean')} (oracle {_ci_text(f['oracle_gain_db'], 'mean')}) | "
+                  f"{_ci_text(g.get('judge_gain_db'), 'mean')} | >= +0.5 |",
+                  f"| (f) {name}: share of the oracle gain | {_ci_text(f['oracle_share'], 'share', True)} | "
+                  f"{_ci_text(g.get('oracle_share'), 'share', True)} | >= 60 % |"]
     return "\n".join(lines) + "\n"
 
 
@@ -756,6 +796,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bars-absent", type=float, default=0.2, help="share of absent-target prompts in the bars evaluation")
     p.add_argument("--bars-steps", default="4,1", help="separator steps of the bars evaluation (the first is K = 1)")
     p.add_argument("--bars-seeds", type=int, default=2, help="separator seeds per steps value in the bars evaluation")
+    p.add_argument("--bars-grade-recipe", type=int, default=None,
+                   help="grading recipe of the bars' grades (default: judge.targets.RECIPE_VERSION)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/judge_eval")
     args = p.parse_args(argv)
@@ -822,7 +864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            absent_share=args.bars_absent,
                                            steps=[int(x) for x in args.bars_steps.split(",") if x.strip()],
                                            seeds=list(range(args.bars_seeds)), segment_s=args.segment_s,
-                                           bootstrap=args.bootstrap)
+                                           bootstrap=args.bootstrap, grade_recipe=args.bars_grade_recipe)
         results[split] = result
     if len(results) == 1:
         j, m = write_report(results[splits[0]], args.out)

@@ -47,7 +47,17 @@ The four axes (``u`` is the axis on a 0..1 scale, the score is ``1 + 4 u``):
   estimate is 5; precision and recall failures (the mixture, silence, the wrong source) bring
   it to 1, and of two estimates with the same SI-SDR the one whose spectrum is further from
   the target's (e.g. its error in bands where the target is quiet) gets the lower overall.
-  (Recipe version :data:`RECIPE_VERSION` = 2; version 1 had no perceptual term.)
+  (Recipe version 2; version 1 had no perceptual term.)
+
+**Recipe 3** (``recipe=3``; :data:`RECIPE_VERSION` is the default) keeps every formula above but maps SIR and
+SAR linearly from -20 dB (instead of 0 dB) to 30 dB (:data:`SIR_RANGE_DB_V3`,
+:data:`SAR_RANGE_DB_V3`). Under recipe 2 every estimate whose SIR is at or below 0 dB (the
+unprocessed mixture at 0 dB or less, a separation that leaks as much as it keeps) got precision 1
+and so overall 1, the grade of silence: the grades tied exactly where a ranker must decide (is
+this output worse than the mixture? is it better than nothing?). With the wider ranges the only
+present-target estimates graded overall 1 are those that keep none of the target (recall 0:
+silence, a wrong source), and below 0 dB SIR the grade still falls with the leak. Measured with
+``judge.evaluate --bars-...`` (the "grades" column): see docs/JUDGE.md.
 
 Absent targets (the reference target is silent, so the right estimate is silence):
 recall is 5 for every estimate (there is nothing to miss); precision is the estimate's
@@ -75,6 +85,11 @@ FRAME_S = 0.1
 #: Range of SIR / SAR mapped linearly onto 1..5, in dB.
 SIR_RANGE_DB = (0.0, 30.0)
 SAR_RANGE_DB = (0.0, 30.0)
+#: Recipe 3: the same mappings from -20 dB, so grades do not tie at 1 below 0 dB SIR / SAR.
+SIR_RANGE_DB_V3 = (-20.0, 30.0)
+SAR_RANGE_DB_V3 = (-20.0, 30.0)
+#: Grading recipes :func:`reference_targets` knows.
+RECIPES = (2, 3)
 #: Estimates whose leaked (target present) or total (target absent) energy is this far
 #: below the reference count as clean.
 FLOOR_DB = 30.0
@@ -89,7 +104,7 @@ MEL_N_FFT = 1024
 MEL_BANDS = 64
 MEL_SCALE = 0.5
 PERCEPTUAL_WEIGHT = 0.3
-#: Version of the grading recipe (part of the judge's feature-cache fingerprint).
+#: Version of the grading recipe used by default (part of the judge's feature-cache fingerprint).
 RECIPE_VERSION = 2
 
 AXES = ("precision", "recall", "faithfulness", "overall")
@@ -184,11 +199,13 @@ def recall_target(estimate: torch.Tensor, target: torch.Tensor, residual: torch.
 
 
 def precision_target(estimate: torch.Tensor, target: torch.Tensor, residual: torch.Tensor,
-                     sample_rate: int, parts: dict | None = None) -> torch.Tensor:
+                     sample_rate: int, parts: dict | None = None,
+                     sir_range_db: tuple[float, float] = SIR_RANGE_DB) -> torch.Tensor:
     """Precision on 1..5: how little of the mixture's non-target sound leaked into the estimate.
 
     Target present: ``SIR = 10 log10(max(E_t, E_s 10^(-3)) / E_i)`` (frame-wise projection;
-    ``E_s`` the reference target energy), mapped linearly from 0 dB (1) to 30 dB (5).
+    ``E_s`` the reference target energy), mapped linearly over ``sir_range_db`` (0 dB -> 1 and
+    30 dB -> 5 by default; -20 dB -> 1 in recipe 3).
     Target absent: the estimate's energy relative to the mixture, 0 dB -> 1, -30 dB -> 5.
 
     Returns:
@@ -198,7 +215,7 @@ def precision_target(estimate: torch.Tensor, target: torch.Tensor, residual: tor
     es = target.double().pow(2).sum(-1)
     floor = es * 10 ** (-FLOOR_DB / 10)
     sir = 10 * torch.log10((torch.maximum(p["e_target"], floor) + EPS) / (p["e_interf"] + EPS))
-    u_present = _lin(sir, *SIR_RANGE_DB)
+    u_present = _lin(sir, *sir_range_db)
     mix = target.double() + residual.double()
     rel = 10 * torch.log10((p["e_est"] + EPS) / (mix.pow(2).sum(-1) + EPS))
     u_absent = _lin(-rel, 0.0, FLOOR_DB)
@@ -207,10 +224,12 @@ def precision_target(estimate: torch.Tensor, target: torch.Tensor, residual: tor
 
 
 def faithfulness_target(estimate: torch.Tensor, target: torch.Tensor, residual: torch.Tensor,
-                        sample_rate: int, parts: dict | None = None) -> torch.Tensor:
+                        sample_rate: int, parts: dict | None = None,
+                        sar_range_db: tuple[float, float] = SAR_RANGE_DB) -> torch.Tensor:
     """Faithfulness on 1..5: absence of artefacts (distortion, filtering, noise, foreign sound).
 
-    Mean of ``clip(SAR / 30 dB, 0, 1)`` with ``SAR = 10 log10(max(E_t + E_i, floor) / E_art)``
+    Mean of ``SAR`` mapped linearly over ``sar_range_db`` (0..30 dB by default, -20..30 dB in
+    recipe 3) with ``SAR = 10 log10(max(E_t + E_i, floor) / E_art)``
     (``floor`` = the mixture energy 30 dB down, so a silent estimate has no artefacts) and
     ``exp(-d / 1.5)`` with ``d`` the multi-resolution STFT distance between the estimate and
     its artefact-free part; score ``1 + 4 u``.
@@ -222,7 +241,7 @@ def faithfulness_target(estimate: torch.Tensor, target: torch.Tensor, residual: 
     mix = target.double() + residual.double()
     floor = mix.pow(2).sum(-1) * 10 ** (-FLOOR_DB / 10)
     sar = 10 * torch.log10((torch.maximum(p["e_target"] + p["e_interf"], floor) + EPS) / (p["e_artif"] + EPS))
-    u_sar = _lin(sar, *SAR_RANGE_DB)
+    u_sar = _lin(sar, *sar_range_db)
     shape = estimate.shape[:-1]
     est = estimate.reshape(-1, estimate.shape[-1]).float()
     expl = p["explained"].reshape(-1, estimate.shape[-1]).float()
@@ -286,7 +305,7 @@ def overall_target(precision: torch.Tensor, recall: torch.Tensor, faithfulness: 
 
 
 def reference_targets(estimate: torch.Tensor, target: torch.Tensor, residual: torch.Tensor,
-                      sample_rate: int) -> torch.Tensor:
+                      sample_rate: int, recipe: int = RECIPE_VERSION) -> torch.Tensor:
     """All four targets: ``[..., N]`` signals -> ``[..., 4]`` (precision, recall, faithfulness, overall) in 1..5
     (the overall with the perceptual term, :func:`overall_target`).
 
@@ -295,13 +314,20 @@ def reference_targets(estimate: torch.Tensor, target: torch.Tensor, residual: to
         target: the reference target ``[..., N]`` (all zeros when the target is absent).
         residual: ``mixture - target``, ``[..., N]``.
         sample_rate: Hz.
+        recipe: grading recipe, 2 or 3 (see the module docstring).
+
+    Raises:
+        ValueError: mismatched shapes or an unknown recipe.
     """
     if not (estimate.shape == target.shape == residual.shape):
         raise ValueError(f"shape mismatch: estimate {tuple(estimate.shape)}, target {tuple(target.shape)}, "
                          f"residual {tuple(residual.shape)}")
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown grading recipe {recipe!r}; use one of {RECIPES}")
+    sir_range, sar_range = (SIR_RANGE_DB_V3, SAR_RANGE_DB_V3) if recipe == 3 else (SIR_RANGE_DB, SAR_RANGE_DB)
     parts = decompose(estimate, target, residual, sample_rate)
-    p = precision_target(estimate, target, residual, sample_rate, parts)
+    p = precision_target(estimate, target, residual, sample_rate, parts, sir_range)
     r = recall_target(estimate, target, residual, sample_rate, parts)
-    f = faithfulness_target(estimate, target, residual, sample_rate, parts)
+    f = faithfulness_target(estimate, target, residual, sample_rate, parts, sar_range)
     mel = perceptual_target(estimate, target, residual, sample_rate)
     return torch.stack([p, r, f, overall_target(p, r, f, mel)], dim=-1)

@@ -42,7 +42,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from judge.model import AXES
-from judge.targets import RECIPE_VERSION
 from promptsep.release import config_from_dict
 from separation import harness
 
@@ -496,7 +495,7 @@ def train_judge(cfg) -> dict[str, Any]:
             # the loaded codec's weights hash (or, for a seeded random codec, its full config): a retrained
             # codec release invalidates the cache
             "codec": judge.cfg.codec_sha256 or _fingerprint(judge.cfg.codec.to_dict()), "separators": [_release_fingerprint(p) for p in seps],
-            "targets": RECIPE_VERSION,
+            "targets": int(cand_cfg.grade_recipe),
             "hand": bool(jcfg.hand_features), "bands": int(jcfg.bands), "root": str(cfg.data.root),
             "clap": judge.cfg.clap_sha256}
     t0 = time.time()
@@ -539,6 +538,7 @@ def train_judge(cfg) -> dict[str, Any]:
                               "train_pairs": train_cache.num_pairs, "train_groups": int(train_cache.mix.shape[0]), "cache_seconds": round(cache_seconds, 1),
                               "train_seconds": round(train_seconds, 1)}
     result["val_pairs"] = len(val_pairs)
+    result["grade_recipe"] = int(cand_cfg.grade_recipe)
     val = {}
     if val_pairs:
         pred = predict_cached(judge, val_pairs)

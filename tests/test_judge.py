@@ -71,6 +71,27 @@ def test_targets_silence_has_low_recall():
     assert t[0] == pytest.approx(5.0)  # nothing leaked
 
 
+def test_recipe_3_grades_do_not_tie_below_zero_db():
+    """Recipe 2 gives the mixture (at <= 0 dB) and a worse separation the grade of silence (1);
+    recipe 3 orders them: silence < worse than the mixture < the mixture < a real separation."""
+    s, i = _signals()
+    s = s * (i.norm() / s.norm())                      # the target at 0 dB in the mixture
+    mix, worse, good, zero = s + i, 0.4 * s + i, s + 0.1 * i, torch.zeros_like(s)
+    est = torch.cat([zero, worse, mix, good])
+    ref, res = s.expand_as(est), i.expand_as(est)
+    r2 = reference_targets(est, ref, res, SR, recipe=2)[:, 3]
+    r3 = reference_targets(est, ref, res, SR, recipe=3)[:, 3]
+    assert r2[0] == pytest.approx(1.0) and r2[1] == pytest.approx(1.0) and r2[2] < 1.05   # ties at 1
+    assert r3[0] == pytest.approx(1.0)                                                    # silence still 1
+    assert r3[0] < r3[1] - 0.05 < r3[2] - 0.1 < r3[3] - 0.5
+    # absent target: precision (the output's level) and recall do not depend on the recipe
+    z = torch.zeros_like(s)
+    torch.testing.assert_close(reference_targets(0.1 * i, z, i, SR, recipe=2)[..., :2],
+                               reference_targets(0.1 * i, z, i, SR, recipe=3)[..., :2])
+    with pytest.raises(ValueError, match="recipe"):
+        reference_targets(s, s, i, SR, recipe=9)
+
+
 def test_targets_leak_is_monotonic():
     s, i = _signals()
     prec, overall = [], []
@@ -584,6 +605,13 @@ def test_bars_evaluation_on_a_tiny_run(judge, tiny_corpus, two_separator_release
     assert f["k"] == 4 and f["oracle_gain_db"]["mean"] >= f["judge_gain_db"]["mean"] - 1e-9
     assert f["oracle_si_sdri"]["mean"] >= f["k1_si_sdri"]["mean"] - 1e-9
     assert "(c) same-mixture pairs" in bars_table(r)
+    # the same figures with the reference grades as the score: the ceiling the grading recipe sets
+    ceil = r["grade_ceiling"]
+    assert set(ceil) >= {"b_srcc_si_sdr", "c_pairs", "d_worse_than_mixture", "e_absent", "f_rerank"}
+    assert ceil["c_pairs"]["n"] == r["c_pairs"]["n"] and ceil["e_absent"]["n"] == r["e_absent"]["n"]
+    if ceil["e_absent"]["n"]:  # silence is graded 5 when the target is absent, the mixture below it
+        assert ceil["e_absent"]["share"] == 1.0
+    assert "| figure | judge | grades | bar |" in bars_table(r)
     ckpt = judge.save_pretrained(tmp_path / "judge")
     assert main(["--checkpoint", str(ckpt), "--corpus", tiny_corpus, "--groups", "1", "--per-mixture", "2",
                  "--segment-s", "0.5", "--silent-groups", "0", "--bootstrap", "20", "--bars-groups", "2",
