@@ -517,6 +517,15 @@ def test_separator_candidates_come_from_several_releases(tiny_corpus, two_separa
     assert wrong and all(d["text"] != ds.mix[d["item"]]["text"] for d in wrong)
     with pytest.raises(ValueError, match="separator_refine"):
         CandidateConfig.from_dict({"separator_refine": ["sharpen"]})
+    # the grading recipe of the targets is a candidates option
+    with pytest.raises(ValueError, match="grade_recipe"):
+        CandidateConfig.from_dict({"grade_recipe": 7})
+    r3 = JudgeDataset(tiny_corpus, "train", mix_cfg, CandidateConfig.from_dict(
+        {"per_mixture": 6, "weights": {"mixture": 1.0, "leak": 1.0}, "grade_recipe": 3}), seed=0, length=1)[0]
+    r2 = JudgeDataset(tiny_corpus, "train", mix_cfg, CandidateConfig.from_dict(
+        {"per_mixture": 6, "weights": {"mixture": 1.0, "leak": 1.0}, "grade_recipe": 2}), seed=0, length=1)[0]
+    assert torch.equal(r3["estimates"], r2["estimates"])
+    assert not torch.allclose(r3["targets"][:, 0], r2["targets"][:, 0])   # precision differs
 
 
 def test_presence_head_output_and_loss(tiny_corpus):
