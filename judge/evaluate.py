@@ -613,6 +613,20 @@ def _ci_text(v: dict[str, Any] | None, key: str, pct: bool = False) -> str:
     return f"{k * v[key]:.{0 if pct else 2}f}{unit}" + (f" [{k * ci[0]:.{0 if pct else 2}f}, {k * ci[1]:.{0 if pct else 2}f}]" if ci else "")
 
 
+def trained_recipe(checkpoint: str | Path | None) -> int:
+    """The grading recipe a judge release was trained on (its ``train_result.json``), else the default
+    :data:`judge.targets.RECIPE_VERSION` (releases from before the record, e.g. the shipped one)."""
+    from judge.targets import RECIPE_VERSION
+
+    path = Path(checkpoint) / "train_result.json" if checkpoint else None
+    if path is not None and path.is_file():
+        try:
+            return int(json.loads(path.read_text()).get("grade_recipe", RECIPE_VERSION))
+        except (ValueError, TypeError, AttributeError):
+            return RECIPE_VERSION
+    return RECIPE_VERSION
+
+
 def bars_table(r: dict[str, Any]) -> str:
     """The :func:`evaluate_bars` result as markdown: the judge's figures and, beside them, the same
     figures with the reference grades as the score (``grade_ceiling``: a judge that predicted its
@@ -796,8 +810,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bars-absent", type=float, default=0.2, help="share of absent-target prompts in the bars evaluation")
     p.add_argument("--bars-steps", default="4,1", help="separator steps of the bars evaluation (the first is K = 1)")
     p.add_argument("--bars-seeds", type=int, default=2, help="separator seeds per steps value in the bars evaluation")
-    p.add_argument("--bars-grade-recipe", type=int, default=None,
-                   help="grading recipe of the bars' grades (default: judge.targets.RECIPE_VERSION)")
+    p.add_argument("--grade-recipe", type=int, default=None,
+                   help="grading recipe (judge.targets) of the grades, in the correlations and the bars (default: "
+                        "the recipe recorded in the release's train_result.json, else judge.targets.RECIPE_VERSION)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/judge_eval")
     args = p.parse_args(argv)
@@ -805,6 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from judge.data import CandidateConfig
     from judge.model import Judge
+    from judge.targets import RECIPES
     from separation.data.mixing import MixConfig
 
     try:
@@ -815,7 +831,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     codec = args.codec or judge.cfg.codec_path
     mix_cfg = MixConfig(segment_s=args.segment_s, min_sources=2, max_sources=4, p_text=1.0, p_span=0.0,
                         p_text_span=0.0, p_video=0.0)
-    cand = CandidateConfig(per_mixture=args.per_mixture)
+    recipe = args.grade_recipe if args.grade_recipe is not None else trained_recipe(args.checkpoint)
+    if recipe not in RECIPES:
+        print(f"promptsep judge evaluate: error: --grade-recipe must be one of {list(RECIPES)}, got {recipe}",
+              file=sys.stderr)
+        return 2
+    cand = CandidateConfig(per_mixture=args.per_mixture, grade_recipe=recipe)
     if codec is None:
         cand.weights["codec"] = 0.0
     splits = [sp.strip() for sp in args.split.split(",") if sp.strip()]
@@ -864,7 +885,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            absent_share=args.bars_absent,
                                            steps=[int(x) for x in args.bars_steps.split(",") if x.strip()],
                                            seeds=list(range(args.bars_seeds)), segment_s=args.segment_s,
-                                           bootstrap=args.bootstrap, grade_recipe=args.bars_grade_recipe)
+                                           bootstrap=args.bootstrap, grade_recipe=recipe)
         results[split] = result
     if len(results) == 1:
         j, m = write_report(results[splits[0]], args.out)

@@ -628,6 +628,16 @@ def test_bars_evaluation_on_a_tiny_run(judge, tiny_corpus, two_separator_release
                  "--threads", "1", "--out", str(tmp_path / "eval")]) == 0
     out = json.loads((tmp_path / "eval" / "judge_eval.json").read_text())
     assert out["bars"]["groups"] == 2 and set(out["bars"]["f_rerank"]) <= {"rel_a", "rel_b"}
+    assert out["bars"]["grade_recipe"] == 2                      # no record: the default recipe
+    from judge.evaluate import trained_recipe
+
+    (Path(ckpt) / "train_result.json").write_text(json.dumps({"grade_recipe": 3}))
+    assert trained_recipe(ckpt) == 3                              # a release graded by recipe 3 is scored on it
+    assert main(["--checkpoint", str(ckpt), "--corpus", tiny_corpus, "--groups", "1", "--per-mixture", "2",
+                 "--segment-s", "0.5", "--silent-groups", "0", "--bootstrap", "20", "--bars-groups", "1",
+                 "--bars-separators", two_separator_releases[0], "--bars-steps", "1", "--bars-seeds", "1",
+                 "--threads", "1", "--out", str(tmp_path / "eval3")]) == 0
+    assert json.loads((tmp_path / "eval3" / "judge_eval.json").read_text())["bars"]["grade_recipe"] == 3
     assert "Issue-17 bars" in capsys.readouterr().out
 
 
