@@ -61,3 +61,24 @@ def test_choose_sampling_takes_the_cheapest_sampler_within_the_tolerance():
     assert pick(rows, 0.2)["steps"] == 1
     with pytest.raises(ValueError, match="tolerance"):
         pick(rows, -0.1)
+
+
+def test_mosaic_pooling_probes_every_pooling_of_a_real_tower(tiny_corpus, tmp_path, capsys):
+    from embeddings.mosaic import MosaicConfig, MosaicTiny
+
+    torch.manual_seed(0)
+    cfg = MosaicConfig()
+    cfg.audio.width, cfg.audio.depth, cfg.audio.channels = 16, 1, [16, 16]
+    MosaicTiny(cfg).save_pretrained(tmp_path / "enc")
+    mod = _script("mosaic_pooling")
+    assert mod.main([str(tmp_path / "enc"), "--corpus", tiny_corpus, "--split", "train"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["clips"] == 16 and out["labels"] == 4
+    assert all(0.0 <= out[k] <= 1.0 for k in mod.POOLINGS)
+    # the poolings are different features of the same tower: max is not the mean, CLS+mean is wider
+    mel = torch.randn(2, cfg.audio.mel.n_mels, 120)
+    f = mod.pooled_features(MosaicTiny(cfg).audio_tower.eval(), mel, torch.tensor([120, 60]))
+    assert f["cls+mean"].shape[1] == 2 * f["cls"].shape[1] and not torch.allclose(f["max"], f["mean"])
+    torch.testing.assert_close(f["cls_unit"].norm(dim=-1), torch.ones(2))
+    with pytest.raises(SystemExit):
+        mod.main([str(tmp_path), "--corpus", tiny_corpus])   # not a release
