@@ -639,6 +639,9 @@ def test_bars_evaluation_on_a_tiny_run(judge, tiny_corpus, two_separator_release
                  "--threads", "1", "--out", str(tmp_path / "eval3")]) == 0
     assert json.loads((tmp_path / "eval3" / "judge_eval.json").read_text())["bars"]["grade_recipe"] == 3
     assert "Issue-17 bars" in capsys.readouterr().out
+    assert main(["--checkpoint", str(ckpt), "--corpus", tiny_corpus, "--grade-recipe", "9",
+                 "--out", str(tmp_path / "eval9")]) == 2                  # unknown recipe: a clear error
+    assert "--grade-recipe must be one of" in capsys.readouterr().err
 
 
 def test_train_with_two_separator_releases(tiny_corpus, tmp_path, two_separator_releases):
