@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from judge.targets import reference_targets
+from judge.targets import RECIPE_VERSION, RECIPES, reference_targets
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class CandidateConfig:
     noise_snr_db: tuple[float, float] = (-5.0, 45.0)
     separator_steps: tuple[int, ...] = (1, 2, 4, 8)
     separator_refine: tuple[str, ...] = ("wiener", "none")
-    grade_recipe: int = 2
+    grade_recipe: int = RECIPE_VERSION
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CandidateConfig:
@@ -111,8 +111,6 @@ class CandidateConfig:
         if bad_refine or not cfg.separator_refine or not cfg.separator_steps:
             raise ValueError(f"candidates.separator_refine must be a non-empty subset of ['wiener', 'none'] and "
                              f"separator_steps non-empty, got {list(cfg.separator_refine)} / {list(cfg.separator_steps)}")
-        from judge.targets import RECIPES
-
         if cfg.grade_recipe not in RECIPES:
             raise ValueError(f"candidates.grade_recipe must be one of {list(RECIPES)}, got {cfg.grade_recipe!r}")
         if "weights" in d:

@@ -50,8 +50,7 @@ The four axes (``u`` is the axis on a 0..1 scale, the score is ``1 + 4 u``):
   (Recipe version 2; version 1 had no perceptual term.)
 
 **Recipe 3** (``recipe=3``; :data:`RECIPE_VERSION` is the default) keeps every formula above but maps SIR and
-SAR linearly from -20 dB (instead of 0 dB) to 30 dB (:data:`SIR_RANGE_DB_V3`,
-:data:`SAR_RANGE_DB_V3`). Under recipe 2 every estimate whose SIR is at or below 0 dB (the
+SAR linearly from -20 dB (instead of 0 dB) to 30 dB (:data:`RECIPE_RANGES_DB`). Under recipe 2 every estimate whose SIR is at or below 0 dB (the
 unprocessed mixture at 0 dB or less, a separation that leaks as much as it keeps) got precision 1
 and so overall 1, the grade of silence: the grades tied exactly where a ranker must decide (is
 this output worse than the mixture? is it better than nothing?). With the wider ranges the only
@@ -85,11 +84,10 @@ FRAME_S = 0.1
 #: Range of SIR / SAR mapped linearly onto 1..5, in dB.
 SIR_RANGE_DB = (0.0, 30.0)
 SAR_RANGE_DB = (0.0, 30.0)
-#: Recipe 3: the same mappings from -20 dB, so grades do not tie at 1 below 0 dB SIR / SAR.
-SIR_RANGE_DB_V3 = (-20.0, 30.0)
-SAR_RANGE_DB_V3 = (-20.0, 30.0)
-#: Grading recipes :func:`reference_targets` knows.
-RECIPES = (2, 3)
+#: The (SIR, SAR) ranges of each grading recipe :func:`reference_targets` knows; recipe 3 maps
+#: from -20 dB so grades do not tie at 1 below 0 dB SIR / SAR.
+RECIPE_RANGES_DB = {2: (SIR_RANGE_DB, SAR_RANGE_DB), 3: ((-20.0, 30.0), (-20.0, 30.0))}
+RECIPES = tuple(RECIPE_RANGES_DB)
 #: Estimates whose leaked (target present) or total (target absent) energy is this far
 #: below the reference count as clean.
 FLOOR_DB = 30.0
@@ -324,7 +322,7 @@ def reference_targets(estimate: torch.Tensor, target: torch.Tensor, residual: to
                          f"residual {tuple(residual.shape)}")
     if recipe not in RECIPES:
         raise ValueError(f"unknown grading recipe {recipe!r}; use one of {RECIPES}")
-    sir_range, sar_range = (SIR_RANGE_DB_V3, SAR_RANGE_DB_V3) if recipe == 3 else (SIR_RANGE_DB, SAR_RANGE_DB)
+    sir_range, sar_range = RECIPE_RANGES_DB[recipe]
     parts = decompose(estimate, target, residual, sample_rate)
     p = precision_target(estimate, target, residual, sample_rate, parts, sir_range)
     r = recall_target(estimate, target, residual, sample_rate, parts)

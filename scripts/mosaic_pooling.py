@@ -4,8 +4,8 @@ The released ``mosaic-tiny`` / ``clap-tiny`` embedding is the audio tower's CLS 
 This script probes, on the same clips and with the same 5-fold standardised logistic regression
 as the embedding benchmark (:func:`bench.embedding.long_audio.probe_accuracy`), what the tower
 gives with other poolings of its outputs: CLS as released (unit norm), CLS, the mean and the max
-of the token outputs over valid frames, and CLS + mean; beside the log-mel statistics baseline of
-the same standardised log-mel (per-band mean and standard deviation over frames).
+of the token outputs over valid frames, and CLS + mean. The log-mel statistics baseline on the same
+clips is the benchmark's own (``promptsep bench clap --logmel``).
 
     python scripts/mosaic_pooling.py checkpoints/promptsep-mosaic-tiny --split valid
 """
@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-POOLINGS = ("cls_unit", "cls", "mean", "max", "cls+mean", "logmel_stats")
+POOLINGS = ("cls_unit", "cls", "mean", "max", "cls+mean")
 
 
 def pooled_features(tower, mel: torch.Tensor, frames: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -40,11 +40,8 @@ def pooled_features(tower, mel: torch.Tensor, frames: torch.Tensor) -> dict[str,
     v = valid[..., None].to(tok.dtype)
     mean = (tok * v).sum(1) / v.sum(1).clamp(min=1.0)
     mx = tok.masked_fill(~valid[..., None], float("-inf")).max(1).values
-    w = (torch.arange(mel.shape[-1], device=mel.device)[None] < frames[:, None]).to(mel.dtype)[:, None]
-    mu = (mel * w).sum(-1) / w.sum(-1)
-    sd = (((mel - mu[..., None]) ** 2 * w).sum(-1) / w.sum(-1)).sqrt()
     return {"cls_unit": torch.nn.functional.normalize(cls, dim=-1), "cls": cls, "mean": mean, "max": mx,
-            "cls+mean": torch.cat([cls, mean], -1), "logmel_stats": torch.cat([mu, sd], -1)}
+            "cls+mean": torch.cat([cls, mean], -1)}
 
 
 def main(argv: list[str] | None = None) -> int:
