@@ -173,6 +173,8 @@ class AudioTower(nn.Module):
         self.transformer = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.width)
         self.register_buffer("pos", sinusoid(cfg.max_tokens + 1, cfg.width), persistent=False)
+        #: width of the convolutional stem's output per token (before ``to_tokens``)
+        self.stem_dim = token_in
 
     def token_count(self, frames: torch.Tensor) -> torch.Tensor:
         """Valid tokens for ``frames`` valid log-mel frames (at least 1)."""
@@ -189,6 +191,33 @@ class AudioTower(nn.Module):
         Returns:
             ``cls [B, W]``, ``tokens [B, T, W]`` and ``valid [B, T]`` (bool).
         """
+        h, pad, valid = self._tokens(mel, frames)[1:]
+        h = self.norm(self.transformer(h, src_key_padding_mask=pad))
+        return h[:, 0], h[:, 1:], valid
+
+    def hidden_states(self, mel: torch.Tensor, frames: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """Every stage's outputs, for embeddings that pool more than the last layer.
+
+        Args:
+            mel: ``[B, M, F]`` with ``F >= time_stride``.
+            frames: valid frames per item ``[B]`` (None: all ``F``).
+
+        Returns:
+            ``stem [B, T, S]`` (the convolutional stem's tokens, ``S`` = :attr:`stem_dim`), the
+            output of each transformer layer ``[B, 1 + T, W]`` (CLS first; the last one after the
+            final norm, so it equals :meth:`forward`'s), and ``valid [B, T]``.
+        """
+        stem, h, pad, valid = self._tokens(mel, frames)
+        layers = []
+        for i, layer in enumerate(self.transformer.layers):
+            h = layer(h, src_key_padding_mask=pad)
+            layers.append(self.norm(h) if i == len(self.transformer.layers) - 1 else h)
+        return stem, layers, valid
+
+    def _tokens(self, mel: torch.Tensor, frames: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``stem [B, T, S]``, transformer input ``[B, 1 + T, W]``, its padding mask ``[B, 1 + T]``, ``valid [B, T]``."""
         b, m, f = mel.shape
         stride = self.cfg.time_stride
         if f < stride:
@@ -199,6 +228,7 @@ class AudioTower(nn.Module):
             x = x.permute(0, 3, 1, 2).flatten(2)  # [B, T, C * M']
         else:
             x = self.conv(mel).transpose(1, 2)  # [B, T, C]
+        stem = x
         x = self.to_tokens(x)
         t = x.shape[1]
         if t > self.cfg.max_tokens:
@@ -209,8 +239,7 @@ class AudioTower(nn.Module):
         cls = self.cls.expand(b, 1, -1) + self.pos[:1]
         h = torch.cat([cls, x], dim=1)
         pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=mel.device), ~valid], dim=1)
-        h = self.norm(self.transformer(h, src_key_padding_mask=pad))
-        return h[:, 0], h[:, 1:], valid
+        return stem, h, pad, valid
 
 
 class ClapTiny(ReleaseMixin, nn.Module):

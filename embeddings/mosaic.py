@@ -5,8 +5,9 @@ each with a different random subset of time-frequency patches masked out (set to
 clip mean, 0 after standardisation) and, optionally, different crop offsets; the pooled
 outputs of the audio tower go through a projection head and the NT-Xent (symmetric
 InfoNCE) loss pulls the two views together against the other clips of the batch. No
-labels are used. Downstream embeddings are the tower's CLS output *before* the
-projection head (the SimCLR recipe), L2-normalised.
+labels are used. Downstream embeddings are taken *before* the projection head (the SimCLR
+recipe): the tower's CLS output, or the mean and max of every stage's tokens (``embedding:
+stages``, what the shipped release declares: chosen on valid, docs/EMBEDDINGS.md), L2-normalised.
 
 The audio tower is the one of :mod:`embeddings.clap`, so both models share the
 front-end, the frame layout and the trainer (``objective: mosaic`` in
@@ -30,6 +31,8 @@ from embeddings.logmel import LogMel, standard_logmel
 from promptsep import release
 
 MOSAIC_KIND = "promptsep_mosaic"
+#: the downstream embeddings a release can declare (``MosaicConfig.embedding``)
+EMBEDDINGS = ("cls", "stages")
 DEFAULT_MOSAIC_DIR = release.packaged_checkpoint("promptsep-mosaic-tiny")
 
 
@@ -43,6 +46,11 @@ class MosaicConfig(release.JsonConfig):
         patch_mels / patch_frames: patch size on the log-mel grid.
         mask_ratio: share of patches masked in each view.
         temperature: NT-Xent temperature.
+        embedding: what :meth:`MosaicTiny.embed_audio` returns (see :data:`EMBEDDINGS`):
+            ``"cls"``, the tower's CLS output (``D = width``; a release without the key), or
+            ``"stages"``, the mean and the max over valid tokens of every stage (the convolutional
+            stem and each transformer layer), each of these vectors unit-normed, concatenated and
+            scaled to unit norm (``D = 2 (stem_dim + depth x width)``).
     """
 
     audio: AudioTowerConfig = field(default_factory=AudioTowerConfig)
@@ -51,6 +59,11 @@ class MosaicConfig(release.JsonConfig):
     patch_frames: int = 16
     mask_ratio: float = 0.5
     temperature: float = 0.1
+    embedding: str = "cls"
+
+    def __post_init__(self) -> None:
+        if self.embedding not in EMBEDDINGS:
+            raise ValueError(f"mosaic embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
 
 
 
@@ -64,6 +77,26 @@ def mask_patches(mel: torch.Tensor, patch_mels: int, patch_frames: int, ratio: f
     return mel * keep.to(mel.device, mel.dtype)
 
 
+def stage_pooling(stages: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
+    """The ``stages`` embedding: mean and max over valid tokens of each stage, each unit-normed,
+    concatenated and scaled to unit norm.
+
+    Args:
+        stages: token outputs ``[B, T, C_i]`` of each stage (stem, then each transformer layer).
+        valid: ``[B, T]`` (bool).
+
+    Returns:
+        ``[B, 2 sum C_i]``.
+    """
+    v = valid[..., None]
+    parts = []
+    for tok in stages:
+        mean = (tok * v).sum(1) / v.sum(1).clamp_min(1)
+        mx = tok.masked_fill(~v, float("-inf")).amax(1)
+        parts += [F.normalize(mean, dim=-1), F.normalize(mx, dim=-1)]
+    return torch.cat(parts, dim=-1) / len(parts) ** 0.5
+
+
 class MosaicTiny(ReleaseMixin, nn.Module):
     """Audio tower + projection head trained by masked-patch contrast."""
 
@@ -75,9 +108,10 @@ class MosaicTiny(ReleaseMixin, nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or MosaicConfig()
         self.sample_rate = int(cfg.audio.mel.sample_rate)
-        self.dim = int(cfg.audio.width)
         self.frontend = LogMel(cfg.audio.mel)
         self.audio_tower = AudioTower(cfg.audio)
+        width = int(cfg.audio.width)
+        self.dim = width if cfg.embedding == "cls" else 2 * (self.audio_tower.stem_dim + cfg.audio.depth * width)
         self.head = nn.Sequential(nn.Linear(cfg.audio.width, cfg.audio.width), nn.GELU(),
                                   nn.Linear(cfg.audio.width, cfg.head_dim))
 
@@ -85,18 +119,36 @@ class MosaicTiny(ReleaseMixin, nn.Module):
         """``[B, N]`` waveforms -> standardised log-mel ``[B, M, F]`` and valid frames ``[B]``."""
         return standard_logmel(self.frontend, wav, lengths)
 
+    def audio_from_mel(self, mel: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Downstream embeddings ``[B, D]`` (unit norm) of standardised log-mel ``[B, M, F]``, as
+        ``cfg.embedding`` says (:class:`MosaicConfig`)."""
+        if self.cfg.embedding == "cls":
+            cls, _, _ = self.audio_tower(mel, frames)
+            return F.normalize(cls, dim=-1)
+        stem, layers, valid = self.audio_tower.hidden_states(mel, frames)
+        return stage_pooling([stem] + [h[:, 1:] for h in layers], valid)
+
     def embed_audio(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Downstream embeddings ``[B, W]`` (CLS before the head, unit norm)."""
+        """Downstream embeddings ``[B, D]`` of waveforms ``[B, N]`` (unit norm; see :meth:`audio_from_mel`)."""
         mel, frames = self.mel(wav, lengths)
-        cls, _, _ = self.audio_tower(mel, frames)
-        return F.normalize(cls, dim=-1)
+        return self.audio_from_mel(mel, frames)
 
     def embed_frames(self, wav: torch.Tensor, lengths: torch.Tensor | None = None):
-        """Token embeddings ``[B, T, W]``, timestamps ``[B, T]`` and valid ``[B, T]``."""
+        """Token embeddings ``[B, T, D]`` (unit norm, zero at padding), timestamps ``[B, T]`` and valid ``[B, T]``.
+
+        With ``embedding: stages`` a token's embedding is the clip embedding of that token alone
+        (its mean and its max are the token itself), so frames and clips share one space.
+        """
         mel, frames = self.mel(wav, lengths)
-        _, tokens, valid = self.audio_tower(mel, frames)
-        ts = (torch.arange(tokens.shape[1], device=wav.device) + 0.5) * self.cfg.audio.token_seconds
-        return F.normalize(tokens, dim=-1) * valid[..., None], ts[None].expand(tokens.shape[0], -1), valid
+        if self.cfg.embedding == "cls":
+            _, tokens, valid = self.audio_tower(mel, frames)
+            emb = F.normalize(tokens, dim=-1)
+        else:
+            stem, layers, valid = self.audio_tower.hidden_states(mel, frames)
+            stages = [F.normalize(tok, dim=-1) for tok in [stem] + [h[:, 1:] for h in layers]]
+            emb = torch.cat([p for tok in stages for p in (tok, tok)], dim=-1) / (2 * len(stages)) ** 0.5
+        ts = (torch.arange(emb.shape[1], device=wav.device) + 0.5) * self.cfg.audio.token_seconds
+        return emb * valid[..., None], ts[None].expand(emb.shape[0], -1), valid
 
     def loss(self, view_a: torch.Tensor, view_b: torch.Tensor, generator: torch.Generator | None = None
              ) -> dict[str, torch.Tensor]:

@@ -1,10 +1,13 @@
 """Linear-probe accuracy of an encoder's token poolings on clean corpus clips (choose on valid).
 
-The released ``mosaic-tiny`` / ``clap-tiny`` embedding is the audio tower's CLS output (unit norm).
+The released ``clap-tiny`` embedding is built on the audio tower's CLS output; ``mosaic-tiny``'s is
+what its config's ``embedding`` says (``cls`` or ``stages``).
 This script probes, on the same clips and with the same 5-fold standardised logistic regression
 as the embedding benchmark (:func:`bench.embedding.long_audio.probe_accuracy`), what the tower
-gives with other poolings of its outputs: CLS as released (unit norm), CLS, the mean and the max
-of the token outputs over valid frames, and CLS + mean. The log-mel statistics baseline on the same
+gives with other poolings of its outputs: the CLS (unit norm, and raw), the mean and the max
+of the last layer's tokens over valid frames, CLS + mean, the mean and max of the convolutional
+stem's tokens alone, and ``stages`` (:func:`embeddings.mosaic.stage_pooling`: every stage's mean
+and max, what a release with ``embedding: stages`` returns). The log-mel statistics baseline on the same
 clips is the benchmark's own (``promptsep bench clap --logmel``).
 
     python scripts/mosaic_pooling.py checkpoints/promptsep-mosaic-tiny --split valid
@@ -22,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-POOLINGS = ("cls_unit", "cls", "mean", "max", "cls+mean")
+POOLINGS = ("cls_unit", "cls", "mean", "max", "cls+mean", "stem", "stages")
 
 
 def pooled_features(tower, mel: torch.Tensor, frames: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -36,12 +39,16 @@ def pooled_features(tower, mel: torch.Tensor, frames: torch.Tensor) -> dict[str,
     Returns:
         ``{pooling: [B, D]}``.
     """
-    cls, tok, valid = tower(mel, frames)
+    from embeddings.mosaic import stage_pooling
+
+    stem, layers, valid = tower.hidden_states(mel, frames)
+    cls, tok = layers[-1][:, 0], layers[-1][:, 1:]
     v = valid[..., None].to(tok.dtype)
     mean = (tok * v).sum(1) / v.sum(1).clamp(min=1.0)
     mx = tok.masked_fill(~valid[..., None], float("-inf")).max(1).values
     return {"cls_unit": torch.nn.functional.normalize(cls, dim=-1), "cls": cls, "mean": mean, "max": mx,
-            "cls+mean": torch.cat([cls, mean], -1)}
+            "cls+mean": torch.cat([cls, mean], -1), "stem": stage_pooling([stem], valid),
+            "stages": stage_pooling([stem] + [h[:, 1:] for h in layers], valid)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -162,6 +162,47 @@ def test_mosaic_model_self_check_and_loss():
     assert torch.isfinite(out["loss"]) and out["loss"].requires_grad
 
 
+def test_mosaic_stages_embedding_pools_every_stage_over_valid_tokens_only(tmp_path):
+    from bench.embedding.models import MosaicEmbedder, self_check
+    from embeddings.clap import AudioTowerConfig
+    from embeddings.mosaic import MosaicConfig, MosaicTiny
+
+    torch.manual_seed(0)
+    audio = AudioTowerConfig(channels=(4, 8), width=16, depth=2, heads=2)
+    m = MosaicTiny(MosaicConfig(audio=audio, head_dim=8, embedding="stages")).eval()
+    assert m.dim == 2 * (m.audio_tower.stem_dim + 2 * 16)
+    assert self_check(MosaicEmbedder(model=m))["dim"] == m.dim
+    mel = torch.randn(2, 64, 96)
+    with torch.no_grad():
+        cls, tok, valid = m.audio_tower(mel, torch.tensor([96, 40]))
+        stem, layers, valid2 = m.audio_tower.hidden_states(mel, torch.tensor([96, 40]))
+        assert len(layers) == 2 and stem.shape[-1] == m.audio_tower.stem_dim
+        torch.testing.assert_close(layers[-1][:, 0], cls)  # the last stage is forward()'s output
+        torch.testing.assert_close(layers[-1][:, 1:], tok)
+        assert torch.equal(valid, valid2)
+        e = m.audio_from_mel(mel, torch.tensor([96, 40]))
+        assert e.shape == (2, m.dim)
+        torch.testing.assert_close(e.norm(dim=-1), torch.ones(2))
+        # only valid tokens are pooled: the same clip read whole embeds differently, the full one alike
+        whole = m.audio_from_mel(mel, torch.tensor([96, 96]))
+        torch.testing.assert_close(whole[0], e[0])
+        assert (whole[1] - e[1]).abs().max() > 1e-3
+        # mean and max of the stem are the first two blocks
+        n_blocks = 2 * (1 + 2)
+        s = stem[0, : int(valid[0].sum())]
+        torch.testing.assert_close(e[0, : m.audio_tower.stem_dim] * n_blocks ** 0.5,
+                                   torch.nn.functional.normalize(s.mean(0), dim=0))
+    with pytest.raises(ValueError, match="embedding"):
+        MosaicConfig(embedding="attention")
+    cls_model = MosaicTiny(MosaicConfig(audio=audio, head_dim=8))
+    assert cls_model.dim == 16  # cls, a release without the key
+    # the same weights declared with another embedding are another model to the embedding cache
+    m.save_pretrained(tmp_path / "stages")
+    cls_model.load_state_dict(m.state_dict())
+    cls_model.save_pretrained(tmp_path / "cls")
+    fps = {MosaicEmbedder(tmp_path / k).fingerprint() for k in ("stages", "cls")}
+    assert len(fps) == 2
+
 def test_cache_hits_and_keys(tmp_path):
     from bench.embedding.cache import EmbeddingCache
     from bench.embedding.models import LogMelStats

@@ -77,8 +77,14 @@ def test_mosaic_pooling_probes_every_pooling_of_a_real_tower(tiny_corpus, tmp_pa
     assert all(0.0 <= out[k] <= 1.0 for k in mod.POOLINGS)
     # the poolings are different features of the same tower: max is not the mean, CLS+mean is wider
     mel = torch.randn(2, cfg.audio.mel.n_mels, 120)
-    f = mod.pooled_features(MosaicTiny(cfg).audio_tower.eval(), mel, torch.tensor([120, 60]))
+    model = MosaicTiny(cfg).eval()
+    f = mod.pooled_features(model.audio_tower, mel, torch.tensor([120, 60]))
     assert f["cls+mean"].shape[1] == 2 * f["cls"].shape[1] and not torch.allclose(f["max"], f["mean"])
     torch.testing.assert_close(f["cls_unit"].norm(dim=-1), torch.ones(2))
+    with torch.no_grad():  # "cls_unit" and "stages" are what releases declaring them return
+        torch.testing.assert_close(f["cls_unit"], model.audio_from_mel(mel, torch.tensor([120, 60])))
+        model.cfg.embedding = "stages"
+        torch.testing.assert_close(f["stages"], model.audio_from_mel(mel, torch.tensor([120, 60])))
+    assert f["stem"].shape[1] == 2 * model.audio_tower.stem_dim
     with pytest.raises(SystemExit):
         mod.main([str(tmp_path), "--corpus", tiny_corpus])   # not a release

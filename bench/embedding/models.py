@@ -352,7 +352,8 @@ class _TowerEmbedder(AudioEmbedder):
             model_cls, default_dir = self._release_class()
             path = Path(path) if path is not None else default_dir
             model = model_cls.from_pretrained(path, map_location=device)
-            self._fp = _file_digest([path / "model.safetensors"])
+            # config.json too: it says what the embedding is (e.g. mosaic-tiny's ``embedding``)
+            self._fp = _file_digest([path / "model.safetensors", path / "config.json"])
         else:
             self._fp = "untrained-" + hashlib.sha1(repr(model.cfg).encode()).hexdigest()[:8]
         self.model = model.eval().to(device)
