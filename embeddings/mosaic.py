@@ -83,15 +83,18 @@ def stage_pooling(stages: list[torch.Tensor], valid: torch.Tensor) -> torch.Tens
 
     Args:
         stages: token outputs ``[B, T, C_i]`` of each stage (stem, then each transformer layer).
-        valid: ``[B, T]`` (bool).
+        valid: ``[B, T]`` (bool), at least one valid token per row (:class:`AudioTower` ensures it);
+            whatever the padded positions hold does not reach the result.
 
     Returns:
         ``[B, 2 sum C_i]``.
     """
+    if not bool(valid.any(dim=1).all()):
+        raise ValueError("stage_pooling needs at least one valid token per row")
     v = valid[..., None]
     parts = []
     for tok in stages:
-        mean = (tok * v).sum(1) / v.sum(1).clamp_min(1)
+        mean = tok.masked_fill(~v, 0.0).sum(1) / v.sum(1)
         mx = tok.masked_fill(~v, float("-inf")).amax(1)
         parts += [F.normalize(mean, dim=-1), F.normalize(mx, dim=-1)]
     return torch.cat(parts, dim=-1) / len(parts) ** 0.5
@@ -136,8 +139,8 @@ class MosaicTiny(ReleaseMixin, nn.Module):
     def embed_frames(self, wav: torch.Tensor, lengths: torch.Tensor | None = None):
         """Token embeddings ``[B, T, D]`` (unit norm, zero at padding), timestamps ``[B, T]`` and valid ``[B, T]``.
 
-        With ``embedding: stages`` a token's embedding is the clip embedding of that token alone
-        (its mean and its max are the token itself), so frames and clips share one space.
+        With ``embedding: stages`` a token's embedding is :func:`stage_pooling` applied to that
+        token alone (its mean and its max are the token itself), so frames and clips share one space.
         """
         mel, frames = self.mel(wav, lengths)
         if self.cfg.embedding == "cls":

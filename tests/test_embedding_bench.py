@@ -162,6 +162,43 @@ def test_mosaic_model_self_check_and_loss():
     assert torch.isfinite(out["loss"]) and out["loss"].requires_grad
 
 
+def test_stage_pooling_ignores_what_padding_holds():
+    from embeddings.mosaic import stage_pooling
+
+    g = torch.Generator().manual_seed(0)
+    stages = [torch.randn(2, 7, 5, generator=g), torch.randn(2, 7, 3, generator=g)]
+    valid = torch.tensor([[True] * 7, [True] * 3 + [False] * 4])
+    out = stage_pooling(stages, valid)
+    assert out.shape == (2, 2 * (5 + 3))
+    garbage = [s.clone() for s in stages]
+    for s in garbage:
+        s[1, 3:] = float("nan")
+    torch.testing.assert_close(stage_pooling(garbage, valid), out)
+    # = pooling the valid prefix alone; blocks [mean_0, max_0, mean_1, max_1], each unit norm / 2
+    alone = stage_pooling([s[1:, :3] for s in stages], torch.ones(1, 3, dtype=torch.bool))
+    torch.testing.assert_close(out[1:], alone)
+    f = torch.nn.functional.normalize
+    torch.testing.assert_close(out[1, 5:10] * 2, f(stages[0][1, :3].amax(0), dim=0))
+    one = stage_pooling([s[:, :1] for s in stages], torch.ones(2, 1, dtype=torch.bool))
+    assert torch.isfinite(one).all()
+    with pytest.raises(ValueError, match="valid token"):
+        stage_pooling(stages, torch.zeros(2, 7, dtype=torch.bool))
+
+
+def test_shipped_mosaic_release_declares_the_stages_embedding():
+    from embeddings.mosaic import MosaicTiny
+
+    m = MosaicTiny.from_pretrained()
+    assert m.cfg.embedding == "stages" and m.dim == 768
+    wav = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        e = m.embed_audio(wav, torch.tensor([16000, 6000]))
+        fr, _, valid = m.embed_frames(wav, torch.tensor([16000, 6000]))
+    assert e.shape == (2, 768) and fr.shape[-1] == 768
+    torch.testing.assert_close(e.norm(dim=-1), torch.ones(2))
+    assert not valid[1].all() and fr[1][~valid[1]].abs().max() == 0
+
+
 def test_mosaic_stages_embedding_pools_every_stage_over_valid_tokens_only(tmp_path):
     from bench.embedding.models import MosaicEmbedder, self_check
     from embeddings.clap import AudioTowerConfig
@@ -192,6 +229,15 @@ def test_mosaic_stages_embedding_pools_every_stage_over_valid_tokens_only(tmp_pa
         s = stem[0, : int(valid[0].sum())]
         torch.testing.assert_close(e[0, : m.audio_tower.stem_dim] * n_blocks ** 0.5,
                                    torch.nn.functional.normalize(s.mean(0), dim=0))
+        # a frame's embedding is stage_pooling of that token alone
+        from embeddings.mosaic import stage_pooling
+
+        wav = 0.1 * torch.randn(1, 8000, generator=torch.Generator().manual_seed(2))
+        fr, _, fvalid = m.embed_frames(wav)
+        fmel, fframes = m.mel(wav)
+        fstem, flayers, _ = m.audio_tower.hidden_states(fmel, fframes)
+        toks = [fstem] + [h[:, 1:] for h in flayers]
+        torch.testing.assert_close(fr[0, 3], stage_pooling([t[:, 3:4] for t in toks], torch.ones(1, 1, dtype=torch.bool))[0])
     with pytest.raises(ValueError, match="embedding"):
         MosaicConfig(embedding="attention")
     cls_model = MosaicTiny(MosaicConfig(audio=audio, head_dim=8))

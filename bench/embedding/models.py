@@ -399,7 +399,8 @@ class ClapTinyEmbedder(_TowerEmbedder):
 
 
 class MosaicEmbedder(_TowerEmbedder):
-    """Self-supervised masked-patch contrastive encoder (``D = width``; no text tower)."""
+    """Self-supervised masked-patch contrastive encoder (``D = model.dim``: the width for a ``cls``
+    release, ``2 (stem_dim + depth x width)`` = 768 for the shipped ``stages`` one; no text tower)."""
 
     name = "mosaic-tiny"
 

