@@ -105,7 +105,7 @@ def test_mosaic_on_ssl_windows_then_clap_init_from_its_tower(ssl_corpus, tiny_co
     enc = MosaicTiny.from_pretrained(tmp_path / "mosaic_export")
     # conf/embedding/train_clap.yaml's mosaic releases declare the stages embedding, and say so
     assert enc.cfg.embedding == "stages" and meta["dim"] == enc.dim > enc.cfg.audio.width
-    assert f"`embedding: stages`" in (tmp_path / "mosaic_export" / "MODEL_CARD.md").read_text()
+    assert "`embedding: stages`" in (tmp_path / "mosaic_export" / "MODEL_CARD.md").read_text()
 
     # clap trained from that tower: the tower starts as the encoder's, the run records it
     cfg = _compose(_tiny_overrides(tiny_corpus, tmp_path, "clap", "clap")
