@@ -287,7 +287,7 @@ def test_info_without_a_folder_describes_the_shipped_default(capsys):
     out = capsys.readouterr().out
     assert out.startswith("promptsep-v2 (") and "The default separator" in out
     assert "labels it was trained on (86" in out and "dog barking" in out
-    assert "video prompt: +4.6 dB" in out and "recommended sampling: euler, 1 step(s)" in out
+    assert "video prompt: +4.7 dB" in out and "recommended sampling: euler, 1 step(s)" in out
 
 
 def test_version_help_and_unknown_commands(capsys):

@@ -457,7 +457,7 @@ def test_about_tab_shows_the_model_card_figures_not_server_paths():
     assert "3.37 M parameters in the release" in text and "dit 3.34 M" in text
     assert "woman speaking" in text and "86 labels" in text
     note = video_note(str(DEFAULT_CHECKPOINT))
-    assert "This model's video prompts" in note and "+4.6 dB" in note
+    assert "This model's video prompts" in note and "+4.7 dB" in note
     assert "not measured" in video_note("tiny-random")  # no release folder: no figure to show
 
 
