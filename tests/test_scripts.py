@@ -88,3 +88,39 @@ def test_mosaic_pooling_probes_every_pooling_of_a_real_tower(tiny_corpus, tmp_pa
     assert f["stem"].shape[1] == 2 * model.audio_tower.stem_dim
     with pytest.raises(SystemExit):
         mod.main([str(tmp_path), "--corpus", tiny_corpus])   # not a release
+
+
+def test_separator_probes_pairs_every_variant_with_the_recommended_setting(tiny_corpus, tmp_path, capsys):
+    from separation.data.mixing import MixConfig, MixtureDataset
+    from separation.refine import wiener_refine
+    from separation.separator import Separator
+    from tests.conftest import random_tiny_separation_model
+
+    ckpt = random_tiny_separation_model(video=False).save_pretrained(tmp_path / "sep")
+    mod = _script("separator_probes")
+    out = tmp_path / "probe.json"
+    args = [str(ckpt), "--corpus", tiny_corpus, "--split", "train", "--items", "3", "--absent", "2",
+            "--bias", "1", "2", "--guidance", "2", "--shifts", "2", "--two-pass", "--out", str(out)]
+    assert mod.main(args) == 0
+    assert "| bias=2 |" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    names = ["recommended", "bias=1", "bias=2", "guidance=2", "shift=2", "two_pass"]
+    assert list(res["summary"]) == names and len(res["rows"]) == 5
+    s = res["summary"]
+    assert s["recommended"]["si_sdri_minus_recommended"]["mean"] == 0.0
+    assert abs(s["bias=1"]["si_sdri_minus_recommended"]["mean"]) < 1e-4   # bias 1 is the release's refinement
+    assert s["bias=2"]["level_db"]["mean"] > s["bias=1"]["level_db"]["mean"]  # a target bias makes the target louder
+    assert s["recommended"]["absent_db"]["n"] == 2 and "si_sdri" not in res["rows"][-1]["recommended"]
+    # the variants are what they say: the bias is the Wiener mask of B x the generated target
+    sep = Separator.from_pretrained(ckpt)
+    it = MixtureDataset(tiny_corpus, "train", MixConfig(segment_s=4.0, p_text=1.0, p_span=0.0, p_text_span=0.0,
+                                                         p_video=0.0, absent_prob=0.0), seed=5, length=1)[0]
+    got = mod.separate_variants(sep, it, ["recommended", "bias=2", "shift=2"])
+    raw = sep.separate(it["mixture"].reshape(1, -1), sep.sample_rate, text=it["text"], keep_raw=True).raw
+    rec = sep.model.cfg.sampling
+    want = wiener_refine(it["mixture"].reshape(1, -1), 2 * raw[0].reshape(1, -1), raw[1].reshape(1, -1),
+                         n_fft=rec.refine_n_fft, hop_length=rec.refine_n_fft // 4, power=rec.refine_power)[0]
+    torch.testing.assert_close(got["bias=2"], want)
+    assert not torch.allclose(got["shift=2"], got["recommended"])
+    with pytest.raises(SystemExit):
+        mod.main([str(ckpt), "--corpus", tiny_corpus, "--shifts", "1"])
