@@ -276,7 +276,14 @@ def train(cfg) -> dict[str, Any]:
         from promptsep.release import read_meta
         from separation.model import MODEL_KIND
 
-        mcfg.codec = codec_config_from_dict(read_meta(init_from, MODEL_KIND)[1]["config"]["codec"])
+        init_cfg = read_meta(init_from, MODEL_KIND)[1]["config"]
+        mcfg.codec = codec_config_from_dict(init_cfg["codec"])
+        if init_cfg.get("sampling"):  # the release's chosen sampler, not SamplingDefaults' never-chosen one
+            from separation.model import SamplingDefaults
+
+            mcfg.sampling = config_from_dict(SamplingDefaults, init_cfg["sampling"], "init_from sampling")
+            logger.info("sampling carried over from init_from (%s); choose it again for the new weights with "
+                        "scripts/choose_sampling.py", init_cfg["sampling"])
         if int(mcfg.codec.sample_rate) != int(cfg.codec.sample_rate):  # the data is mixed at cfg.codec's rate
             raise ValueError(f"init_from={init_from} has a {mcfg.codec.sample_rate} Hz codec, but this run's codec "
                              f"config is {cfg.codec.sample_rate} Hz: choose the matching codec= group")

@@ -133,3 +133,25 @@ def test_init_from_refuses_a_release_at_another_sample_rate(tiny_corpus, tmp_pat
                                                       f"out_dir={tmp_path / 'run'}", f"init_from={path}"])
     with pytest.raises(ValueError, match="16000 Hz codec"):
         train(cfg)
+
+
+def test_a_fine_tune_exports_the_sampling_its_init_release_chose(tiny_corpus, tmp_path):
+    import json
+
+    from hydra import compose, initialize_config_dir
+
+    from separation.model import SamplingDefaults, build_separation_model
+    from separation.train import CONF_DIR, train
+
+    model = build_separation_model(tiny_model_config(video=True))
+    chosen = SamplingDefaults(steps=1, method="euler", refine_power=1.5, refine_n_fft=2048)
+    assert chosen != SamplingDefaults()  # not the never-chosen defaults
+    model.cfg.sampling = chosen
+    path = model.save_pretrained(tmp_path / "rel")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=debug", f"data.root={tiny_corpus}", "trainer.max_steps=1",
+                                                      f"out_dir={tmp_path / 'run'}", f"init_from={path}",
+                                                      f"export_dir={tmp_path / 'export'}"])
+    train(cfg)
+    exported = json.loads((tmp_path / "export" / "config.json").read_text())["config"]["sampling"]
+    assert exported == {"steps": 1, "method": "euler", "refine_power": 1.5, "refine_n_fft": 2048}
