@@ -166,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write rows + summary as JSON here")
     args = p.parse_args(argv)
-    if any(b <= 0 for b in args.bias) or any(k < 2 for k in args.shifts):
-        p.error("--bias values must be > 0 and --shifts values >= 2")
+    if any(b <= 0 for b in args.bias) or any(g <= 0 for g in args.guidance) or any(k < 2 for k in args.shifts):
+        p.error("--bias and --guidance values must be > 0 and --shifts values >= 2")
+    if args.items < 0 or args.absent < 0:
+        p.error("--items and --absent must be >= 0")
     if args.items <= 0 and args.absent <= 0:
         p.error("nothing to probe: --items and --absent are both 0")
     torch.set_num_threads(args.threads)

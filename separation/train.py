@@ -271,6 +271,7 @@ def train(cfg) -> dict[str, Any]:
     mcfg = model_config_from(cfg)
     train_mix, val_mix = mix_config_from(cfg, "train"), mix_config_from(cfg, "valid")  # bad keys fail before any work
     codec = None
+    export_sampling = None  # a fine-tune's export: the init release's chosen sampling, not SamplingDefaults
     init_from = cfg.get("init_from")
     if init_from:  # fine-tuning: the release's codec (with its latent statistics) comes with its weights
         from promptsep.release import read_meta
@@ -278,12 +279,10 @@ def train(cfg) -> dict[str, Any]:
 
         init_cfg = read_meta(init_from, MODEL_KIND)[1]["config"]
         mcfg.codec = codec_config_from_dict(init_cfg["codec"])
-        if init_cfg.get("sampling"):  # the release's chosen sampler, not SamplingDefaults' never-chosen one
+        if init_cfg.get("sampling"):  # the export gets the release's chosen sampler (training is unchanged)
             from separation.model import SamplingDefaults
 
-            mcfg.sampling = config_from_dict(SamplingDefaults, init_cfg["sampling"], "init_from sampling")
-            logger.info("sampling carried over from init_from (%s); choose it again for the new weights with "
-                        "scripts/choose_sampling.py", init_cfg["sampling"])
+            export_sampling = config_from_dict(SamplingDefaults, init_cfg["sampling"], "init_from sampling")
         if int(mcfg.codec.sample_rate) != int(cfg.codec.sample_rate):  # the data is mixed at cfg.codec's rate
             raise ValueError(f"init_from={init_from} has a {mcfg.codec.sample_rate} Hz codec, but this run's codec "
                              f"config is {cfg.codec.sample_rate} Hz: choose the matching codec= group")
@@ -328,7 +327,12 @@ def train(cfg) -> dict[str, Any]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     result["val"] = metrics
     if cfg.get("export_dir") and trainer.is_global_zero:
-        export = module.ema_model().save_pretrained(cfg.export_dir)
+        ema = module.ema_model()
+        if export_sampling is not None:
+            ema.cfg.sampling = export_sampling
+            logger.info("export carries init_from's sampling %s; choose it again for the new weights with "
+                        "scripts/choose_sampling.py", export_sampling)
+        export = ema.save_pretrained(cfg.export_dir)
         result["export_dir"] = str(export)
         logger.info("exported EMA weights to %s", export)
     return result

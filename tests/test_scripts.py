@@ -122,5 +122,14 @@ def test_separator_probes_pairs_every_variant_with_the_recommended_setting(tiny_
                          n_fft=rec.refine_n_fft, hop_length=rec.refine_n_fft // 4, power=rec.refine_power)[0]
     torch.testing.assert_close(got["bias=2"], want)
     assert not torch.allclose(got["shift=2"], got["recommended"])
-    with pytest.raises(SystemExit):
-        mod.main([str(ckpt), "--corpus", tiny_corpus, "--shifts", "1"])
+    # shift=2: the raw stems of the input and of the input delayed by half a hop (delay undone), averaged, refined
+    h = int(sep.model.codec.hop_length) // 2
+    late = sep.separate(torch.nn.functional.pad(it["mixture"].reshape(1, -1), (h, 0)), sep.sample_rate,
+                        text=it["text"], keep_raw=True).raw
+    avg = [(a.reshape(1, -1) + b.reshape(1, -1)[:, h:]) / 2 for a, b in zip(raw, late)]
+    want = wiener_refine(it["mixture"].reshape(1, -1), avg[0], avg[1], n_fft=rec.refine_n_fft,
+                         hop_length=rec.refine_n_fft // 4, power=rec.refine_power)[0]
+    torch.testing.assert_close(got["shift=2"], want)
+    for bad in (["--shifts", "1"], ["--guidance", "0"], ["--items", "-1"]):
+        with pytest.raises(SystemExit):
+            mod.main([str(ckpt), "--corpus", tiny_corpus, *bad])
