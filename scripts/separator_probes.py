@@ -43,34 +43,38 @@ def variant_names(args: argparse.Namespace) -> list[str]:
 
 
 def separate_variants(sep, item: dict, names: list[str]) -> dict[str, torch.Tensor]:
-    """Every variant's target ``[1, N]`` for one mixture (``item`` as ``MixtureDataset`` returns it)."""
-    from separation.refine import wiener_refine
+    """Every variant's target ``[1, N]`` for one mixture (``item`` as ``MixtureDataset`` returns it).
 
+    Refinement is the release's own (:meth:`Separator.wiener`); the raw stems of each input delay
+    are separated once and shared by every ``shift`` variant that uses that delay.
+    """
     sr, x, text = sep.sample_rate, item["mixture"].reshape(1, -1), item["text"]
-    rec = sep.model.cfg.sampling
-    n_fft, power = int(rec.refine_n_fft), float(rec.refine_power)
-    base = sep.separate(x, sr, text=text, keep_raw=True)
-    raw_t, raw_r = (s.reshape(1, -1) for s in base.raw)
     hop = int(sep.model.codec.hop_length)
+    raws: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def raw(delay: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw (target, residual) ``[1, N]`` of the input delayed by ``delay`` samples, delay undone."""
+        if delay not in raws:
+            o = sep.separate(torch.nn.functional.pad(x, (delay, 0)), sr, text=text, keep_raw=True)
+            raws[delay] = tuple(r.reshape(1, -1)[:, delay:] for r in o.raw)
+        return raws[delay]
+
+    base = sep.separate(x, sr, text=text, keep_raw=True)
+    raws[0] = tuple(r.reshape(1, -1) for r in base.raw)
     out: dict[str, torch.Tensor] = {}
     for name in names:
         kind, _, value = name.partition("=")
         if kind == "recommended":
             t = base.target.reshape(1, -1)
         elif kind == "bias":
-            t = wiener_refine(x, float(value) * raw_t, raw_r, n_fft=n_fft, hop_length=n_fft // 4, power=power)[0]
+            raw_t, raw_r = raw(0)
+            t = sep.wiener(x, float(value) * raw_t, raw_r)[0]
         elif kind == "guidance":
             t = sep.separate(x, sr, text=text, guidance={"text": float(value)}).target.reshape(1, -1)
         elif kind == "shift":
             k = int(value)
-            ts, rs = [raw_t], [raw_r]
-            for j in range(1, k):
-                shift = j * hop // k
-                o = sep.separate(torch.nn.functional.pad(x, (shift, 0)), sr, text=text, keep_raw=True)
-                ts.append(o.raw[0].reshape(1, -1)[:, shift:])
-                rs.append(o.raw[1].reshape(1, -1)[:, shift:])
-            t = wiener_refine(x, torch.stack(ts).mean(0), torch.stack(rs).mean(0), n_fft=n_fft,
-                              hop_length=n_fft // 4, power=power)[0]
+            stems = [raw(j * hop // k) for j in range(k)]
+            t = sep.wiener(x, torch.stack([s[0] for s in stems]).mean(0), torch.stack([s[1] for s in stems]).mean(0))[0]
         elif kind == "two_pass":
             t = sep.separate(base.target.reshape(1, -1), sr, text=text).target.reshape(1, -1)
         else:
