@@ -77,26 +77,39 @@ def mask_patches(mel: torch.Tensor, patch_mels: int, patch_frames: int, ratio: f
     return mel * keep.to(mel.device, mel.dtype)
 
 
-def stage_pooling(stages: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
-    """The ``stages`` embedding: mean and max over valid tokens of each stage, each unit-normed,
-    concatenated and scaled to unit norm.
+def stage_pooling(stages: list[torch.Tensor], valid: torch.Tensor,
+                  stats: tuple[str, ...] = ("mean", "max")) -> torch.Tensor:
+    """The ``stages`` embedding: statistics over valid tokens of each stage (by default the mean and
+    the max), each unit-normed, concatenated and scaled to unit norm.
 
     Args:
         stages: token outputs ``[B, T, C_i]`` of each stage (stem, then each transformer layer).
         valid: ``[B, T]`` (bool), at least one valid token per row (:class:`AudioTower` ensures it);
             whatever the padded positions hold does not reach the result.
+        stats: which statistics, in order, from ``"mean"``, ``"max"`` and ``"std"`` (the
+            standard deviation over valid tokens; zero, and so a zero part, for a single token).
 
     Returns:
-        ``[B, 2 sum C_i]``.
+        ``[B, len(stats) sum C_i]``.
     """
     if not bool(valid.any(dim=1).all()):
         raise ValueError("stage_pooling needs at least one valid token per row")
+    unknown = set(stats) - {"mean", "max", "std"}
+    if unknown or not stats:
+        raise ValueError(f"stage_pooling stats must be a non-empty subset of mean/max/std, got {stats!r}")
     v = valid[..., None]
+    n = v.sum(1)
     parts = []
     for tok in stages:
-        mean = tok.masked_fill(~v, 0.0).sum(1) / v.sum(1)
-        mx = tok.masked_fill(~v, float("-inf")).amax(1)
-        parts += [F.normalize(mean, dim=-1), F.normalize(mx, dim=-1)]
+        mean = tok.masked_fill(~v, 0.0).sum(1) / n
+        for stat in stats:
+            if stat == "mean":
+                x = mean
+            elif stat == "max":
+                x = tok.masked_fill(~v, float("-inf")).amax(1)
+            else:
+                x = ((tok - mean[:, None]).masked_fill(~v, 0.0).pow(2).sum(1) / n).sqrt()
+            parts.append(F.normalize(x, dim=-1))
     return torch.cat(parts, dim=-1) / len(parts) ** 0.5
 
 

@@ -7,7 +7,8 @@ as the embedding benchmark (:func:`bench.embedding.long_audio.probe_accuracy`), 
 gives with other poolings of its outputs: the CLS (unit norm, and raw), the mean and the max
 of the last layer's tokens over valid frames, CLS + mean, the mean and max of the convolutional
 stem's tokens alone, and ``stages`` (:func:`embeddings.mosaic.stage_pooling`: every stage's mean
-and max, what a release with ``embedding: stages`` returns). The log-mel statistics baseline on the same
+and max, what a release with ``embedding: stages`` returns), and ``stages+std`` / ``stem+std`` (the same
+with each stage's standard deviation over valid frames as a third part). The log-mel statistics baseline on the same
 clips is the benchmark's own (``promptsep bench clap --logmel``).
 
     python scripts/mosaic_pooling.py checkpoints/promptsep-mosaic-tiny --split valid
@@ -25,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-POOLINGS = ("cls_unit", "cls", "mean", "max", "cls+mean", "stem", "stages")
+POOLINGS = ("cls_unit", "cls", "mean", "max", "cls+mean", "stem", "stages", "stages+std", "stem+std")
 
 
 def pooled_features(tower, mel: torch.Tensor, frames: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -48,7 +49,9 @@ def pooled_features(tower, mel: torch.Tensor, frames: torch.Tensor) -> dict[str,
     mx = tok.masked_fill(~valid[..., None], float("-inf")).max(1).values
     return {"cls_unit": torch.nn.functional.normalize(cls, dim=-1), "cls": cls, "mean": mean, "max": mx,
             "cls+mean": torch.cat([cls, mean], -1), "stem": stage_pooling([stem], valid),
-            "stages": stage_pooling([stem] + [h[:, 1:] for h in layers], valid)}
+            "stages": stage_pooling([stem] + [h[:, 1:] for h in layers], valid),
+            "stages+std": stage_pooling([stem] + [h[:, 1:] for h in layers], valid, ("mean", "max", "std")),
+            "stem+std": stage_pooling([stem], valid, ("mean", "max", "std"))}
 
 
 def main(argv: list[str] | None = None) -> int:

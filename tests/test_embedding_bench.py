@@ -183,6 +183,13 @@ def test_stage_pooling_ignores_what_padding_holds():
     assert torch.isfinite(one).all()
     with pytest.raises(ValueError, match="valid token"):
         stage_pooling(stages, torch.zeros(2, 7, dtype=torch.bool))
+    # with the standard deviation as a third statistic: the population std over valid tokens only
+    three = stage_pooling(garbage, valid, ("mean", "max", "std"))
+    assert three.shape == (2, 3 * (5 + 3)) and torch.isfinite(three).all()
+    torch.testing.assert_close(three[1, 10:15] * 6 ** 0.5, f(stages[0][1, :3].std(0, unbiased=False), dim=0))
+    torch.testing.assert_close(three[0, 10:15] * 6 ** 0.5, f(stages[0][0].std(0, unbiased=False), dim=0))
+    with pytest.raises(ValueError, match="mean/max/std"):
+        stage_pooling(stages, valid, ("median",))
 
 
 def test_shipped_mosaic_release_declares_the_stages_embedding():

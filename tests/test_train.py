@@ -310,3 +310,37 @@ def test_embedding_trainer_validates_through_lightnings_loop(tiny_corpus, tmp_pa
     last = result["val_history"][-1]
     assert last["step"] == 2
     assert last["zero_shot_acc"] == pytest.approx(result["evaluation"]["valid"]["zero_shot_acc"])
+
+
+def test_embedding_run_cut_by_its_wall_cap_mid_cosine_says_so(tiny_corpus, tmp_path):
+    """With optim.schedule_by=steps, a trainer.max_time that ends the run before trainer.max_steps
+    leaves the cosine cut: the result, the export's config.json and its model card record it;
+    a run that reaches its steps records nothing."""
+    import json
+
+    from hydra import compose, initialize_config_dir
+
+    from bench.embedding.train import CONF_DIR, train_embedding
+
+    base = [
+        f"corpus={tiny_corpus}", "model.text_kind=tiny_t5", "model.text_dim=32", "model.text_hidden=32",
+        "model.embed_dim=16", "model.audio.channels=[4,8]", "model.audio.width=16", "model.audio.depth=1",
+        "model.audio.heads=2", "data.batch_size=4", "data.crop_s=0.5", "trainer.val_every=100000",
+        "trainer.ckpt_every=100000", "trainer.log_every=1", "progress=false", "final_eval=null",
+        "optim.schedule_by=steps", "optim.warmup_steps=1",
+    ]
+    results = {}
+    for name, extra in (("cut", ["trainer.max_steps=100000", "trainer.max_time=00:00:00:02"]),
+                        ("full", ["trainer.max_steps=2"])):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name="train_clap", overrides=base + extra + [
+                f"out_dir={tmp_path / name}", f"export_dir={tmp_path / (name + '_export')}"])
+            results[name] = train_embedding(cfg)
+    cut = results["cut"]["cut_schedule"]
+    assert 0 < cut["step"] < 100000 and cut["max_steps"] == 100000 and cut["lr_fraction"] > 0.9
+    training = json.loads((tmp_path / "cut_export" / "config.json").read_text())["training"]
+    assert training["cut_schedule"]["step"] == cut["step"]
+    assert "stopped by the wall cap" in (tmp_path / "cut_export" / "MODEL_CARD.md").read_text()
+    assert "cut_schedule" not in results["full"]
+    assert json.loads((tmp_path / "full_export" / "config.json").read_text())["training"]["cut_schedule"] is None
+    assert "stopped by the wall cap" not in (tmp_path / "full_export" / "MODEL_CARD.md").read_text()

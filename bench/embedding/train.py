@@ -471,6 +471,24 @@ class EmbeddingModule(L.LightningModule):
 
 
 
+def cut_schedule(cfg: Any, step: int) -> dict[str, Any] | None:
+    """Whether a run scheduled by steps ended before ``trainer.max_steps`` (the wall cap stopped it).
+
+    With ``optim.schedule_by=steps`` the cosine spans ``trainer.max_steps``; a ``trainer.max_time``
+    that ends the run first leaves the learning rate mid-cosine, silently. Returns None when the run
+    reached its steps (or is scheduled by time, whose cosine ends with the wall budget), else
+    ``{"step", "max_steps", "max_time", "lr_fraction"}`` (the learning rate's share of its peak there).
+    """
+    o = cfg.optim
+    total = int(cfg.trainer.max_steps)
+    if o.get("schedule_by", "steps") != "steps" or step >= total:
+        return None
+    warm = max(1, int(o.warmup_steps))
+    done = min(1.0, max(0.0, (step - warm) / max(1, total - warm)))
+    frac = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * done)) * 0.95 + 0.05
+    return {"step": step, "max_steps": total, "max_time": cfg.trainer.get("max_time"), "lr_fraction": float(frac)}
+
+
 def _seconds(max_time: str | None) -> float | None:
     """``"DD:HH:MM:SS"`` -> seconds (None stays None)."""
     if not max_time:
@@ -536,6 +554,10 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
                  f"({(tr.get('init_audio_from') or {}).get('kind')})"] if tr.get("init_audio_from") else []),
               f"- {tr.get('steps')} steps of batch {tr.get('batch_size')} ({tr.get('crop_s')} s crops, label-balanced, "
               f"mix augmentation p={tr.get('p_mix')}), {tr.get('wall_s', 0):.0f} s wall on CPU ({tr.get('threads')} threads)",
+              *([f"- stopped by the wall cap (`trainer.max_time` {tr['cut_schedule'].get('max_time')}) at step "
+                 f"{tr['cut_schedule'].get('step')} of a {tr['cut_schedule'].get('max_steps')}-step cosine, at "
+                 f"{100 * tr['cut_schedule'].get('lr_fraction', 0):.0f} % of the peak learning rate"]
+                if tr.get("cut_schedule") else []),
               f"- config: `conf/embedding/train_clap.yaml` with overrides `{tr.get('overrides')}`", "",
               "## Evaluation (clean clips, never seen in training)", ""]
     def fmt(v):
@@ -680,6 +702,12 @@ def train_embedding(cfg) -> dict[str, Any]:
 
     result: dict[str, Any] = {"out_dir": str(out_dir), "last_checkpoint": str(last), "global_step": trainer.global_step,
                               "wall_s": wall, "val_history": module.val_history}
+    cut = cut_schedule(cfg, int(trainer.global_step))
+    if cut:
+        logger.warning("stopped by trainer.max_time at step %d of %d with optim.schedule_by=steps: the cosine was cut "
+                       "at %.0f %% of the peak learning rate (raise trainer.max_time with the steps, or use "
+                       "schedule_by=time)", cut["step"], cut["max_steps"], 100 * cut["lr_fraction"])
+        result["cut_schedule"] = cut
     evaluation: dict[str, Any] = {}
     if module.val_bank is not None:
         evaluation[val_split] = evaluate_bank(model, module.val_bank, module.val_sentence)
@@ -698,7 +726,7 @@ def train_embedding(cfg) -> dict[str, Any]:
             "train_groups": sorted(set(bank.groups)), "steps": int(trainer.global_step),
             "batch_size": bs, "crop_s": float(d.crop_s), "p_mix": float(d.p_mix), "wall_s": wall,
             "threads": int(cfg.trainer.get("threads", 2)), "objective": objective, "init_audio_from": init_info,
-            "ssl_windows": str(d.ssl_windows) if d.get("ssl_windows") else None,
+            "ssl_windows": str(d.ssl_windows) if d.get("ssl_windows") else None, "cut_schedule": cut,
             "train_hours": float(sum(m.shape[-1] for m in bank.mels) * hop_s / 3600),
             "overrides": list(cfg.get("overrides") or []), "config": OmegaConf.to_container(cfg, resolve=True),
         }
