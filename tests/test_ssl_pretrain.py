@@ -120,6 +120,9 @@ def test_mosaic_on_ssl_windows_then_clap_init_from_its_tower(ssl_corpus, tiny_co
     res = train_embedding(cfg)
     meta = json.loads((tmp_path / "clap_export" / "config.json").read_text())
     assert meta["training"]["init_audio_from"]["kind"] == "promptsep_mosaic"
+    # which weights: the tower release's checksum (its folder's weights may be replaced later)
+    tower_meta = json.loads((tmp_path / "mosaic_export" / "config.json").read_text())
+    assert meta["training"]["init_audio_from"]["weights_sha256"] == tower_meta["weights_sha256"]
     assert "audio tower initialised from" in (tmp_path / "clap_export" / "MODEL_CARD.md").read_text()
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from promptsep import release
 from promptsep.release import config_dir
 from separation.harness import StepSampler, build_trainer, fit, hydra_entry, resume_checkpoint, resume_step
 
@@ -551,7 +552,9 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
                  f"({tr.get('train_hours', 0):.2f} h of windows of the corpus's TRAIN sources, labelled or not; "
                  "built by `python -m corpus_build.ssl_set`)"] if tr.get("ssl_windows") else []),
               *([f"- audio tower initialised from `{(tr.get('init_audio_from') or {}).get('path')}` "
-                 f"({(tr.get('init_audio_from') or {}).get('kind')})"] if tr.get("init_audio_from") else []),
+                 f"({(tr.get('init_audio_from') or {}).get('kind')}, weights sha256 "
+                 f"`{str((tr.get('init_audio_from') or {}).get('weights_sha256'))[:12]}`)"]
+                if tr.get("init_audio_from") else []),
               f"- {tr.get('steps')} steps of batch {tr.get('batch_size')} ({tr.get('crop_s')} s crops, label-balanced, "
               f"mix augmentation p={tr.get('p_mix')}), {tr.get('wall_s', 0):.0f} s wall on CPU ({tr.get('threads')} threads)",
               *([f"- stopped by the wall cap (`trainer.max_time` {tr['cut_schedule'].get('max_time')}) at step "
@@ -593,7 +596,8 @@ def init_audio_tower(model, path: str | Path) -> dict[str, Any]:
             ``promptsep_clap``.
 
     Returns:
-        ``{"path", "kind", "tensors"}`` of what was loaded.
+        ``{"path", "kind", "tensors", "weights_sha256"}`` of what was loaded (the checksum pins
+        which weights, since a release folder's weights can later be replaced).
 
     Raises:
         ValueError: a different tower config, or missing / unexpected / mis-shaped tower tensors.
@@ -624,7 +628,8 @@ def init_audio_tower(model, path: str | Path) -> dict[str, Any]:
         raise ValueError(f"init_audio_from={path}: tower tensors do not match (missing {missing[:5]}, "
                          f"unexpected {extra[:5]}, shape {bad[:5]})")
     model.audio_tower.load_state_dict(tower, strict=True)
-    return {"path": str(path), "kind": kind, "tensors": len(tower)}
+    return {"path": str(path), "kind": kind, "tensors": len(tower),
+            "weights_sha256": meta.get("weights_sha256") or release.sha256_file(Path(path) / "model.safetensors")}
 
 
 def train_embedding(cfg) -> dict[str, Any]:
