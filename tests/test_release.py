@@ -70,7 +70,7 @@ def test_shipped_releases_carry_and_pass_their_checksum():
         release.verify_weights(root, meta)
 
 
-def test_shipped_clap_is_the_wide_corpus_retrain_and_the_judge_keeps_its_own_grounding():
+def test_shipped_clap_is_trained_on_the_wide_corpus_from_the_mosaic_tower_and_the_judge_keeps_its_own_grounding():
     """clap-tiny is trained on the wide corpus's train split (86 labels; no reserved package among
     its training groups) from the self-supervised mosaic-tiny tower, whose weights it names by
     checksum; the judge loads the embedding it was trained with from its own folder."""
@@ -79,7 +79,7 @@ def test_shipped_clap_is_the_wide_corpus_retrain_and_the_judge_keeps_its_own_gro
     _, meta = release.read_meta(release.packaged_checkpoint("promptsep-clap-tiny"))
     train = meta["training"]
     assert train["train_labels"] == 86 and train["init_audio_from"]["kind"] == "promptsep_mosaic"
-    assert len(train["init_audio_from"]["weights_sha256"]) == 64 and train["steps"] == 8000
+    assert len(train["init_audio_from"]["weights_sha256"]) == 64
     assert train["cut_schedule"] is None
     packages = {g.split(":", 1)[0] for g in train["train_groups"]}
     assert len(packages) > 10 and not any(is_reserved_package(p) for p in packages), sorted(packages)

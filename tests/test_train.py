@@ -344,3 +344,31 @@ def test_embedding_run_cut_by_its_wall_cap_mid_cosine_says_so(tiny_corpus, tmp_p
     assert "cut_schedule" not in results["full"]
     assert json.loads((tmp_path / "full_export" / "config.json").read_text())["training"]["cut_schedule"] is None
     assert "stopped by the wall cap" not in (tmp_path / "full_export" / "MODEL_CARD.md").read_text()
+
+
+def test_cut_schedule_flags_only_a_steps_schedule_stopped_by_its_wall_cap():
+    """cut_schedule: a steps schedule stopped by trainer.max_time is flagged (in warmup or in the
+    cosine, at the scheduler's own learning rate); a time schedule, a run without a wall cap and a
+    finished run are not."""
+    from omegaconf import OmegaConf
+
+    from bench.embedding.train import cut_schedule, lr_fraction
+
+    def cfg(schedule_by, max_time="00:00:10:00"):
+        return OmegaConf.create({"optim": {"schedule_by": schedule_by, "warmup_steps": 10},
+                                 "trainer": {"max_steps": 100, "max_time": max_time}})
+
+    mid = cut_schedule(cfg("steps"), 55)
+    assert mid["step"] == 55 and not mid["in_warmup"] and mid["lr_fraction"] == pytest.approx(0.525)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_fraction(s, 10, 100))
+    for _ in range(55):
+        opt.step()
+        sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(mid["lr_fraction"])
+    warm = cut_schedule(cfg("steps"), 4)
+    assert warm["in_warmup"] and warm["lr_fraction"] == pytest.approx(0.5)
+    assert cut_schedule(cfg("step"), 55) is not None          # anything but "time" is scheduled by steps
+    assert cut_schedule(cfg("time"), 55) is None
+    assert cut_schedule(cfg("steps", None), 55) is None
+    assert cut_schedule(cfg("steps"), 100) is None

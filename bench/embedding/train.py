@@ -430,12 +430,8 @@ class EmbeddingModule(L.LightningModule):
         budget = _seconds(self.cfg.trainer.get("max_time")) if o.get("schedule_by", "steps") == "time" else None
 
         def lr_lambda(step):
-            if step < warm:
-                return (step + 1) / warm
-            done = (step - warm) / max(1, total - warm)
-            if budget:  # whichever of the step and the wall budget is closer to its end
-                done = max(done, (time.perf_counter() - self.t_fit) / budget)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, done))) * 0.95 + 0.05
+            wall = (time.perf_counter() - self.t_fit) / budget if budget else 0.0
+            return lr_fraction(step, warm, total, wall)
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -472,22 +468,33 @@ class EmbeddingModule(L.LightningModule):
 
 
 
-def cut_schedule(cfg: Any, step: int) -> dict[str, Any] | None:
-    """Whether a run scheduled by steps ended before ``trainer.max_steps`` (the wall cap stopped it).
+def lr_fraction(step: int, warmup: int, total: int, wall_done: float = 0.0) -> float:
+    """The learning rate's share of its peak at ``step``: linear warmup over ``warmup`` steps, then
+    a cosine to 5 % over ``total`` steps, or over the wall budget when ``wall_done`` (its spent
+    share) is further along (``optim.schedule_by=time``)."""
+    warm = max(1, int(warmup))
+    if step < warm:
+        return (step + 1) / warm
+    done = max((step - warm) / max(1, int(total) - warm), wall_done)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, done))) * 0.95 + 0.05
 
-    With ``optim.schedule_by=steps`` the cosine spans ``trainer.max_steps``; a ``trainer.max_time``
-    that ends the run first leaves the learning rate mid-cosine, silently. Returns None when the run
-    reached its steps (or is scheduled by time, whose cosine ends with the wall budget), else
-    ``{"step", "max_steps", "max_time", "lr_fraction"}`` (the learning rate's share of its peak there).
+
+def cut_schedule(cfg: Any, step: int) -> dict[str, Any] | None:
+    """Whether a run scheduled by steps was stopped by its wall cap before ``trainer.max_steps``.
+
+    Unless ``optim.schedule_by`` is ``time``, the cosine spans ``trainer.max_steps``; a
+    ``trainer.max_time`` that ends the run first leaves the learning rate mid-schedule, silently.
+    Returns None when the run reached its steps, is scheduled by time (its cosine ends with the wall
+    budget) or has no wall cap, else ``{"step", "max_steps", "max_time", "in_warmup", "lr_fraction"}``
+    (the learning rate's share of its peak there, :func:`lr_fraction`).
     """
     o = cfg.optim
     total = int(cfg.trainer.max_steps)
-    if o.get("schedule_by", "steps") != "steps" or step >= total:
+    if o.get("schedule_by", "steps") == "time" or not cfg.trainer.get("max_time") or step >= total:
         return None
     warm = max(1, int(o.warmup_steps))
-    done = min(1.0, max(0.0, (step - warm) / max(1, total - warm)))
-    frac = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * done)) * 0.95 + 0.05
-    return {"step": step, "max_steps": total, "max_time": cfg.trainer.get("max_time"), "lr_fraction": float(frac)}
+    return {"step": step, "max_steps": total, "max_time": cfg.trainer.get("max_time"), "in_warmup": step < warm,
+            "lr_fraction": float(lr_fraction(step, warm, total))}
 
 
 def _seconds(max_time: str | None) -> float | None:
@@ -558,7 +565,7 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
               f"- {tr.get('steps')} steps of batch {tr.get('batch_size')} ({tr.get('crop_s')} s crops, label-balanced, "
               f"mix augmentation p={tr.get('p_mix')}), {tr.get('wall_s', 0):.0f} s wall on CPU ({tr.get('threads')} threads)",
               *([f"- stopped by the wall cap (`trainer.max_time` {tr['cut_schedule'].get('max_time')}) at step "
-                 f"{tr['cut_schedule'].get('step')} of a {tr['cut_schedule'].get('max_steps')}-step cosine, at "
+                 f"{tr['cut_schedule'].get('step')} of a {tr['cut_schedule'].get('max_steps')}-step schedule, at "
                  f"{100 * tr['cut_schedule'].get('lr_fraction', 0):.0f} % of the peak learning rate"]
                 if tr.get("cut_schedule") else []),
               f"- config: `conf/embedding/train_clap.yaml` with overrides `{tr.get('overrides')}`", "",
@@ -709,9 +716,10 @@ def train_embedding(cfg) -> dict[str, Any]:
                               "wall_s": wall, "val_history": module.val_history}
     cut = cut_schedule(cfg, int(trainer.global_step))
     if cut:
-        logger.warning("stopped by trainer.max_time at step %d of %d with optim.schedule_by=steps: the cosine was cut "
+        logger.warning("stopped by trainer.max_time at step %d of %d with a schedule by steps: the %s was cut "
                        "at %.0f %% of the peak learning rate (raise trainer.max_time with the steps, or use "
-                       "schedule_by=time)", cut["step"], cut["max_steps"], 100 * cut["lr_fraction"])
+                       "optim.schedule_by=time)", cut["step"], cut["max_steps"],
+                       "warmup" if cut["in_warmup"] else "cosine", 100 * cut["lr_fraction"])
         result["cut_schedule"] = cut
     evaluation: dict[str, Any] = {}
     if module.val_bank is not None:
