@@ -551,6 +551,7 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
                   "not stored here) -> trained 2-layer MLP",
                   "- joint space: unit-norm vectors; loss: symmetric InfoNCE with learned temperature, same-label "
                   "items of a batch are positives"]
+    init, cut = tr.get("init_audio_from") or {}, tr.get("cut_schedule") or {}
     lines += [f"- parameters stored: {meta.get('parameters')}", "", "## Training", "",
               f"- data: TRAIN split of the promptsep corpus (`{tr.get('corpus')}`, manifest sha1 "
               f"`{str(tr.get('dataset_revision'))[:12]}`): {tr.get('train_clips')} clips, {tr.get('train_labels')} labels, "
@@ -558,16 +559,13 @@ def write_model_card(path: str | Path, meta: dict[str, Any]) -> Path:
               *([f"- self-supervised data: the SSL pretraining set `{tr.get('ssl_windows')}` "
                  f"({tr.get('train_hours', 0):.2f} h of windows of the corpus's TRAIN sources, labelled or not; "
                  "built by `python -m corpus_build.ssl_set`)"] if tr.get("ssl_windows") else []),
-              *([f"- audio tower initialised from `{(tr.get('init_audio_from') or {}).get('path')}` "
-                 f"({(tr.get('init_audio_from') or {}).get('kind')}, weights sha256 "
-                 f"`{str((tr.get('init_audio_from') or {}).get('weights_sha256'))[:12]}`)"]
-                if tr.get("init_audio_from") else []),
+              *([f"- audio tower initialised from `{init.get('path')}` ({init.get('kind')}, weights sha256 "
+                 f"`{str(init.get('weights_sha256'))[:12]}`)"] if init else []),
               f"- {tr.get('steps')} steps of batch {tr.get('batch_size')} ({tr.get('crop_s')} s crops, label-balanced, "
               f"mix augmentation p={tr.get('p_mix')}), {tr.get('wall_s', 0):.0f} s wall on CPU ({tr.get('threads')} threads)",
-              *([f"- stopped by the wall cap (`trainer.max_time` {tr['cut_schedule'].get('max_time')}) at step "
-                 f"{tr['cut_schedule'].get('step')} of a {tr['cut_schedule'].get('max_steps')}-step schedule, at "
-                 f"{100 * tr['cut_schedule'].get('lr_fraction', 0):.0f} % of the peak learning rate"]
-                if tr.get("cut_schedule") else []),
+              *([f"- stopped by the wall cap (`trainer.max_time` {cut.get('max_time')}) at step {cut.get('step')} of a "
+                 f"{cut.get('max_steps')}-step schedule, at {100 * cut.get('lr_fraction', 0):.0f} % of the peak "
+                 "learning rate"] if cut else []),
               f"- config: `conf/embedding/train_clap.yaml` with overrides `{tr.get('overrides')}`", "",
               "## Evaluation (clean clips, never seen in training)", ""]
     def fmt(v):
