@@ -84,6 +84,11 @@ class CandidateConfig:
         separator_refine: refinements drawn per separator candidate (``"wiener"`` or ``"none"``).
         grade_recipe: the grading recipe of the candidates' targets (:mod:`judge.targets`: 2, or 3
             whose SIR / SAR ranges start at -20 dB so that grades do not tie at 1).
+        anchors: kinds added to every group after the ``per_mixture`` drawn ones (e.g.
+            ``("mixture", "silence")``: every group then holds the pairs "separation vs the
+            untouched mixture" and "separation vs silence" that the within-group ranking loss
+            orders; drawn kinds alone put both in the same group as a separator output rarely).
+            Separator kinds cannot be anchors.
     """
 
     per_mixture: int = 4
@@ -98,6 +103,7 @@ class CandidateConfig:
     separator_steps: tuple[int, ...] = (1, 2, 4, 8)
     separator_refine: tuple[str, ...] = ("wiener", "none")
     grade_recipe: int = RECIPE_VERSION
+    anchors: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CandidateConfig:
@@ -113,6 +119,10 @@ class CandidateConfig:
                              f"separator_steps non-empty, got {list(cfg.separator_refine)} / {list(cfg.separator_steps)}")
         if cfg.grade_recipe not in RECIPES:
             raise ValueError(f"candidates.grade_recipe must be one of {list(RECIPES)}, got {cfg.grade_recipe!r}")
+        bad_anchor = [k for k in cfg.anchors if k not in KINDS or k in SEPARATOR_KINDS]
+        if bad_anchor:
+            raise ValueError(f"candidates.anchors must be non-separator candidate kinds, got {bad_anchor}; "
+                             f"known: {[k for k in KINDS if k not in SEPARATOR_KINDS]}")
         if "weights" in d:
             bad = set(cfg.weights) - set(KINDS)
             if bad:
@@ -287,6 +297,12 @@ class JudgeDataset(Dataset):
         if specs:
             for j, x in zip(specs, self.separate(item, list(specs.values()))):
                 ests[j] = x
+        # anchors come after the drawn kinds, from their own generator: the drawn candidates are unchanged
+        arng = np.random.default_rng([self.seed, 8, int(i)])
+        for kind in self.cand.anchors:
+            kinds.append(kind)
+            ests.append(self.candidate(kind, item, arng, int(i)))
+        m = len(kinds)
         est = torch.stack(ests)  # [M, 1, N]
         n = est.shape[-1]
         tgt = item["target"].expand(m, 1, n)

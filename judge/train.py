@@ -481,7 +481,18 @@ def train_judge(cfg) -> dict[str, Any]:
     jcfg = judge_config_from(cfg)
     mix_cfg = mix_config_from(cfg)  # bad keys fail before any work
     cand_cfg = candidate_config_from(cfg)
-    judge = build_judge(jcfg)
+    init_from = cfg.get("init_from") or None
+    init_info = None
+    if init_from:
+        # fine-tuning: the release's own architecture, codec, grounding and weights; the `judge:` node is unused
+        from judge.model import Judge
+        from promptsep.release import sha256_file
+
+        judge = Judge.from_pretrained(init_from)  # frozen parts stay frozen, as in build_judge
+        init_info = {"path": str(init_from), "weights_sha256": sha256_file(Path(init_from) / "model.safetensors")}
+        logger.info("judge initialised from %s (its config replaces the judge: node)", init_from)
+    else:
+        judge = build_judge(jcfg)
     codec_for_data = cfg.get("codec_checkpoint") or None
     if codec_for_data is None and cand_cfg.weights.get("codec", 0) > 0:
         from separation.codec import build_codec
@@ -539,6 +550,8 @@ def train_judge(cfg) -> dict[str, Any]:
                               "train_seconds": round(train_seconds, 1)}
     result["val_pairs"] = len(val_pairs)
     result["grade_recipe"] = int(cand_cfg.grade_recipe)
+    result["anchors"] = list(cand_cfg.anchors)
+    result["init_from"] = init_info
     val = {}
     if val_pairs:
         pred = predict_cached(judge, val_pairs)

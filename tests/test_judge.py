@@ -278,6 +278,30 @@ def test_dataset_groups_are_graded_and_deterministic(tiny_corpus):
         assert est.shape == (1, 8000) and bool(torch.isfinite(est).all()), kind
 
 
+def test_anchor_candidates_join_every_group_and_leave_the_drawn_ones_alone(tiny_corpus):
+    """candidates.anchors puts the mixture and silence in every group (the pairs the ranking loss
+    orders for bars (d) and (e)) after the drawn candidates, which stay exactly as without anchors."""
+    from judge.data import CandidateConfig, JudgeDataset
+    from separation.data.mixing import MixConfig
+
+    mix_cfg = MixConfig(segment_s=0.5, min_sources=1, max_sources=2, p_text=1, p_span=0, p_text_span=0, p_video=0)
+    weights = {"perfect": 1.0, "leak": 1.0, "gain": 1.0}
+    plain = JudgeDataset(tiny_corpus, "train", mix_cfg, CandidateConfig.from_dict({"per_mixture": 3, "weights": weights}),
+                         seed=0, length=3)
+    anch = JudgeDataset(tiny_corpus, "train", mix_cfg, CandidateConfig.from_dict(
+        {"per_mixture": 3, "weights": weights, "anchors": ["mixture", "silence"]}), seed=0, length=3)
+    for i in range(3):
+        a, b = plain[i], anch[i]
+        assert b["kinds"] == a["kinds"] + ["mixture", "silence"] and b["estimates"].shape[0] == 5
+        assert torch.equal(b["estimates"][:3], a["estimates"]) and torch.equal(b["targets"][:3], a["targets"])
+        assert torch.equal(b["estimates"][3], b["mixture"]) and not bool(b["estimates"][4].any())
+        assert b["targets"].shape == (5, 4) and len(b["details"]) == 5
+    with pytest.raises(ValueError, match="anchors"):
+        CandidateConfig.from_dict({"anchors": ["separator"]})
+    with pytest.raises(ValueError, match="anchors"):
+        CandidateConfig.from_dict({"anchors": ["mixtrue"]})
+
+
 # ---------------------------------------------------------------------- training, CLI
 def _train_cfg(tiny_corpus, tmp_path, steps=3, separators=()):
     from hydra import compose, initialize_config_dir
@@ -309,6 +333,32 @@ def test_train_judge_runs_resumes_and_exports(tiny_corpus, tmp_path):
     assert more["global_step"] == 5
     # the second run kept every chunk the first one wrote (its metadata reads back equal from index.json)
     assert chunks and {f: f.stat().st_mtime_ns for f in chunks if f.exists()} == chunks
+
+
+def test_fine_tuning_starts_from_a_release_and_records_it(tiny_corpus, tmp_path):
+    """init_from loads a judge release (its architecture and weights, not the judge: node) and
+    trains on from there; train_result.json names the release and its weights hash."""
+    from judge.model import Judge
+    from judge.train import train_judge
+    from promptsep.release import sha256_file
+
+    first = train_judge(_train_cfg(tiny_corpus, tmp_path / "a", steps=2))
+    base = Judge.from_pretrained(first["export_dir"])
+    cfg = _train_cfg(tiny_corpus, tmp_path / "b", steps=0)
+    cfg.init_from = first["export_dir"]
+    cfg.judge.width = 48  # ignored: the release's architecture is used
+    cfg.candidates.anchors = ["mixture", "silence"]
+    zero = train_judge(cfg)
+    tuned0 = Judge.from_pretrained(zero["export_dir"])
+    assert tuned0.cfg.width == base.cfg.width
+    sd0, sdb = tuned0.state_dict(), base.state_dict()
+    assert all(torch.equal(sd0[k], sdb[k]) for k in base.saved_state_keys())  # no step: the release's weights
+    assert zero["init_from"]["weights_sha256"] == sha256_file(Path(first["export_dir"]) / "model.safetensors")
+    assert zero["anchors"] == ["mixture", "silence"] and zero["train_pairs"] == 4 * 5  # 3 drawn + 2 anchors
+    cfg = _train_cfg(tiny_corpus, tmp_path / "c", steps=2)
+    cfg.init_from = first["export_dir"]
+    moved = Judge.from_pretrained(train_judge(cfg)["export_dir"]).state_dict()
+    assert any(not torch.equal(moved[k], sdb[k]) for k in base.saved_state_keys())
 
 
 def test_cli_scores_files_and_refuses_bad_input(judge, tmp_path, capsys):
