@@ -401,31 +401,42 @@ def _auc(a: torch.Tensor, b: torch.Tensor) -> float | None:
 # ------------------------------------------------------------------ issue-17 bars
 @torch.no_grad()
 def separator_outputs(separator, items: Sequence[dict[str, Any]], steps: Sequence[int] = (4, 1),
-                      seeds: Sequence[int] = (0, 1), sample_rate: int = 16000, batch: int = 8) -> list[list[dict[str, Any]]]:
+                      seeds: Sequence[int] = (0, 1), sample_rate: int = 16000, batch: int = 8,
+                      prompts: Sequence[Sequence[str]] | None = None) -> list[list[dict[str, Any]]]:
     """Outputs of one separator release for each mixture: every steps x seed, refined (Wiener) and raw.
 
     One :meth:`~separation.separator.Separator.separate_batch` call per (steps, seed) and block
     of ``batch`` mixtures (the release's own sampler; ``keep_raw`` gives the raw output of the
     same call).
 
+    Args:
+        prompts: per mixture, the texts the separator is prompted with, the ``i``-th seed with
+            ``prompts[item][i % len]`` (prompt-variant candidates); None: every seed gets the item's text.
+
     Returns:
-        per mixture, a list of ``{"estimate": [1, N], "steps", "seed", "refine"}`` in the order
-        steps, seed, refine (``wiener`` then ``none``).
+        per mixture, a list of ``{"estimate": [1, N], "steps", "seed", "refine", "text"}`` in the
+        order steps, seed, refine (``wiener`` then ``none``).
     """
     out: list[list[dict[str, Any]]] = [[] for _ in items]
     for st in steps:
-        for sd in seeds:
+        for i, sd in enumerate(seeds):
             for s in range(0, len(items), batch):
                 block = items[s : s + batch]
+                texts = [it["text"] if prompts is None else prompts[s + j][i % len(prompts[s + j])]
+                         for j, it in enumerate(block)]
                 res = separator.separate_batch([it["mixture"] for it in block], [sample_rate] * len(block),
-                                               [it["text"] for it in block], steps=int(st), seed=int(sd),
-                                               refine="wiener", keep_raw=True)
+                                               texts, steps=int(st), seed=int(sd), refine="wiener", keep_raw=True)
                 for j, (it, r) in enumerate(zip(block, res)):
                     n = it["mixture"].shape[-1]
                     for refine, x in (("wiener", r.target), ("none", r.raw[0])):
                         out[s + j].append({"estimate": x[:, :n].float(), "steps": int(st), "seed": int(sd),
-                                           "refine": refine})
+                                           "refine": refine, "text": texts[j]})
     return out
+
+
+def prompt_variants(dataset, item: dict[str, Any]) -> list[str]:
+    """The item's own text first, then the other prompt variants of its label (``labels.json``)."""
+    return [item["text"]] + [p for p in dataset.prompts.get(item["label"], []) if p != item["text"]]
 
 
 def _ordered_right(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -438,7 +449,8 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
                   seed: int = 2024, absent_share: float = 0.2, steps: Sequence[int] = (4, 1),
                   seeds: Sequence[int] = (0, 1), segment_s: float = 2.0, min_diff_db: float = 1.0,
                   bootstrap: int = 1000, bootstrap_seed: int = 0, alpha: float = 0.05,
-                  progress: bool = True, grade_recipe: int | None = None) -> dict[str, Any]:
+                  progress: bool = True, grade_recipe: int | None = None,
+                  variants: bool = False) -> dict[str, Any]:
     """Issue 17's bars on ``groups`` held-out mixtures (2-3 sources, text prompts, ``absent_share``
     of the prompts naming an absent sound).
 
@@ -472,6 +484,10 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
         min_diff_db: SI-SDR difference that makes a pair in ``c_pairs``.
         bootstrap / bootstrap_seed / alpha: the CIs.
         grade_recipe: the grading recipe of the grades (None: :data:`judge.targets.RECIPE_VERSION`).
+        variants: prompt-variant candidates: the ``i``-th seed prompts the separator with the
+            ``i``-th of :func:`prompt_variants` (the item's text, then its label's other prompts,
+            cycling), so the K candidates differ by prompt as well as noise; the judge still scores
+            every candidate against the item's own text (what the user asked for).
 
     Returns:
         the figures above, ``grade_ceiling`` (figures (b)-(f) with the grades as the score), plus
@@ -493,7 +509,8 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
                         length=max(1, groups))
     sr = int(cfg.sample_rate)
     items = [ds[i] for i in range(groups)]
-    outs = {name: separator_outputs(sep, items, steps, seeds, sr) for name, sep in separators.items()}
+    prompts = [prompt_variants(ds, it) for it in items] if variants else None
+    outs = {name: separator_outputs(sep, items, steps, seeds, sr, prompts=prompts) for name, sep in separators.items()}
     judge.eval()
     rows: list[dict[str, Any]] = []  # one per candidate
     for g, it in enumerate(tqdm(items, desc=f"judge bars ({split})", disable=not progress)):
@@ -508,7 +525,7 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
         present = bool(it["target_present"])
         sis = si_sdr(est[:, 0].float(), tgt.float()) if present else torch.full((m,), float("nan"))
         for j, c in enumerate(cands):
-            rows.append({"group": g, "kind": c["kind"], "release": c.get("release"), "steps": c.get("steps"),
+            rows.append({"group": g, "kind": c["kind"], "release": c.get("release"), "steps": c.get("steps"), "text": c.get("text"),
                          "seed": c.get("seed"), "refine": c.get("refine"), "present": present,
                          "grade": float(grades[j, 3]), "overall": float(scores[j, 3]),
                          "presence": float(scores[j, 4]) if scores.shape[-1] == 5 else None, "si_sdr": float(sis[j])})
@@ -517,7 +534,7 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
     grade = torch.tensor([r["grade"] for r in rows], dtype=torch.float64)
     result: dict[str, Any] = {"split": split, "groups": groups, "present": sum(it["target_present"] for it in items),
                               "candidates": len(rows), "releases": list(separators), "steps": list(steps),
-                              "grade_recipe": recipe,
+                              "grade_recipe": recipe, "candidates_from": "prompt variants x seeds" if variants else "seeds",
                               "seeds": list(seeds), "bootstrap": {"samples": bootstrap, "alpha": alpha, "unit": "mixture"}}
     result["a_pcc"] = _corr_ci(overall, grade, _group_resamples(group_of, groups, bootstrap, bootstrap_seed), alpha)
     si = torch.tensor([r["si_sdr"] for r in rows], dtype=torch.float64)
@@ -640,7 +657,7 @@ def bars_table(r: dict[str, Any]) -> str:
 
     lines = [f"Issue-17 bars on `{r['split']}`: {r['groups']} mixtures ({r['present']} with the target present), "
              f"{r['candidates']} candidates; releases {', '.join(r['releases'])}, steps {r['steps']}, seeds "
-             f"{r['seeds']}, refined and raw (95 % CIs: bootstrap over mixtures); grading recipe "
+             f"{r['seeds']}{' (each seed with its own prompt variant)' if r.get('candidates_from', 'seeds') != 'seeds' else ''}, refined and raw (95 % CIs: bootstrap over mixtures); grading recipe "
              f"{r.get('grade_recipe', 2)}. Column \"grades\": the same figure with the reference grades as the "
              "score (what a judge that predicted its grades exactly would reach).", "",
              "| figure | judge | grades | bar |", "| --- | --- | --- | --- |",
@@ -810,6 +827,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bars-absent", type=float, default=0.2, help="share of absent-target prompts in the bars evaluation")
     p.add_argument("--bars-steps", default="4,1", help="separator steps of the bars evaluation (the first is K = 1)")
     p.add_argument("--bars-seeds", type=int, default=2, help="separator seeds per steps value in the bars evaluation")
+    p.add_argument("--bars-variants", action="store_true",
+                   help="bars candidates from prompt variants: the i-th seed prompts the separator with the i-th "
+                        "prompt of the label (the item's text first); the judge scores against the item's text")
     p.add_argument("--grade-recipe", type=int, default=None,
                    help="grading recipe (judge.targets) of the grades, in the correlations and the bars (default: "
                         "the recipe recorded in the release's train_result.json, else judge.targets.RECIPE_VERSION)")
@@ -885,7 +905,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            absent_share=args.bars_absent,
                                            steps=[int(x) for x in args.bars_steps.split(",") if x.strip()],
                                            seeds=list(range(args.bars_seeds)), segment_s=args.segment_s,
-                                           bootstrap=args.bootstrap, grade_recipe=recipe)
+                                           bootstrap=args.bootstrap, grade_recipe=recipe,
+                                           variants=args.bars_variants)
         results[split] = result
     if len(results) == 1:
         j, m = write_report(results[splits[0]], args.out)

@@ -694,6 +694,33 @@ def test_bars_evaluation_on_a_tiny_run(judge, tiny_corpus, two_separator_release
     assert "--grade-recipe must be one of" in capsys.readouterr().err
 
 
+def test_bars_prompt_variant_candidates(judge, tiny_corpus, two_separator_releases):
+    """--bars-variants: the i-th seed prompts the separator with the i-th prompt variant of the label
+    (the item's own text first), while the judge scores every candidate against the item's text."""
+    from judge.evaluate import evaluate_bars, prompt_variants, separator_outputs
+    from separation.data.mixing import MixConfig, MixtureDataset
+    from separation.separator import Separator
+
+    sep = Separator.from_pretrained(two_separator_releases[0])
+    ds = MixtureDataset(tiny_corpus, "valid", MixConfig(segment_s=0.5, min_sources=2, max_sources=2, p_text=1.0,
+                                                         p_span=0.0, p_text_span=0.0, p_video=0.0), seed=3, length=2)
+    items = [ds[i] for i in range(2)]
+    ds.prompts[items[0]["label"]] = [items[0]["text"], "another wording", "a third wording"]
+    variants = [prompt_variants(ds, it) for it in items]
+    assert variants[0] == [items[0]["text"], "another wording", "a third wording"]
+    outs = separator_outputs(sep, items, steps=(1,), seeds=(0, 1, 2, 3), sample_rate=16000, prompts=variants)
+    texts = [o["text"] for o in outs[0] if o["refine"] == "wiener"]
+    assert texts == [items[0]["text"], "another wording", "a third wording", items[0]["text"]]  # cycles
+    plain = separator_outputs(sep, items[:1], steps=(1,), seeds=(0, 1), sample_rate=16000)
+    assert {o["text"] for o in plain[0]} == {items[0]["text"]}
+    # seed 0 keeps the item's own text: K = 1 is the same output in both modes; seed 1 differs by its prompt
+    assert torch.allclose(plain[0][0]["estimate"], outs[0][0]["estimate"], atol=1e-5)
+    assert not torch.allclose(plain[0][2]["estimate"], outs[0][2]["estimate"], atol=1e-3)
+    r = evaluate_bars(judge, {"rel_a": sep}, tiny_corpus, "valid", groups=2, steps=(1,), seeds=(0, 1),
+                      segment_s=0.5, bootstrap=20, progress=False, variants=True)
+    assert r["candidates_from"] == "prompt variants x seeds" and r["f_rerank"]["rel_a"]["k"] == 2
+
+
 def test_train_with_two_separator_releases(tiny_corpus, tmp_path, two_separator_releases):
     from judge.model import Judge
     from judge.train import FeatureCache, train_judge
