@@ -434,11 +434,6 @@ def separator_outputs(separator, items: Sequence[dict[str, Any]], steps: Sequenc
     return out
 
 
-def prompt_variants(dataset, item: dict[str, Any]) -> list[str]:
-    """The item's own text first, then the other prompt variants of its label (``labels.json``)."""
-    return [item["text"]] + [p for p in dataset.prompts.get(item["label"], []) if p != item["text"]]
-
-
 def _ordered_right(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """1 where ``pred`` orders a pair like ``truth`` (``[...]`` differences), 0.5 on a predicted tie, else 0."""
     return torch.where(pred == 0, torch.full_like(pred, 0.5), ((pred > 0) == (truth > 0)).double())
@@ -485,8 +480,8 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
         bootstrap / bootstrap_seed / alpha: the CIs.
         grade_recipe: the grading recipe of the grades (None: :data:`judge.targets.RECIPE_VERSION`).
         variants: prompt-variant candidates: the ``i``-th seed prompts the separator with the
-            ``i``-th of :func:`prompt_variants` (the item's text, then its label's other prompts,
-            cycling), so the K candidates differ by prompt as well as noise; the judge still scores
+            ``i``-th of :meth:`separation.prompt_variants.PromptVariants.variants` (the item's text,
+            then its label's other prompts, cycling), so the K candidates differ by prompt as well as noise; the judge still scores
             every candidate against the item's own text (what the user asked for).
 
     Returns:
@@ -509,7 +504,13 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
                         length=max(1, groups))
     sr = int(cfg.sample_rate)
     items = [ds[i] for i in range(groups)]
-    prompts = [prompt_variants(ds, it) for it in items] if variants else None
+    if variants:  # the lookup the Separator's candidates use, over the corpus's label table
+        from separation.prompt_variants import PromptVariants
+
+        table = PromptVariants(ds.prompts)
+        prompts = [table.variants(it["text"]) for it in items]
+    else:
+        prompts = None
     outs = {name: separator_outputs(sep, items, steps, seeds, sr, prompts=prompts) for name, sep in separators.items()}
     judge.eval()
     rows: list[dict[str, Any]] = []  # one per candidate

@@ -33,6 +33,7 @@ from promptsep.audio import load_audio, resample, to_channels_first, validate_au
 from promptsep.errors import AudioError, NonFiniteOutputError, OptionError, PromptError
 from separation.flow import PROMPT_KINDS, SAMPLERS, rms_from_sums
 from separation.model import SeparationModel
+from separation.prompt_variants import PromptVariants, candidate_texts
 from separation.refine import REFINE_MODES, wiener_refine
 
 #: Largest gain (dB, either way) of the input level normalisation (:class:`Separator` ``input_level_db``).
@@ -143,6 +144,14 @@ class Separator:
         self.overlap_s = overlap_s
         self.judge = judge
         self.input_level_db = input_level_db
+        self._prompt_variants: PromptVariants | None = None
+
+    @property
+    def prompt_variants(self) -> PromptVariants:
+        """The label table that gives candidates other wordings of a text (loaded on first use)."""
+        if self._prompt_variants is None:
+            self._prompt_variants = PromptVariants.from_file()
+        return self._prompt_variants
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", **kwargs) -> Separator:
@@ -214,6 +223,11 @@ class Separator:
                 ``sampling.refine_power`` / ``refine_n_fft``), ``"none"`` keeps the decoded generated
                 target as it is.
             keep_raw: also return the generated stems before refinement (``result.raw``).
+            variants: with ``candidates > 1``, prompt the candidates with other wordings of the text
+                (:mod:`separation.prompt_variants`: the first candidate keeps the text, the others take
+                its label's other prompts from the packaged label table; a text with no unique label
+                keeps seed-only candidates). The ranker always scores against the user's text;
+                ``result.info["candidate_texts"]`` lists what each candidate was prompted with.
             progress: called as ``progress(chunks_done, chunks_total)`` after each generation chunk.
 
         Both modes return ``residual = input - target`` at the input's rate and channels, so the
@@ -252,6 +266,7 @@ class Separator:
         channels: str = "per_channel",
         refine: str = "wiener",
         keep_raw: bool = False,
+        variants: bool = True,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[SeparationResult]:
         """Separate several recordings in one batch (padded to the longest; same settings for all)."""
@@ -301,17 +316,25 @@ class Separator:
             [[k < self.model.codec.num_frames(n) for k in range(num_frames)] for n in lengths], device=self.device
         )
         audio_mask = None if bool(frame_valid.all()) else frame_valid
-        cond = self.model.encode_prompts(
-            [texts[o] for o in owners], [spans[o] for o in owners], [videos[o] for o in owners],
-            num_frames, [n / sr_model for n in lengths],
-        )
-        # K candidates per row, adjacent.
+        # K candidates per row, adjacent; with prompt variants each candidate has its own wording
         k = candidates
+        cand_texts = candidate_texts(self.prompt_variants if variants and k > 1 else None, texts, k)
+        if any(len(set(ct)) > 1 for ct in cand_texts):
+            cond = self.model.encode_prompts(
+                [cand_texts[o][i] for o in owners for i in range(k)], [spans[o] for o in owners for _ in range(k)],
+                [videos[o] for o in owners for _ in range(k)], num_frames,
+                [n / sr_model for n in lengths for _ in range(k)],
+            )
+        else:
+            cond = self.model.encode_prompts(
+                [texts[o] for o in owners], [spans[o] for o in owners], [videos[o] for o in owners],
+                num_frames, [n / sr_model for n in lengths],
+            ).repeat(k)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn(len(rows) * k, num_frames, 2 * self.model.latent_dim, generator=gen).to(self.device)
         with torch.no_grad():
             x1 = self.model.generate(
-                z_mix.repeat_interleave(k, 0), cond.repeat(k), noise, nfe=steps, method=method, guidance=guidance,
+                z_mix.repeat_interleave(k, 0), cond, noise, nfe=steps, method=method, guidance=guidance,
                 audio_mask=None if audio_mask is None else audio_mask.repeat_interleave(k, 0),
                 chunks=self._chunk_bounds(num_frames, self.model.frame_rate), progress=progress,
             )
@@ -319,15 +342,23 @@ class Separator:
         tgt = self._decode(x1[..., :c], n_max)  # [R*K, 1, N]
         res = self._decode(x1[..., c:], n_max)
 
-        best, scores = self._rank(mix, tgt, k, owners, texts, spans, ranker, lengths)
-        tgt = tgt.view(len(rows), k, 1, n_max)[torch.arange(len(rows)), best]
-        res = res.view(len(rows), k, 1, n_max)[torch.arange(len(rows)), best]
         _check_finite(tgt, res, "generated stems")
-        raw = (tgt / gain, res / gain) if keep_raw else None
+        # the ranker scores what the user gets: with K > 1 every candidate is refined before ranking
         t_refine = time.perf_counter()
-        if refine == "wiener":
-            tgt, res = self.wiener(mix, tgt, res)
+        ref_t = ref_r = None
+        if refine == "wiener" and k > 1:
+            ref_t, ref_r = self.wiener(mix.repeat_interleave(k, 0), tgt, res)
         t_refine = time.perf_counter() - t_refine
+        best, scores = self._rank(mix, tgt if ref_t is None else ref_t, k, owners, texts, spans, ranker, lengths)
+        pick = torch.arange(len(rows)) * k + best
+        tgt, res = tgt[pick], res[pick]
+        raw = (tgt / gain, res / gain) if keep_raw else None
+        t0 = time.perf_counter()
+        if ref_t is not None:
+            tgt, res = ref_t[pick], ref_r[pick]
+        elif refine == "wiener":
+            tgt, res = self.wiener(mix, tgt, res)
+        t_refine += time.perf_counter() - t0
         tgt = tgt / gain  # back to the input's level
         elapsed = time.perf_counter() - t_start
 
@@ -348,6 +379,7 @@ class Separator:
                 "steps": steps, "method": method, "refine": refine, "candidates": k, "seed": seed, "guidance": dict(guidance or {}),
                 "seconds": elapsed / n_items, "refine_seconds": t_refine / n_items, "audio_seconds": n_in / sr_in,
                 "candidate_scores": None if scores is None else scores[owners.index(i)].tolist(),
+                "candidate_texts": cand_texts[i],
                 "model_band_hz": [0.0, sr_model / 2],
             }
             raw_i = None

@@ -697,8 +697,9 @@ def test_bars_evaluation_on_a_tiny_run(judge, tiny_corpus, two_separator_release
 def test_bars_prompt_variant_candidates(judge, tiny_corpus, two_separator_releases):
     """--bars-variants: the i-th seed prompts the separator with the i-th prompt variant of the label
     (the item's own text first), while the judge scores every candidate against the item's text."""
-    from judge.evaluate import evaluate_bars, prompt_variants, separator_outputs
+    from judge.evaluate import evaluate_bars, separator_outputs
     from separation.data.mixing import MixConfig, MixtureDataset
+    from separation.prompt_variants import PromptVariants
     from separation.separator import Separator
 
     sep = Separator.from_pretrained(two_separator_releases[0])
@@ -706,7 +707,7 @@ def test_bars_prompt_variant_candidates(judge, tiny_corpus, two_separator_releas
                                                          p_span=0.0, p_text_span=0.0, p_video=0.0), seed=3, length=2)
     items = [ds[i] for i in range(2)]
     ds.prompts[items[0]["label"]] = [items[0]["text"], "another wording", "a third wording"]
-    variants = [prompt_variants(ds, it) for it in items]
+    variants = [PromptVariants(ds.prompts).variants(it["text"]) for it in items]
     assert variants[0] == [items[0]["text"], "another wording", "a third wording"]
     outs = separator_outputs(sep, items, steps=(1,), seeds=(0, 1, 2, 3), sample_rate=16000, prompts=variants)
     texts = [o["text"] for o in outs[0] if o["refine"] == "wiener"]

@@ -115,6 +115,63 @@ def test_candidates_and_activity_ranker(checkpoint):
     assert int(s.argmax()) == 1
 
 
+def test_prompt_variant_candidates(checkpoint):
+    """With K > 1 the candidates are prompted with the label table's other wordings of the text (the
+    first keeps the text); the ranker scores against the user's text; unknown or ambiguous text keeps
+    seed-only candidates; variants=False turns it off."""
+    from separation.prompt_variants import PromptVariants
+    from separation.separator import Separator
+
+    table = PromptVariants({"acoustic guitar": ["acoustic guitar", "guitar playing", "nylon string guitar"],
+                            "electric bass": ["electric bass", "bass"], "acoustic bass": ["acoustic bass", "bass"]})
+    assert table.variants("Guitar  Playing") == ["Guitar  Playing", "acoustic guitar", "nylon string guitar"]
+    assert table.candidates("acoustic guitar", 4) == ["acoustic guitar", "guitar playing", "nylon string guitar",
+                                                      "acoustic guitar"]
+    assert table.variants("bass") == ["bass"] and table.variants("a kazoo") == ["a kazoo"]  # ambiguous, unknown
+    packaged = PromptVariants.from_file()
+    assert len(packaged.variants("acoustic guitar")) >= 3
+
+    sep = Separator.from_pretrained(checkpoint)
+    sep._prompt_variants = table
+    seen = []
+
+    def ranker(mix, cands, sr, spans=None, text=None):
+        seen.append(text)
+        return torch.arange(cands.shape[0], dtype=torch.float32)  # prefers the last candidate
+
+    x = wav(1.0)
+    res = sep.separate(x, SR, text="acoustic guitar", candidates=3, steps=1, ranker=ranker)
+    assert res.info["candidate_texts"] == ["acoustic guitar", "guitar playing", "nylon string guitar"]
+    assert seen == ["acoustic guitar"]
+    # the pick is the third candidate: the same as separating with its wording alone (seed row 2 of 3)
+    alone = sep.separate(x, SR, text="nylon string guitar", candidates=3, steps=1, ranker=ranker, variants=False)
+    assert alone.info["candidate_texts"] == ["nylon string guitar"] * 3
+    torch.testing.assert_close(res.target, alone.target, rtol=1e-4, atol=1e-5)
+    plain = sep.separate(x, SR, text="acoustic guitar", candidates=3, steps=1, ranker=ranker, variants=False)
+    assert not torch.allclose(plain.target, res.target, atol=1e-4)
+    assert sep.separate(x, SR, text="a kazoo", candidates=2, steps=1, ranker=ranker).info["candidate_texts"] == \
+        ["a kazoo", "a kazoo"]
+
+
+def test_ranker_scores_the_refined_candidates(checkpoint):
+    """With refine="wiener" and K > 1 the ranker sees the refined candidates (what the user gets)."""
+    from separation.separator import Separator
+
+    sep = Separator.from_pretrained(checkpoint)
+    got = {}
+
+    def ranker(mix, cands, sr, spans=None, text=None):
+        got["cands"] = cands.clone()
+        return torch.zeros(cands.shape[0])
+
+    x = wav(1.0)
+    res = sep.separate(x, SR, text="tone", candidates=2, steps=1, ranker=ranker, keep_raw=True)
+    n = x.shape[-1]
+    torch.testing.assert_close(got["cands"][0, :, :n] / got["cands"][0, :, :n].norm(),
+                               res.target / res.target.norm(), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(res.raw[0], res.target, atol=1e-4)
+
+
 def test_bad_input_raises_clear_errors(checkpoint, tmp_path):
     from separation.separator import Separator
 
