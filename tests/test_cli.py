@@ -352,7 +352,7 @@ def test_judge_command_reports_broken_releases_and_devices_cleanly(inputs, tmp_p
 
 @pytest.mark.skipif(not (ROOT / "checkpoints" / "promptsep-judge-tiny" / "model.safetensors").is_file(),
                     reason="shipped judge not in this checkout")
-def test_candidates_with_text_are_ranked_by_the_shipped_judge(ckpt, inputs, tmp_path):
+def test_candidates_with_text_are_ranked_by_the_shipped_judge(ckpt, inputs, tmp_path, capsys):
     from judge.model import Judge
     from separation.separator import Separator
 
@@ -366,6 +366,14 @@ def test_candidates_with_text_are_ranked_by_the_shipped_judge(ckpt, inputs, tmp_
     ranked = sep.separate(wav, sr, text="tone", candidates=3, ranker="judge", refine="none")
     assert len(ranked.info["candidate_scores"]) == 3
     np.testing.assert_allclose(got, ranked.target[0].numpy(), atol=1e-6)
+    # a label's prompt: the candidates take its other wordings (--no-variants: the text as given)
+    assert run("separate", inputs / "b.flac", "--text", "acoustic guitar", "--candidates", "3", "--json",
+               "--checkpoint", ckpt, "-o", tmp_path / "v") == 0
+    texts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["candidate_texts"]
+    assert texts[0] == "acoustic guitar" and len(set(texts)) == 3
+    assert run("separate", inputs / "b.flac", "--text", "acoustic guitar", "--candidates", "3", "--json",
+               "--no-variants", "--checkpoint", ckpt, "-o", tmp_path / "nv") == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["candidate_texts"] == ["acoustic guitar"] * 3
     if int(np.argmax(ranked.info["candidate_scores"])) != 0:  # not simply the first draw
         first = sep.separate(wav, sr, text="tone", candidates=1, refine="none")
         assert not np.allclose(got, first.target[0].numpy(), atol=1e-6)
