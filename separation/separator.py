@@ -705,9 +705,11 @@ class Separator:
             if ranker == "judge":
                 if self.judge is None:
                     raise ValueError("ranker='judge' needs a Separator with a judge (judge=...)")
-                scores[j] = torch.tensor(
-                    [float(self.judge.score(mix[j, :, :n], cands[i], texts[o] or "", sr).overall) for i in range(k)]
-                )
+                if hasattr(self.judge, "score_batch"):  # the K candidates in one padded batch
+                    got = self.judge.score_batch([mix[j, :, :n]] * k, list(cands), [texts[o] or ""] * k, sr)
+                else:
+                    got = [self.judge.score(mix[j, :, :n], cands[i], texts[o] or "", sr) for i in range(k)]
+                scores[j] = torch.tensor([float(g.overall) for g in got])
             elif ranker == "activity":
                 scores[j] = activity_ranker(mix[j, :, :n], cands, sr, spans=spans[o])
             elif callable(ranker):
