@@ -445,7 +445,7 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
                   seeds: Sequence[int] = (0, 1), segment_s: float = 2.0, min_diff_db: float = 1.0,
                   bootstrap: int = 1000, bootstrap_seed: int = 0, alpha: float = 0.05,
                   progress: bool = True, grade_recipe: int | None = None,
-                  variants: bool = False) -> dict[str, Any]:
+                  variants: bool = False, memo: dict | None = None) -> dict[str, Any]:
     """Issue 17's bars on ``groups`` held-out mixtures (2-3 sources, text prompts, ``absent_share``
     of the prompts naming an absent sound).
 
@@ -483,6 +483,8 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
             ``i``-th of :meth:`separation.prompt_variants.PromptVariants.variants` (the item's text,
             then its label's other prompts, cycling), so the K candidates differ by prompt as well as noise; the judge still scores
             every candidate against the item's own text (what the user asked for).
+        memo: a dict that keeps the separator outputs between calls with the same mixtures and
+            settings (scoring several judges on one set of candidates); None: computed each call.
 
     Returns:
         the figures above, ``grade_ceiling`` (figures (b)-(f) with the grades as the score), plus
@@ -511,7 +513,15 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
         prompts = [table.variants(it["text"]) for it in items]
     else:
         prompts = None
-    outs = {name: separator_outputs(sep, items, steps, seeds, sr, prompts=prompts) for name, sep in separators.items()}
+    outs = {}
+    for name, sep in separators.items():
+        key = (name, split, groups, seed, float(absent_share), tuple(steps), tuple(seeds), float(segment_s), bool(variants))
+        if memo is not None and key in memo:
+            outs[name] = memo[key]
+            continue
+        outs[name] = separator_outputs(sep, items, steps, seeds, sr, prompts=prompts)
+        if memo is not None:
+            memo[key] = outs[name]
     judge.eval()
     rows: list[dict[str, Any]] = []  # one per candidate
     for g, it in enumerate(tqdm(items, desc=f"judge bars ({split})", disable=not progress)):

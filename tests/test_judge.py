@@ -361,6 +361,41 @@ def test_fine_tuning_starts_from_a_release_and_records_it(tiny_corpus, tmp_path)
     assert any(not torch.equal(moved[k], sdb[k]) for k in base.saved_state_keys())
 
 
+def test_wise_ft_interpolation_of_a_judge_and_its_fine_tuned_copy(tiny_corpus, tmp_path):
+    """judge.soup: alpha 0 / 1 give the two parents' weights, 0.5 their mean; judges of another
+    architecture are refused; the CLI writes a release that records both parents and alpha."""
+    from judge.model import Judge
+    from judge.soup import interpolate_judges, main
+    from judge.train import train_judge
+
+    first = train_judge(_train_cfg(tiny_corpus, tmp_path / "a", steps=1))
+    cfg = _train_cfg(tiny_corpus, tmp_path / "b", steps=3)
+    cfg.init_from = first["export_dir"]
+    tuned_dir = train_judge(cfg)["export_dir"]
+    base, tuned = Judge.from_pretrained(first["export_dir"]), Judge.from_pretrained(tuned_dir)
+    keys = base.saved_state_keys()
+    sb, st = base.state_dict(), tuned.state_dict()
+    moved = [k for k in keys if sb[k].is_floating_point() and not torch.equal(sb[k], st[k])]
+    assert moved
+    for alpha, want in ((0.0, lambda k: sb[k]), (1.0, lambda k: st[k]), (0.5, lambda k: (sb[k] + st[k]) / 2)):
+        got = interpolate_judges(base, tuned, alpha).state_dict()
+        for k in moved:
+            torch.testing.assert_close(got[k], want(k), rtol=1e-6, atol=1e-7)
+    assert all(torch.equal(base.state_dict()[k], sb[k]) for k in keys)  # the parents are untouched
+    with pytest.raises(ValueError, match="alpha"):
+        interpolate_judges(base, tuned, 1.5)
+    cfg = _train_cfg(tiny_corpus, tmp_path / "c", steps=1)
+    cfg.judge.width = 48
+    other = Judge.from_pretrained(train_judge(cfg)["export_dir"])
+    with pytest.raises(ValueError, match="configuration"):
+        interpolate_judges(base, other, 0.5)
+    assert main(["--base", first["export_dir"], "--tuned", tuned_dir, "--alpha", "0.25", "--out", str(tmp_path / "soup")]) == 0
+    rec = json.loads((tmp_path / "soup" / "train_result.json").read_text())["interpolated"]
+    assert rec["alpha"] == 0.25 and len(rec["base_sha256"]) == 64 and rec["tuned"] == tuned_dir
+    soup = Judge.from_pretrained(tmp_path / "soup").state_dict()
+    torch.testing.assert_close(soup[moved[0]], 0.75 * sb[moved[0]] + 0.25 * st[moved[0]], rtol=1e-6, atol=1e-7)
+
+
 def test_cli_scores_files_and_refuses_bad_input(judge, tmp_path, capsys):
     from promptsep.judge_cli import main
 
@@ -720,6 +755,15 @@ def test_bars_prompt_variant_candidates(judge, tiny_corpus, two_separator_releas
     r = evaluate_bars(judge, {"rel_a": sep}, tiny_corpus, "valid", groups=2, steps=(1,), seeds=(0, 1),
                       segment_s=0.5, bootstrap=20, progress=False, variants=True)
     assert r["candidates_from"] == "prompt variants x seeds" and r["f_rerank"]["rel_a"]["k"] == 2
+    memo = {}
+    first = evaluate_bars(judge, {"rel_a": sep}, tiny_corpus, "valid", groups=2, steps=(1,), seeds=(0, 1),
+                          segment_s=0.5, bootstrap=20, progress=False, memo=memo)
+    assert len(memo) == 1
+    (key,) = memo
+    memo[key] = [[{**o, "estimate": o["estimate"] * 0} for o in outs] for outs in memo[key]]  # reused, not recomputed
+    again = evaluate_bars(judge, {"rel_a": sep}, tiny_corpus, "valid", groups=2, steps=(1,), seeds=(0, 1),
+                          segment_s=0.5, bootstrap=20, progress=False, memo=memo)
+    assert again["f_rerank"]["rel_a"]["oracle_si_sdri"] != first["f_rerank"]["rel_a"]["oracle_si_sdri"]
 
 
 def test_train_with_two_separator_releases(tiny_corpus, tmp_path, two_separator_releases):
