@@ -17,7 +17,10 @@ expensive part of a step on a CPU. Training therefore runs in two phases:
    whole groups (about ``data.batch_size`` pairs): the loss is the weighted per-axis MSE,
    plus, with a presence head, ``loss.presence_weight`` x BCE of the presence logit on
    ``target_present``, plus ``loss.rank_weight`` x a pairwise logistic ranking loss on the
-   predicted overall within each group (:func:`rank_loss`). The group order is a function of
+   predicted overall within each group (:func:`rank_loss`); when fine-tuning (``init_from``),
+   ``loss.distill_weight`` x the MSE to the starting judge's own outputs on the candidate kinds
+   ``loss.distill_kinds`` (learning without forgetting; those outputs are computed once over the
+   cache before the first step). The group order is a function of
    the global step (:class:`~separation.harness.StepSampler` over a per-epoch permutation of
    the groups seeded by ``(seed, epoch)``), resume checkpoints are written
    atomically to ``out_dir`` (frozen weights left out), and ``resume=auto`` continues from
@@ -139,6 +142,7 @@ class FeatureCache(Dataset):
         self.group = torch.cat(group)
         self.hand = torch.cat(hand) if hand else None
         self.clap = torch.cat(clap) if clap else None
+        self.distill: torch.Tensor | None = None  # [P, 4] normalised scores of the starting judge (loss.distill_weight)
         self.seed = int(seed)
         self._perm_epoch = -1
         self._perm: np.ndarray | None = None
@@ -164,6 +168,8 @@ class FeatureCache(Dataset):
             out["hand"] = self.hand[j]
         if self.clap is not None:
             out["clap"] = self.clap[j]
+        if self.distill is not None:
+            out["distill"] = self.distill[j]
         return out
 
     def __getitem__(self, i: int) -> list[dict[str, Any]]:
@@ -187,7 +193,7 @@ def collate_features(items: list[dict[str, Any]] | list[list[dict[str, Any]]]) -
     if items and isinstance(items[0], list):
         items = [p for grp in items for p in grp]
     out: dict[str, Any] = {}
-    for k in ("mix", "est", "mask", "targets", "hand", "clap"):
+    for k in ("mix", "est", "mask", "targets", "hand", "clap", "distill"):
         if k in items[0]:
             out[k] = torch.stack([it[k] for it in items])
     out["text"] = [it["text"] for it in items]
@@ -351,14 +357,16 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def predict_cached(judge, pairs: list[dict[str, Any]], batch_size: int = 64) -> torch.Tensor:
-    """1..5 predictions ``[P, 4]`` for cached pairs."""
+def predict_cached(judge, pairs: list[dict[str, Any]], batch_size: int = 64, raw: bool = False) -> torch.Tensor:
+    """1..5 predictions ``[P, 4]`` for cached pairs (``raw``: the unclamped normalised outputs ``[P, 4]``)."""
     was = judge.training
     judge.eval()
     out = []
     for s in range(0, len(pairs), batch_size):
         b = collate_features(pairs[s : s + batch_size])
-        out.append(judge.denormalise(judge.forward_features(b, b["text"])).cpu())
+        with torch.no_grad():
+            y = judge.forward_features(b, b["text"])
+        out.append((y[:, :4] if raw else judge.denormalise(y)).cpu())
     judge.train(was)
     return torch.cat(out) if out else torch.zeros(0, 4)
 
@@ -385,10 +393,20 @@ class JudgeModule(L.LightningModule):
         raw = out[:, :4]
         target = self.judge.normalise(batch["targets"].to(raw.device))
         w = self.axis_weights.to(raw.device)
-        loss = ((raw - target).pow(2) * w).sum(-1).mean() / w.sum()
-        n = raw.shape[0]
-        self.log("train/mse", loss, batch_size=n)
         lc = self.cfg.loss
+        mse = ((raw - target).pow(2) * w).sum(-1).mean() / w.sum()
+        loss = float(lc.get("grade_weight", 1.0)) * mse
+        n = raw.shape[0]
+        self.log("train/mse", mse, batch_size=n)
+        dw = float(lc.get("distill_weight", 0.0))
+        if dw > 0 and "distill" in batch:
+            # keep the starting judge's scores on the chosen kinds (learning without forgetting)
+            kinds = set(lc.get("distill_kinds") or [])
+            sel = torch.tensor([k in kinds for k in batch["kind"]], device=raw.device)
+            if bool(sel.any()):
+                d = ((raw[sel] - batch["distill"].to(raw.device)[sel]).pow(2) * w).sum(-1).mean() / w.sum()
+                loss = loss + dw * d
+                self.log("train/distill", d, batch_size=n)
         if out.shape[-1] == 5:
             present = torch.tensor([float(p) for p in batch["present"]], device=raw.device)
             bce = torch.nn.functional.binary_cross_entropy_with_logits(out[:, 4], present)
@@ -526,6 +544,12 @@ def train_judge(cfg) -> dict[str, Any]:
     train_cache = FeatureCache(out_dir / "cache" / "train", seed=int(cfg.seed))
     logger.info("feature cache: %d train pairs (%.0f s)", train_cache.num_pairs, cache_seconds)
 
+    if float(cfg.loss.get("distill_weight", 0.0)) > 0:
+        if not init_from:
+            raise ValueError("loss.distill_weight > 0 keeps the scores of the judge training starts from: set init_from")
+        # the starting judge's normalised scores on every cached pair, computed once before any step
+        train_cache.distill = predict_cached(judge, train_cache.all_pairs(), raw=True)
+        logger.info("distillation targets: the starting judge's scores on %d pairs", train_cache.num_pairs)
     module = JudgeModule(judge, cfg)
     per_group = max(1, round(train_cache.num_pairs / max(1, train_cache.num_groups)))
     val_pairs = FeatureCache(out_dir / "cache" / "valid").all_pairs() if val_groups > 0 else []
@@ -551,6 +575,7 @@ def train_judge(cfg) -> dict[str, Any]:
     result["val_pairs"] = len(val_pairs)
     result["grade_recipe"] = int(cand_cfg.grade_recipe)
     result["anchors"] = list(cand_cfg.anchors)
+    result["loss"] = {k: (list(v) if k == "distill_kinds" else float(v)) for k, v in cfg.loss.items() if k != "axis_weights"}
     result["init_from"] = init_info
     val = {}
     if val_pairs:

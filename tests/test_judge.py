@@ -396,6 +396,39 @@ def test_wise_ft_interpolation_of_a_judge_and_its_fine_tuned_copy(tiny_corpus, t
     torch.testing.assert_close(soup[moved[0]], 0.75 * sb[moved[0]] + 0.25 * st[moved[0]], rtol=1e-6, atol=1e-7)
 
 
+def test_distillation_keeps_the_starting_judges_scores(tiny_corpus, tmp_path):
+    """loss.distill_weight (fine-tuning only): with the grade and rank terms off, training on the
+    distillation term alone leaves the starting judge's scores where they were; without init_from it
+    is an error."""
+    from judge.model import Judge
+    from judge.train import FeatureCache, predict_cached, train_judge
+
+    first = train_judge(_train_cfg(tiny_corpus, tmp_path / "a", steps=1))
+    cfg = _train_cfg(tiny_corpus, tmp_path / "b", steps=6)
+    cfg.init_from = first["export_dir"]
+    cfg.loss.grade_weight = 0.0
+    cfg.loss.rank_weight = 0.0
+    cfg.loss.distill_weight = 1.0
+    cfg.loss.distill_kinds = ["perfect", "leak", "gate", "gain", "lowpass", "clip", "noise", "wrong_residual",
+                              "wrong_source", "silence", "mixture", "combo"]
+    cfg.optim.lr = 1e-2
+    out = train_judge(cfg)
+    assert out["loss"]["distill_weight"] == 1.0
+    pairs = FeatureCache(tmp_path / "b" / "run" / "cache" / "train").all_pairs()
+    before = predict_cached(Judge.from_pretrained(first["export_dir"]), pairs, raw=True)
+    after = predict_cached(Judge.from_pretrained(out["export_dir"]), pairs, raw=True)
+    cfg.loss.distill_weight = 0.0
+    cfg.loss.grade_weight = 1.0
+    cfg.out_dir = str(tmp_path / "c")
+    cfg.export_dir = str(tmp_path / "c_rel")
+    graded = predict_cached(Judge.from_pretrained(train_judge(cfg)["export_dir"]), pairs, raw=True)
+    assert (after - before).abs().mean() < 0.5 * (graded - before).abs().mean()
+    cfg = _train_cfg(tiny_corpus, tmp_path / "d", steps=1)
+    cfg.loss.distill_weight = 1.0
+    with pytest.raises(ValueError, match="init_from"):
+        train_judge(cfg)
+
+
 def test_cli_scores_files_and_refuses_bad_input(judge, tmp_path, capsys):
     from promptsep.judge_cli import main
 
