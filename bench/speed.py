@@ -140,7 +140,7 @@ def measure(
     if not exact:
         before = peak_rss_mb()  # fresh process: the high-water mark so far is the baseline
     t0 = time.perf_counter()
-    sep.separate(audio, sr, **kw)
+    first_res = sep.separate(audio, sr, **kw)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     first = time.perf_counter() - t0
@@ -148,7 +148,8 @@ def measure(
     out: dict[str, Any] = {"audio_s": seconds, "nfe": nfe, "rss_before_mb": before, "peak_rss_mb": peak,
                            "peak_delta_mb": max(0.0, peak - (before or 0.0)), "peak_exact": exact,
                            "first_run_s": first, "threads": torch.get_num_threads(), "device": device,
-                           "candidates": int(candidates), "method": sep.sampling(nfe, method)[1]}
+                           "candidates": int(candidates), "method": sep.sampling(nfe, method)[1],
+                           "candidate_texts": first_res.info.get("candidate_texts")}
     if device.startswith("cuda"):
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     times = []
@@ -203,6 +204,7 @@ def run_speed(
     candidates: Sequence[int] = (),
     judge: str | None = None,
     method: str | None = "midpoint",
+    text: str = "a steady tone",
 ) -> dict[str, Any]:
     """Measure every configuration and write ``speed.json`` and ``speed.md``.
 
@@ -223,6 +225,8 @@ def run_speed(
             first ``nfe`` (K = 1 is the same row without the judge, the cost baseline).
         judge: judge release folder for the re-ranking rows.
         method: sampler (None: the release's recommended).
+        text: the text prompt (a known label's prompt, e.g. "trumpet", makes the re-ranking rows
+            prompt-variant candidates; the default is no label's, i.e. seed-only candidates).
 
     Returns:
         The ``speed.json`` content.
@@ -247,7 +251,8 @@ def run_speed(
     for c in tqdm(configs, desc="speed", unit="config"):
         args = {"checkpoint": str(checkpoint), "seconds": c["seconds"], "nfe": c["nfe"], "repeats": c["repeats"],
                 "chunk_s": chunk_s, "overlap_s": overlap_s, "threads": threads, "device": device, "method": method,
-                "candidates": c.get("candidates", 1), "judge": judge if c.get("candidates", 1) > 1 else None}
+                "candidates": c.get("candidates", 1), "judge": judge if c.get("candidates", 1) > 1 else None,
+                "text": text}
         r = _measure_isolated(args) if isolate else measure(**args)
         logger.info("%.0f s at NFE %d: median %.3f s (RTF %.3f), peak +%.1f MiB", c["seconds"], c["nfe"],
                     r["median_s"], r["rtf"], r["peak_delta_mb"])
@@ -274,7 +279,7 @@ def run_speed(
               for r in results if r["candidates"] > 1]
     report = {"checkpoint": str(checkpoint), "device": dev, "chunk_s": chunk_s, "overlap_s": overlap_s,
               "isolated": isolate, "command": command, "configs": results, "length_sweep": lin,
-              "judge": judge, "rerank": rerank}
+              "judge": judge, "rerank": rerank, "text": text}
     tmp = out / "speed.json.tmp"
     tmp.write_text(json.dumps(report, indent=2))
     os.replace(tmp, out / "speed.json")
@@ -345,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from promptsep.cli import DEFAULT_JUDGE
 
     p.add_argument("--judge", default=str(DEFAULT_JUDGE), help="judge release for --candidates (default: shipped)")
+    p.add_argument("--text", default="a steady tone",
+                   help="text prompt (a known label's prompt, e.g. trumpet, gives prompt-variant candidates)")
     p.add_argument("--quick", action="store_true",
                    help="seconds-fast smoke run: NFE 2 4 on 1 s, lengths 2 and 4 s, 1 s chunks, 2 runs")
     args = p.parse_args(argv)
@@ -355,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rep = run_speed(args.checkpoint, args.out, args.nfe, args.short_s, args.long_s, args.long_nfe, args.repeats,
                         args.long_repeats, args.chunk_s, args.overlap_s, args.threads, args.device,
                         isolate=not args.in_process, command="promptsep bench speed " + " ".join(argv),
-                        candidates=args.candidates, judge=args.judge, method=args.method)
+                        candidates=args.candidates, judge=args.judge, method=args.method, text=args.text)
     except (FileNotFoundError, ValueError) as exc:
         print(f"promptsep bench speed: error: {exc}", file=sys.stderr)
         return 2

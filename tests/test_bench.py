@@ -359,8 +359,10 @@ def test_speed_quick(checkpoint, tmp_path):
     out = tmp_path / "speed"
     judge = _tiny_judge(tmp_path / "judge")
     assert main(["speed", "--checkpoint", checkpoint, "--out", str(out), "--quick", "--in-process",
-                 "--threads", "1", "--candidates", "3", "--judge", judge, "--method", "euler"]) == 0
+                 "--threads", "1", "--candidates", "3", "--judge", judge, "--method", "euler", "--text", "trumpet"]) == 0
     rep = json.loads((out / "speed.json").read_text())
+    # a known label's prompt: the re-ranking row times prompt-variant candidates
+    assert rep["text"] == "trumpet" and rep["configs"][-1]["candidate_texts"] == ["trumpet", "a trumpet", "trumpet playing"]
     assert [(c["audio_s"], c["nfe"], c["candidates"]) for c in rep["configs"]] == [
         (1.0, 2, 1), (1.0, 4, 1), (2.0, 2, 1), (4.0, 2, 1), (1.0, 2, 3)]
     # the re-ranking row: three separations and three judge passes, timed against one separation
