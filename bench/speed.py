@@ -98,6 +98,7 @@ def measure(
     text: str = "a steady tone",
     candidates: int = 1,
     judge: str | None = None,
+    variants: bool = False,
 ) -> dict[str, Any]:
     """Time and memory of one configuration in this process.
 
@@ -128,7 +129,7 @@ def measure(
     sep = Separator.from_pretrained(checkpoint, device=device, chunk_s=chunk_s, overlap_s=overlap_s, judge=ranker)
     sr = sep.sample_rate
     audio = speed_signal(seconds, sr)
-    kw = {"text": text, "steps": nfe, "method": method, "candidates": int(candidates)}
+    kw = {"text": text, "steps": nfe, "method": method, "candidates": int(candidates), "variants": bool(variants)}
     if ranker is not None:
         kw["ranker"] = "judge"
     sep.separate(speed_signal(min(0.5, seconds), sr), sr, **kw)
@@ -205,6 +206,7 @@ def run_speed(
     judge: str | None = None,
     method: str | None = "midpoint",
     text: str = "a steady tone",
+    variants: bool = False,
 ) -> dict[str, Any]:
     """Measure every configuration and write ``speed.json`` and ``speed.md``.
 
@@ -225,8 +227,9 @@ def run_speed(
             first ``nfe`` (K = 1 is the same row without the judge, the cost baseline).
         judge: judge release folder for the re-ranking rows.
         method: sampler (None: the release's recommended).
-        text: the text prompt (a known label's prompt, e.g. "trumpet", makes the re-ranking rows
-            prompt-variant candidates; the default is no label's, i.e. seed-only candidates).
+        text: the text prompt.
+        variants: re-ranking rows with prompt-variant candidates (``Separator.separate(variants=True)``;
+            ``text`` must be a known label's prompt, e.g. "trumpet", for the wordings to differ).
 
     Returns:
         The ``speed.json`` content.
@@ -252,7 +255,7 @@ def run_speed(
         args = {"checkpoint": str(checkpoint), "seconds": c["seconds"], "nfe": c["nfe"], "repeats": c["repeats"],
                 "chunk_s": chunk_s, "overlap_s": overlap_s, "threads": threads, "device": device, "method": method,
                 "candidates": c.get("candidates", 1), "judge": judge if c.get("candidates", 1) > 1 else None,
-                "text": text}
+                "text": text, "variants": bool(variants)}
         r = _measure_isolated(args) if isolate else measure(**args)
         logger.info("%.0f s at NFE %d: median %.3f s (RTF %.3f), peak +%.1f MiB", c["seconds"], c["nfe"],
                     r["median_s"], r["rtf"], r["peak_delta_mb"])
@@ -279,7 +282,7 @@ def run_speed(
               for r in results if r["candidates"] > 1]
     report = {"checkpoint": str(checkpoint), "device": dev, "chunk_s": chunk_s, "overlap_s": overlap_s,
               "isolated": isolate, "command": command, "configs": results, "length_sweep": lin,
-              "judge": judge, "rerank": rerank, "text": text}
+              "judge": judge, "rerank": rerank, "text": text, "variants": bool(variants)}
     tmp = out / "speed.json.tmp"
     tmp.write_text(json.dumps(report, indent=2))
     os.replace(tmp, out / "speed.json")
@@ -350,8 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from promptsep.cli import DEFAULT_JUDGE
 
     p.add_argument("--judge", default=str(DEFAULT_JUDGE), help="judge release for --candidates (default: shipped)")
-    p.add_argument("--text", default="a steady tone",
-                   help="text prompt (a known label's prompt, e.g. trumpet, gives prompt-variant candidates)")
+    p.add_argument("--text", default="a steady tone", help="text prompt")
+    p.add_argument("--variants", action="store_true",
+                   help="re-ranking rows with prompt-variant candidates (give a known label's --text, e.g. trumpet)")
     p.add_argument("--quick", action="store_true",
                    help="seconds-fast smoke run: NFE 2 4 on 1 s, lengths 2 and 4 s, 1 s chunks, 2 runs")
     args = p.parse_args(argv)
@@ -362,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rep = run_speed(args.checkpoint, args.out, args.nfe, args.short_s, args.long_s, args.long_nfe, args.repeats,
                         args.long_repeats, args.chunk_s, args.overlap_s, args.threads, args.device,
                         isolate=not args.in_process, command="promptsep bench speed " + " ".join(argv),
-                        candidates=args.candidates, judge=args.judge, method=args.method, text=args.text)
+                        candidates=args.candidates, judge=args.judge, method=args.method, text=args.text,
+                        variants=args.variants)
     except (FileNotFoundError, ValueError) as exc:
         print(f"promptsep bench speed: error: {exc}", file=sys.stderr)
         return 2

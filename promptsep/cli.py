@@ -256,10 +256,10 @@ def _separate_parser() -> argparse.ArgumentParser:
     m.add_argument("--candidates", type=_positive_int, default=1,
                    help="draw K results and keep the best by --ranker (default ranker: the judge with --text, "
                         "span activity with --span only)")
-    m.add_argument("--no-variants", action="store_true",
-                   help="with --candidates K > 1: draw every candidate with the text as given (by default the "
-                        "candidates after the first take other wordings of a known label's prompt, see "
-                        "separation/prompt_variants.py)")
+    m.add_argument("--variants", action="store_true",
+                   help="with --candidates K > 1: prompt the candidates after the first with other wordings of a "
+                        "known label's prompt (separation/prompt_variants.py); default: every candidate gets the "
+                        "text as given and differs by its noise seed only")
     m.add_argument("--ranker", choices=["judge", "activity"], default=None,
                    help="judge: the learned judge's overall score (needs --text); activity: agreement with --span")
     m.add_argument("--judge", default=None, help="judge release folder for --ranker judge (default: the shipped one)")
@@ -503,7 +503,7 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
                 wav, sr = job.audio or load_audio(job.path, max_bytes=int(args.max_input_mb * 2**20))
                 job.audio = None
                 res = sep.separate(wav, sr, candidates=args.candidates, ranker=ranker, progress=on_chunk,
-                                   variants=not args.no_variants, **options)
+                                   variants=args.variants, **options)
                 bad = [k for k, x in (("target", res.target), ("residual", res.residual))
                        if not bool(torch.isfinite(x).all())]
                 if bad:

@@ -223,7 +223,7 @@ class Separator:
                 ``sampling.refine_power`` / ``refine_n_fft``), ``"none"`` keeps the decoded generated
                 target as it is.
             keep_raw: also return the generated stems before refinement (``result.raw``).
-            variants: with ``candidates > 1``, prompt the candidates with other wordings of the text
+            variants: opt-in; with ``candidates > 1``, prompt the candidates with other wordings of the text
                 (:mod:`separation.prompt_variants`: the first candidate keeps the text, the others take
                 its label's other prompts from the packaged label table; a text with no unique label
                 keeps seed-only candidates). The ranker always scores against the user's text;
@@ -266,7 +266,7 @@ class Separator:
         channels: str = "per_channel",
         refine: str = "wiener",
         keep_raw: bool = False,
-        variants: bool = True,
+        variants: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[SeparationResult]:
         """Separate several recordings in one batch (padded to the longest; same settings for all)."""

@@ -359,7 +359,8 @@ def test_speed_quick(checkpoint, tmp_path):
     out = tmp_path / "speed"
     judge = _tiny_judge(tmp_path / "judge")
     assert main(["speed", "--checkpoint", checkpoint, "--out", str(out), "--quick", "--in-process",
-                 "--threads", "1", "--candidates", "3", "--judge", judge, "--method", "euler", "--text", "trumpet"]) == 0
+                 "--threads", "1", "--candidates", "3", "--judge", judge, "--method", "euler", "--text", "trumpet",
+                 "--variants"]) == 0
     rep = json.loads((out / "speed.json").read_text())
     # a known label's prompt: the re-ranking row times prompt-variant candidates
     assert rep["text"] == "trumpet" and rep["configs"][-1]["candidate_texts"] == ["trumpet", "a trumpet", "trumpet playing"]

@@ -366,13 +366,13 @@ def test_candidates_with_text_are_ranked_by_the_shipped_judge(ckpt, inputs, tmp_
     ranked = sep.separate(wav, sr, text="tone", candidates=3, ranker="judge", refine="none")
     assert len(ranked.info["candidate_scores"]) == 3
     np.testing.assert_allclose(got, ranked.target[0].numpy(), atol=1e-6)
-    # a label's prompt: the candidates take its other wordings (--no-variants: the text as given)
+    # --variants with a label's prompt: the candidates take its other wordings (default: the text as given)
     assert run("separate", inputs / "b.flac", "--text", "acoustic guitar", "--candidates", "3", "--json",
-               "--checkpoint", ckpt, "-o", tmp_path / "v") == 0
+               "--variants", "--checkpoint", ckpt, "-o", tmp_path / "v") == 0
     texts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["candidate_texts"]
     assert texts[0] == "acoustic guitar" and len(set(texts)) == 3
     assert run("separate", inputs / "b.flac", "--text", "acoustic guitar", "--candidates", "3", "--json",
-               "--no-variants", "--checkpoint", ckpt, "-o", tmp_path / "nv") == 0
+               "--checkpoint", ckpt, "-o", tmp_path / "nv") == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["candidate_texts"] == ["acoustic guitar"] * 3
     if int(np.argmax(ranked.info["candidate_scores"])) != 0:  # not simply the first draw
         first = sep.separate(wav, sr, text="tone", candidates=1, refine="none")

@@ -118,7 +118,7 @@ def test_candidates_and_activity_ranker(checkpoint):
 def test_prompt_variant_candidates(checkpoint):
     """With K > 1 the candidates are prompted with the label table's other wordings of the text (the
     first keeps the text); the ranker scores against the user's text; unknown or ambiguous text keeps
-    seed-only candidates; variants=False turns it off."""
+    seed-only candidates; it is opt-in (variants=True)."""
     from separation.prompt_variants import PromptVariants
     from separation.separator import Separator
 
@@ -140,16 +140,16 @@ def test_prompt_variant_candidates(checkpoint):
         return torch.arange(cands.shape[0], dtype=torch.float32)  # prefers the last candidate
 
     x = wav(1.0)
-    res = sep.separate(x, SR, text="acoustic guitar", candidates=3, steps=1, ranker=ranker)
+    res = sep.separate(x, SR, text="acoustic guitar", candidates=3, steps=1, ranker=ranker, variants=True)
     assert res.info["candidate_texts"] == ["acoustic guitar", "guitar playing", "nylon string guitar"]
     assert seen == ["acoustic guitar"]
     # the pick is the third candidate: the same as separating with its wording alone (seed row 2 of 3)
     alone = sep.separate(x, SR, text="nylon string guitar", candidates=3, steps=1, ranker=ranker, variants=False)
     assert alone.info["candidate_texts"] == ["nylon string guitar"] * 3
     torch.testing.assert_close(res.target, alone.target, rtol=1e-4, atol=1e-5)
-    plain = sep.separate(x, SR, text="acoustic guitar", candidates=3, steps=1, ranker=ranker, variants=False)
+    plain = sep.separate(x, SR, text="acoustic guitar", candidates=3, steps=1, ranker=ranker)  # default: off
     assert not torch.allclose(plain.target, res.target, atol=1e-4)
-    assert sep.separate(x, SR, text="a kazoo", candidates=2, steps=1, ranker=ranker).info["candidate_texts"] == \
+    assert sep.separate(x, SR, text="a kazoo", candidates=2, steps=1, ranker=ranker, variants=True).info["candidate_texts"] == \
         ["a kazoo", "a kazoo"]
 
 
