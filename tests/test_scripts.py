@@ -133,3 +133,31 @@ def test_separator_probes_pairs_every_variant_with_the_recommended_setting(tiny_
     for bad in (["--shifts", "1"], ["--guidance", "0"], ["--items", "-1"]):
         with pytest.raises(SystemExit):
             mod.main([str(ckpt), "--corpus", tiny_corpus, *bad])
+
+
+def test_judge_sweep_scores_judges_and_interpolations_on_one_candidate_set(tiny_corpus, tmp_path, capsys):
+    """scripts/judge_sweep.py: a judge scored directly and as WiSE-FT alpha 0 of itself give the same bars
+    (same candidates, generated once per mode); the variants mode is reported beside the seeds mode."""
+    from judge.model import JudgeConfig, build_judge
+    from prompts.text import TextEncoderConfig
+    from tests.conftest import random_tiny_separation_model, tiny_model_config
+
+    sep = random_tiny_separation_model(video=False).save_pretrained(tmp_path / "sep")
+    torch.manual_seed(0)
+    cfg = JudgeConfig(codec=tiny_model_config(video=False).codec, text=TextEncoderConfig(kind="tiny_t5", max_length=16),
+                      width=32, heads=2, depth_audio=1, depth_fusion=1, dropout=0.0, bands=4)
+    base = build_judge(cfg).eval().save_pretrained(tmp_path / "j0")
+    torch.manual_seed(1)
+    other = build_judge(cfg).eval().save_pretrained(tmp_path / "j1")
+    mod = _script("judge_sweep")
+    out = tmp_path / "sweep.json"
+    assert mod.main(["--separator", str(sep), "--judges", str(base), "--base", str(base), "--tuned", str(other),
+                     "--alphas", "0", "--corpus", tiny_corpus, "--split", "valid", "--groups", "3", "--seeds", "2",
+                     "--segment-s", "0.5", "--bootstrap", "20", "--variants", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"j0 | seeds", "j0 | variants", "wise-ft 0 | seeds", "wise-ft 0 | variants"}
+    assert mod.summary(res["j0 | seeds"]) == mod.summary(res["wise-ft 0 | seeds"])
+    assert res["j0 | variants"]["candidates_from"] != res["j0 | seeds"]["candidates_from"]
+    assert "wise-ft 0 variants" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        mod.main(["--separator", str(sep), "--alphas", "0.5", "--out", str(out)])
