@@ -507,9 +507,21 @@ def train_judge(cfg) -> dict[str, Any]:
         from promptsep.release import sha256_file
 
         judge = Judge.from_pretrained(init_from)  # frozen parts stay frozen, as in build_judge
-        init_info = {"path": str(init_from), "weights_sha256": sha256_file(Path(init_from) / "model.safetensors")}
+        only = [str(x) for x in (cfg.get("finetune_only") or [])]
+        if only:  # train only the named submodules (e.g. [head]); the rest of the release stays as it was
+            names = {n for n, _ in judge.named_parameters()}
+            unknown = [o for o in only if not any(n.startswith(o + ".") for n in names)]
+            if unknown:
+                raise ValueError(f"finetune_only: no parameters under {unknown}")
+            for n, prm in judge.named_parameters():
+                if not any(n.startswith(o + ".") for o in only):
+                    prm.requires_grad_(False)
+        init_info = {"path": str(init_from), "weights_sha256": sha256_file(Path(init_from) / "model.safetensors"),
+                     "finetune_only": only}
         logger.info("judge initialised from %s (its config replaces the judge: node)", init_from)
     else:
+        if cfg.get("finetune_only"):
+            raise ValueError("finetune_only names parts of the release training starts from: set init_from")
         judge = build_judge(jcfg)
     codec_for_data = cfg.get("codec_checkpoint") or None
     if codec_for_data is None and cand_cfg.weights.get("codec", 0) > 0:

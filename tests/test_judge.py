@@ -429,6 +429,34 @@ def test_distillation_keeps_the_starting_judges_scores(tiny_corpus, tmp_path):
         train_judge(cfg)
 
 
+def test_fine_tuning_only_the_head(tiny_corpus, tmp_path):
+    """finetune_only=[head]: the head moves, every other stored tensor stays the release's; an unknown
+    part, or finetune_only without init_from, is an error before any work."""
+    from judge.model import Judge
+    from judge.train import train_judge
+
+    first = train_judge(_train_cfg(tiny_corpus, tmp_path / "a", steps=1))
+    cfg = _train_cfg(tiny_corpus, tmp_path / "b", steps=3)
+    cfg.init_from = first["export_dir"]
+    cfg.finetune_only = ["head"]
+    cfg.optim.lr = 1e-2
+    out = train_judge(cfg)
+    assert out["init_from"]["finetune_only"] == ["head"]
+    base, tuned = Judge.from_pretrained(first["export_dir"]).state_dict(), Judge.from_pretrained(out["export_dir"]).state_dict()
+    keys = Judge.from_pretrained(first["export_dir"]).saved_state_keys()
+    moved = {k for k in keys if not torch.equal(base[k], tuned[k])}
+    assert moved and all(k.startswith("head.") for k in moved)
+    cfg = _train_cfg(tiny_corpus, tmp_path / "c", steps=1)
+    cfg.init_from = first["export_dir"]
+    cfg.finetune_only = ["hed"]
+    with pytest.raises(ValueError, match="finetune_only"):
+        train_judge(cfg)
+    cfg = _train_cfg(tiny_corpus, tmp_path / "d", steps=1)
+    cfg.finetune_only = ["head"]
+    with pytest.raises(ValueError, match="init_from"):
+        train_judge(cfg)
+
+
 def test_cli_scores_files_and_refuses_bad_input(judge, tmp_path, capsys):
     from promptsep.judge_cli import main
 
