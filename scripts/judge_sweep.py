@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="JSON file of every result")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    judges: dict[str, Judge] = {Path(j).name: Judge.from_pretrained(j) for j in args.judges.split(",") if j.strip()}
+    judges: dict[str, Judge] = {j.strip(): Judge.from_pretrained(j.strip()) for j in args.judges.split(",") if j.strip()}
     alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
     if alphas:
         if not (args.base and args.tuned):
