@@ -109,9 +109,11 @@ def measure(
     first full run gives the memory figure (peak RSS minus RSS before it); then
     ``repeats`` more runs give the median time.
 
+    With ``variants`` the K candidates are prompt variants of ``text`` (``Separator.separate(variants=True)``).
+
     Returns:
         ``{"audio_s", "nfe", "times", "median_s", "rtf", "rss_before_mb", "peak_rss_mb",
-        "peak_delta_mb", "chunks", "threads"}`` (and ``cuda_peak_mb`` on a GPU).
+        "peak_delta_mb", "chunks", "threads", "candidate_texts"}`` (and ``cuda_peak_mb`` on a GPU).
     """
     import torch
 

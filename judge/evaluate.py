@@ -506,16 +506,18 @@ def evaluate_bars(judge, separators: dict[str, Any], corpus_root: str | Path, sp
                         length=max(1, groups))
     sr = int(cfg.sample_rate)
     items = [ds[i] for i in range(groups)]
-    if variants:  # the lookup the Separator's candidates use, over the corpus's label table
+    if variants:  # the lookup the Separator's candidates use: the whole label table, not the split's labels
         from separation.prompt_variants import PromptVariants
 
-        table = PromptVariants(ds.prompts)
+        labels_file = Path(corpus_root) / "labels.json"
+        table = PromptVariants.from_file(labels_file if labels_file.is_file() else None)
         prompts = [table.variants(it["text"]) for it in items]
     else:
         prompts = None
     outs = {}
     for name, sep in separators.items():
-        key = (name, split, groups, seed, float(absent_share), tuple(steps), tuple(seeds), float(segment_s), bool(variants))
+        key = (name, id(sep), str(corpus_root), split, groups, seed, float(absent_share), tuple(steps), tuple(seeds),
+               float(segment_s), bool(variants))
         if memo is not None and key in memo:
             outs[name] = memo[key]
             continue

@@ -58,7 +58,9 @@ def interpolate_judges(base: Judge, tuned: Judge, alpha: float) -> Judge:
     out = copy.deepcopy(base)
     mixed = {k: (sb[k].float() * (1.0 - alpha) + st[k].float() * alpha).to(sb[k].dtype)
              if sb[k].is_floating_point() else sb[k].clone() for k in keys}
-    out.load_state_dict(mixed, strict=False)
+    missing, unexpected = out.load_state_dict(mixed, strict=False)
+    if unexpected or [k for k in missing if k in keys]:
+        raise ValueError(f"interpolated weights do not fit the judge (missing {missing[:5]}, unexpected {unexpected[:5]})")
     return out.eval()
 
 
@@ -84,7 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     f = Path(args.tuned) / "train_result.json"
     if f.is_file():
         tuned_result = json.loads(f.read_text())
-    record = {"interpolated": {"base": str(args.base), "base_sha256": sha256_file(Path(args.base) / "model.safetensors"),
+    base_sha = sha256_file(Path(args.base) / "model.safetensors")
+    parent = (tuned_result.get("init_from") or {}).get("weights_sha256")
+    if parent != base_sha:
+        print(f"judge.soup: warning: {args.tuned} does not record {args.base} as the judge it was fine-tuned from "
+              f"(init_from sha256 {str(parent)[:12]} vs {base_sha[:12]}): WiSE-FT assumes it was", file=sys.stderr)
+    record = {"interpolated": {"base": str(args.base), "base_sha256": base_sha,
                                "tuned": str(args.tuned),
                                "tuned_sha256": sha256_file(Path(args.tuned) / "model.safetensors"),
                                "alpha": float(args.alpha)},

@@ -388,6 +388,12 @@ class JudgeModule(L.LightningModule):
         self._pred: list[torch.Tensor] = []
         self._ref: list[torch.Tensor] = []
 
+    def on_train_batch_start(self, batch, batch_idx):
+        # parts with nothing to train (finetune_only) run as at inference: no dropout on frozen features
+        for mod in self.judge.children():
+            if not any(p.requires_grad for p in mod.parameters()):
+                mod.eval()
+
     def training_step(self, batch, batch_idx):
         out = self.judge.forward_features(batch, batch["text"])
         raw = out[:, :4]
@@ -501,6 +507,19 @@ def train_judge(cfg) -> dict[str, Any]:
     cand_cfg = candidate_config_from(cfg)
     init_from = cfg.get("init_from") or None
     init_info = None
+    lc = cfg.loss
+    if float(lc.get("distill_weight", 0.0)) > 0:  # checked before any work (the cache takes many minutes)
+        from judge.data import KINDS
+
+        if not init_from:
+            raise ValueError("loss.distill_weight > 0 keeps the scores of the judge training starts from: set init_from")
+        kinds = [str(k) for k in (lc.get("distill_kinds") or [])]
+        bad = [k for k in kinds if k not in KINDS]
+        if not kinds or bad:
+            raise ValueError(f"loss.distill_kinds must be a non-empty list of candidate kinds with distill_weight > 0, "
+                             f"got {kinds} (unknown: {bad}); known: {list(KINDS)}")
+    if "codec" in cand_cfg.anchors and not cfg.get("codec_checkpoint"):
+        raise ValueError("candidates.anchors has 'codec' but codec_checkpoint is null: no codec release to round-trip through")
     if init_from:
         # fine-tuning: the release's own architecture, codec, grounding and weights; the `judge:` node is unused
         from judge.model import Judge
@@ -516,6 +535,8 @@ def train_judge(cfg) -> dict[str, Any]:
             for n, prm in judge.named_parameters():
                 if not any(n.startswith(o + ".") for o in only):
                     prm.requires_grad_(False)
+            if not any(p.requires_grad for p in judge.parameters()):
+                raise ValueError(f"finetune_only={only}: nothing left to train (those parts are frozen)")
         init_info = {"path": str(init_from), "weights_sha256": sha256_file(Path(init_from) / "model.safetensors"),
                      "finetune_only": only}
         logger.info("judge initialised from %s (its config replaces the judge: node)", init_from)
@@ -529,7 +550,7 @@ def train_judge(cfg) -> dict[str, Any]:
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            codec_for_data = build_codec(jcfg.codec).eval()
+            codec_for_data = build_codec(judge.cfg.codec).eval()
     seps = [str(p) for p in (cfg.get("separator_checkpoints") or [])]
     sep = seps or None
     meta = {"mix": dataclasses.asdict(mix_cfg), "cand": dataclasses.asdict(cand_cfg), "seed": int(cfg.seed),
@@ -537,7 +558,7 @@ def train_judge(cfg) -> dict[str, Any]:
             # codec release invalidates the cache
             "codec": judge.cfg.codec_sha256 or _fingerprint(judge.cfg.codec.to_dict()), "separators": [_release_fingerprint(p) for p in seps],
             "targets": int(cand_cfg.grade_recipe),
-            "hand": bool(jcfg.hand_features), "bands": int(jcfg.bands), "root": str(cfg.data.root),
+            "hand": bool(judge.cfg.hand_features), "bands": int(judge.cfg.bands), "root": str(cfg.data.root),
             "clap": judge.cfg.clap_sha256}
     t0 = time.time()
     val_groups = int(cfg.val.groups)
@@ -557,8 +578,6 @@ def train_judge(cfg) -> dict[str, Any]:
     logger.info("feature cache: %d train pairs (%.0f s)", train_cache.num_pairs, cache_seconds)
 
     if float(cfg.loss.get("distill_weight", 0.0)) > 0:
-        if not init_from:
-            raise ValueError("loss.distill_weight > 0 keeps the scores of the judge training starts from: set init_from")
         # the starting judge's normalised scores on every cached pair, computed once before any step
         train_cache.distill = predict_cached(judge, train_cache.all_pairs(), raw=True)
         logger.info("distillation targets: the starting judge's scores on %d pairs", train_cache.num_pairs)

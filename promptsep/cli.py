@@ -325,6 +325,8 @@ def _plan(args: argparse.Namespace) -> tuple[list[_Job], str | None, list | None
         else:
             raise CliError(f"--candidates {args.candidates} needs a way to rank them: give --text (ranked by the "
                            "judge) or --span (ranked by span activity), or use --candidates 1")
+    if args.variants and args.candidates == 1:
+        print("promptsep separate: warning: --variants only changes anything with --candidates K > 1", file=sys.stderr)
     if args.judge and ranker != "judge":
         raise CliError("--judge is only used with --ranker judge (or --candidates K with --text)")
     # destination and template
@@ -527,7 +529,7 @@ def separate_main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"input": str(job.path), "target": str(job.target), "residual": str(job.residual),
                               "seconds": round(info["seconds"], 3), "audio_seconds": round(info["audio_seconds"], 3),
                               "steps": info["steps"], "method": info["method"], "checkpoint": args.checkpoint,
-                              **({"candidate_texts": info["candidate_texts"]} if info.get("candidate_texts") else {})}))
+                              **({"candidate_texts": info["candidate_texts"]} if any(info.get("candidate_texts") or []) else {})}))
         else:
             bar.clear()
             print(f"{job.path} -> {job.target}, {job.residual}")

@@ -36,6 +36,9 @@ def summary(r: dict) -> dict[str, float | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Score the judges (see the module docstring); returns the exit status."""
+    import os
+
     from judge.evaluate import evaluate_bars
     from judge.model import Judge
     from judge.soup import interpolate_judges
@@ -47,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--base", default=None, help="WiSE-FT: the release fine-tuning started from")
     p.add_argument("--tuned", default=None, help="WiSE-FT: its fine-tuned copy")
     p.add_argument("--alphas", default="", help="WiSE-FT weights of the tuned judge, e.g. 0.25,0.5,0.75")
-    p.add_argument("--corpus", default="/work/corpus")
+    p.add_argument("--corpus", default=os.environ.get("PROMPTSEP_CORPUS", "/work/corpus"),
+                   help="corpus root (default: $PROMPTSEP_CORPUS, else /work/corpus)")
     p.add_argument("--split", default="valid")
     p.add_argument("--groups", type=int, default=64)
     p.add_argument("--seed", type=int, default=1237, help="mixture seed (judge.evaluate's default --seed 1234 + 3)")

@@ -10,7 +10,10 @@
   chunked too, so memory stays flat in length.
 - ``candidates=K`` draws K results with different noise and keeps the best by a ranker
   (``"judge"``: a learned judge's overall score; ``"activity"``: agreement of the
-  target's sound activity with the span prompt).
+  target's sound activity with the span prompt). With ``refine="wiener"`` every candidate is
+  refined before it is ranked (the ranker scores what the user gets); ``variants=True`` also
+  prompts candidates 2..K with other wordings of a known label's text
+  (:mod:`separation.prompt_variants`).
 """
 
 from __future__ import annotations
@@ -705,8 +708,9 @@ class Separator:
             if ranker == "judge":
                 if self.judge is None:
                     raise ValueError("ranker='judge' needs a Separator with a judge (judge=...)")
-                if hasattr(self.judge, "score_batch"):  # the K candidates in one padded batch
-                    got = self.judge.score_batch([mix[j, :, :n]] * k, list(cands), [texts[o] or ""] * k, sr)
+                if hasattr(self.judge, "score_batch"):  # the K candidates in padded batches, one at a time when long
+                    per = k if n <= 30 * sr else 1
+                    got = self.judge.score_batch([mix[j, :, :n]] * k, list(cands), [texts[o] or ""] * k, sr, batch_size=per)
                 else:
                     got = [self.judge.score(mix[j, :, :n], cands[i], texts[o] or "", sr) for i in range(k)]
                 scores[j] = torch.tensor([float(g.overall) for g in got])

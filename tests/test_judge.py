@@ -319,6 +319,13 @@ def _train_cfg(tiny_corpus, tmp_path, steps=3, separators=()):
         ])
 
 
+def train_judge_export(tiny_corpus, tmp_path) -> str:
+    """A one-step judge release (for fine-tuning tests)."""
+    from judge.train import train_judge
+
+    return train_judge(_train_cfg(tiny_corpus, tmp_path / "base", steps=1))["export_dir"]
+
+
 def test_train_judge_runs_resumes_and_exports(tiny_corpus, tmp_path):
     from judge.model import Judge
     from judge.train import train_judge
@@ -427,6 +434,14 @@ def test_distillation_keeps_the_starting_judges_scores(tiny_corpus, tmp_path):
     cfg.loss.distill_weight = 1.0
     with pytest.raises(ValueError, match="init_from"):
         train_judge(cfg)
+    for kinds in ([], ["mixtrue"]):  # an empty or misspelt kind list would silently turn distillation off
+        cfg = _train_cfg(tiny_corpus, tmp_path / "e", steps=1)
+        cfg.init_from = first["export_dir"]
+        cfg.loss.distill_weight = 1.0
+        cfg.loss.distill_kinds = kinds
+        with pytest.raises(ValueError, match="distill_kinds"):
+            train_judge(cfg)
+    assert not (tmp_path / "d" / "run" / "cache").exists() and not (tmp_path / "e" / "run" / "cache").exists()
 
 
 def test_fine_tuning_only_the_head(tiny_corpus, tmp_path):
@@ -455,6 +470,27 @@ def test_fine_tuning_only_the_head(tiny_corpus, tmp_path):
     cfg.finetune_only = ["head"]
     with pytest.raises(ValueError, match="init_from"):
         train_judge(cfg)
+    cfg = _train_cfg(tiny_corpus, tmp_path / "f", steps=1)
+    cfg.init_from = first["export_dir"]
+    cfg.finetune_only = ["text_encoder"]  # frozen already: nothing left to train
+    with pytest.raises(ValueError, match="nothing left to train"):
+        train_judge(cfg)
+
+
+def test_frozen_parts_run_without_dropout_while_the_head_trains(tiny_corpus, tmp_path):
+    """With finetune_only the frozen layers are in eval mode during training steps (no dropout on the
+    features the head learns from), the trained part in train mode."""
+    from judge.train import JudgeModule
+    from judge.model import Judge
+
+    first = train_judge_export(tiny_corpus, tmp_path)
+    judge = Judge.from_pretrained(first)
+    for n, p in judge.named_parameters():
+        p.requires_grad_(n.startswith("head."))
+    module = JudgeModule(judge, _train_cfg(tiny_corpus, tmp_path / "x", steps=1))
+    module.train()
+    module.on_train_batch_start(None, 0)
+    assert judge.head.training and not judge.audio_blocks.training and not judge.fusion_blocks.training
 
 
 def test_cli_scores_files_and_refuses_bad_input(judge, tmp_path, capsys):

@@ -135,7 +135,7 @@ def test_separator_probes_pairs_every_variant_with_the_recommended_setting(tiny_
             mod.main([str(ckpt), "--corpus", tiny_corpus, *bad])
 
 
-def test_judge_sweep_scores_judges_and_interpolations_on_one_candidate_set(tiny_corpus, tmp_path, capsys):
+def test_judge_sweep_scores_judges_and_interpolations_on_one_candidate_set(tiny_corpus, tmp_path, capsys, monkeypatch):
     """scripts/judge_sweep.py: a judge scored directly and as WiSE-FT alpha 0 of itself give the same bars
     (same candidates, generated once per mode); the variants mode is reported beside the seeds mode."""
     from judge.model import JudgeConfig, build_judge
@@ -150,6 +150,11 @@ def test_judge_sweep_scores_judges_and_interpolations_on_one_candidate_set(tiny_
     torch.manual_seed(1)
     other = build_judge(cfg).eval().save_pretrained(tmp_path / "j1")
     mod = _script("judge_sweep")
+    import judge.evaluate as ev
+
+    calls = []
+    real = ev.separator_outputs
+    monkeypatch.setattr(ev, "separator_outputs", lambda *a, **k: calls.append(1) or real(*a, **k))
     out = tmp_path / "sweep.json"
     assert mod.main(["--separator", str(sep), "--judges", str(base), "--base", str(base), "--tuned", str(other),
                      "--alphas", "0", "--corpus", tiny_corpus, "--split", "valid", "--groups", "3", "--seeds", "2",
@@ -160,5 +165,6 @@ def test_judge_sweep_scores_judges_and_interpolations_on_one_candidate_set(tiny_
     assert mod.summary(res[f"{j0} | seeds"]) == mod.summary(res["wise-ft 0 | seeds"])
     assert res[f"{j0} | variants"]["candidates_from"] != res[f"{j0} | seeds"]["candidates_from"]
     assert "wise-ft 0 variants" in capsys.readouterr().out
+    assert len(calls) == 2  # the candidates are generated once per mode and shared by both judges
     with pytest.raises(SystemExit):
         mod.main(["--separator", str(sep), "--alphas", "0.5", "--out", str(out)])

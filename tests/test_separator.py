@@ -149,6 +149,18 @@ def test_prompt_variant_candidates(checkpoint):
     torch.testing.assert_close(res.target, alone.target, rtol=1e-4, atol=1e-5)
     plain = sep.separate(x, SR, text="acoustic guitar", candidates=3, steps=1, ranker=ranker)  # default: off
     assert not torch.allclose(plain.target, res.target, atol=1e-4)
+    # a batch of a stereo and a mono item (3 rows x 3 candidates): every row's pick (the last candidate) is
+    # the same batch prompted with that wording throughout, at the same noise rows, raw and refined
+    x2 = wav(1.0, channels=2, seed=3)
+    both = sep.separate_batch([x2, x], [SR, SR], ["acoustic guitar", "guitar playing"], candidates=3, steps=1,
+                              ranker=ranker, variants=True, keep_raw=True)
+    assert both[1].info["candidate_texts"] == ["guitar playing", "acoustic guitar", "nylon string guitar"]
+    want = sep.separate_batch([x2, x], [SR, SR], ["nylon string guitar"] * 2, candidates=3, steps=1, ranker=ranker,
+                              keep_raw=True)
+    for got_i, want_i in zip(both, want):
+        torch.testing.assert_close(got_i.target, want_i.target, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got_i.raw[0], want_i.raw[0], rtol=1e-4, atol=1e-5)
+        assert got_i.target.shape == want_i.target.shape
     assert sep.separate(x, SR, text="a kazoo", candidates=2, steps=1, ranker=ranker, variants=True).info["candidate_texts"] == \
         ["a kazoo", "a kazoo"]
 
