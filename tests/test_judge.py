@@ -480,8 +480,8 @@ def test_fine_tuning_only_the_head(tiny_corpus, tmp_path):
 def test_frozen_parts_run_without_dropout_while_the_head_trains(tiny_corpus, tmp_path):
     """With finetune_only the frozen layers are in eval mode during training steps (no dropout on the
     features the head learns from), the trained part in train mode."""
-    from judge.train import JudgeModule
     from judge.model import Judge
+    from judge.train import JudgeModule
 
     first = train_judge_export(tiny_corpus, tmp_path)
     judge = Judge.from_pretrained(first)
