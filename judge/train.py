@@ -389,7 +389,10 @@ class JudgeModule(L.LightningModule):
         self._ref: list[torch.Tensor] = []
 
     def on_train_batch_start(self, batch, batch_idx):
-        # parts with nothing to train (finetune_only) run as at inference: no dropout on frozen features
+        # train mode for the judge's own layers (dropout as configured: building the feature cache leaves the
+        # judge in eval mode, and Lightning keeps a module's mode), while parts with nothing to train
+        # (finetune_only; Judge.train keeps the codec, text encoder and clap in eval) run as at inference
+        self.judge.train()
         for mod in self.judge.children():
             if not any(p.requires_grad for p in mod.parameters()):
                 mod.eval()

@@ -491,6 +491,28 @@ def test_frozen_parts_run_without_dropout_while_the_head_trains(tiny_corpus, tmp
     module.train()
     module.on_train_batch_start(None, 0)
     assert judge.head.training and not judge.audio_blocks.training and not judge.fusion_blocks.training
+    # in a real fine-tuning run: the trained part has dropout on (a release loads in eval mode), the frozen part off
+    from judge.train import train_judge
+
+    seen = []
+    step = JudgeModule.training_step
+
+    def spy(self, batch, batch_idx):
+        seen.append((self.judge.head.training, self.judge.audio_blocks.training))
+        return step(self, batch, batch_idx)
+
+    JudgeModule.training_step = spy
+    try:
+        cfg = _train_cfg(tiny_corpus, tmp_path / "y", steps=2)
+        cfg.init_from = first
+        cfg.finetune_only = ["head"]
+        train_judge(cfg)
+        cfg = _train_cfg(tiny_corpus, tmp_path / "z", steps=1)
+        cfg.init_from = first
+        train_judge(cfg)
+    finally:
+        JudgeModule.training_step = step
+    assert seen == [(True, False), (True, False), (True, True)]
 
 
 def test_cli_scores_files_and_refuses_bad_input(judge, tmp_path, capsys):
