@@ -364,8 +364,7 @@ def predict_cached(judge, pairs: list[dict[str, Any]], batch_size: int = 64, raw
     out = []
     for s in range(0, len(pairs), batch_size):
         b = collate_features(pairs[s : s + batch_size])
-        with torch.no_grad():
-            y = judge.forward_features(b, b["text"])
+        y = judge.forward_features(b, b["text"])
         out.append((y[:, :4] if raw else judge.denormalise(y)).cpu())
     judge.train(was)
     return torch.cat(out) if out else torch.zeros(0, 4)
@@ -511,7 +510,8 @@ def train_judge(cfg) -> dict[str, Any]:
     init_from = cfg.get("init_from") or None
     init_info = None
     lc = cfg.loss
-    if float(lc.get("distill_weight", 0.0)) > 0:  # checked before any work (the cache takes many minutes)
+    distill = float(lc.get("distill_weight", 0.0)) > 0
+    if distill:  # checked before any work (the cache takes many minutes)
         from judge.data import KINDS
 
         if not init_from:
@@ -580,7 +580,7 @@ def train_judge(cfg) -> dict[str, Any]:
     train_cache = FeatureCache(out_dir / "cache" / "train", seed=int(cfg.seed))
     logger.info("feature cache: %d train pairs (%.0f s)", train_cache.num_pairs, cache_seconds)
 
-    if float(cfg.loss.get("distill_weight", 0.0)) > 0:
+    if distill:
         # the starting judge's normalised scores on every cached pair, computed once before any step
         train_cache.distill = predict_cached(judge, train_cache.all_pairs(), raw=True)
         logger.info("distillation targets: the starting judge's scores on %d pairs", train_cache.num_pairs)

@@ -346,22 +346,14 @@ class Separator:
         res = self._decode(x1[..., c:], n_max)
 
         _check_finite(tgt, res, "generated stems")
-        # the ranker scores what the user gets: with K > 1 every candidate is refined before ranking
+        # every candidate is refined before ranking: the ranker scores what the user gets
         t_refine = time.perf_counter()
-        ref_t = ref_r = None
-        if refine == "wiener" and k > 1:
-            ref_t, ref_r = self.wiener(mix.repeat_interleave(k, 0), tgt, res)
+        out_t, out_r = self.wiener(mix.repeat_interleave(k, 0), tgt, res) if refine == "wiener" else (tgt, res)
         t_refine = time.perf_counter() - t_refine
-        best, scores = self._rank(mix, tgt if ref_t is None else ref_t, k, owners, texts, spans, ranker, lengths)
+        best, scores = self._rank(mix, out_t, k, owners, texts, spans, ranker, lengths)
         pick = torch.arange(len(rows)) * k + best
-        tgt, res = tgt[pick], res[pick]
-        raw = (tgt / gain, res / gain) if keep_raw else None
-        t0 = time.perf_counter()
-        if ref_t is not None:
-            tgt, res = ref_t[pick], ref_r[pick]
-        elif refine == "wiener":
-            tgt, res = self.wiener(mix, tgt, res)
-        t_refine += time.perf_counter() - t0
+        raw = (tgt[pick] / gain, res[pick] / gain) if keep_raw else None
+        tgt, res = out_t[pick], out_r[pick]
         tgt = tgt / gain  # back to the input's level
         elapsed = time.perf_counter() - t_start
 
